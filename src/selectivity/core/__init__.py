@@ -1,0 +1,24 @@
+"""The science: pure tensor functions and the three objects built on them."""
+
+from .functional import DEFAULT_EPS, class_means, selectivity_index
+from .meter import SelectivityMeter, SelectivityResult
+from .probe import LayerSelectionError, Probe, default_layers, resolve_layers, unit_activations
+from .regularizer import SelectivityRegularizer
+from .schedule import EpochWindow, LinearWarmup, constant
+
+__all__ = [
+    "DEFAULT_EPS",
+    "EpochWindow",
+    "LayerSelectionError",
+    "LinearWarmup",
+    "Probe",
+    "SelectivityMeter",
+    "SelectivityRegularizer",
+    "SelectivityResult",
+    "class_means",
+    "constant",
+    "default_layers",
+    "resolve_layers",
+    "selectivity_index",
+    "unit_activations",
+]

@@ -1,0 +1,206 @@
+"""SelectivityMeter: class selectivity of every unit, streamed over a whole dataset."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+
+from .functional import DEFAULT_EPS, _check_inputs, _class_sums, _means_from_sums, _selectivity_from_sums
+from .probe import LayerSpec, Probe, unit_activations
+
+__all__ = ["SelectivityMeter", "SelectivityResult"]
+
+NEGATIVE_WARNING = (
+    "layer {name!r} has negative activations: SI assumes non-negative responses (measure after the "
+    "ReLU), so its values may fall outside [0, 1]"
+)
+
+
+@dataclass
+class SelectivityResult:
+    """Selectivity of a network, as computed by :class:`SelectivityMeter`.
+
+    Attributes:
+        per_unit: layer name -> (U,) SI of each unit (float64, on the CPU).
+        per_layer: layer name -> mean SI over the layer's units.
+        mean: network selectivity, the mean over layers of the layer means.
+        class_means: layer name -> (C, U) class-conditional means (NaN rows: absent classes).
+        counts: (C,) samples seen per class.
+    """
+
+    per_unit: dict[str, Tensor]
+    per_layer: dict[str, float]
+    mean: float
+    class_means: dict[str, Tensor] = field(repr=False)
+    counts: Tensor = field(repr=False)
+
+    def to_frame(self):
+        """One row per unit: layer, layer_index, unit, si, preferred_class, mu_max."""
+        import pandas as pd
+
+        frames = []
+        for index, (name, si) in enumerate(self.per_unit.items()):
+            means = self.class_means[name].nan_to_num(nan=float("-inf"))
+            mu_max, preferred = means.max(dim=0)
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "layer": name,
+                        "layer_index": index,
+                        "unit": range(si.numel()),
+                        "si": si.numpy(),
+                        "preferred_class": preferred.numpy(),
+                        "mu_max": mu_max.numpy(),
+                    }
+                )
+            )
+        return pd.concat(frames, ignore_index=True)
+
+
+class SelectivityMeter:
+    r"""Stream a dataset through a model and compute the selectivity of every unit.
+
+    The state is fixed-shape float64: per layer the class sums (C, U), and the class counts
+    (C,) shared by all layers. ``update`` only adds, ``compute`` only divides, so streaming
+    in any batch sizes gives the numbers of one full batch, and states of several processes
+    sum (:meth:`merge`, or an all-reduce under ``torch.distributed``).
+
+    .. math:: SI = \frac{\mu_{max} - \mu_{-max}}{\mu_{max} + \mu_{-max} + \epsilon}
+
+    Args:
+        model (nn.Module | None): the network; None to feed activations yourself with
+            :meth:`update_activations`.
+        num_classes (int): C.
+        layers: module names, glob patterns or modules; None for the model's default layers
+            (residual block outputs). Default: None.
+        eps (float): SI's guard against 0/0. Default: 1e-7.
+
+    The meter does not change the model's mode: call ``model.eval()`` first to measure a
+    trained network as the papers do.
+
+    Example::
+
+        >>> net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+        >>> meter = SelectivityMeter(net, num_classes=2, layers="1")
+        >>> meter.update_activations({"1": torch.tensor([[1.0, 1.0], [0.0, 1.0]])}, torch.tensor([0, 1]))
+        >>> meter.compute().per_unit["1"].round(decimals=4)
+        tensor([1., 0.], dtype=torch.float64)
+    """
+
+    def __init__(self, model: nn.Module | None, num_classes: int, layers: LayerSpec = None, eps: float = DEFAULT_EPS):
+        if not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        self.num_classes = num_classes
+        self.eps = eps
+        self.model = model
+        self.probe = Probe(model, layers, detach=True) if model is not None else None
+        self.layers: list[str] | None = list(self.probe.layers) if self.probe else None
+        self.sums: dict[str, Tensor] = {}
+        self.counts: Tensor | None = None
+        self._warned_negative: set[str] = set()
+
+    # -- update -------------------------------------------------------------------------
+    @torch.no_grad()
+    def update(self, x: Tensor, y: Tensor) -> None:
+        """Run the model on a batch (without grad) and add its activations to the state."""
+        if self.probe is None:
+            raise RuntimeError("this meter has no model: use update_activations(acts, labels)")
+        self.model(x)
+        self.update_activations(self.probe.collect(batch_size=y.shape[0]), y)
+
+    @torch.no_grad()
+    def update_activations(self, acts: dict[str, Tensor] | Tensor, labels: Tensor) -> None:
+        """Add precomputed activations: a dict layer -> (N, U) or (N, U, H, W), or one tensor."""
+        if isinstance(acts, Tensor):
+            if self.layers is not None and len(self.layers) != 1:
+                raise ValueError(f"this meter measures {len(self.layers)} layers: pass a dict layer -> activations")
+            acts = {self.layers[0] if self.layers else "layer": acts}
+        if self.layers is None:
+            self.layers = list(acts)
+        if set(acts) != set(self.layers):
+            raise ValueError(f"activations are for layers {sorted(acts)}, expected {sorted(self.layers)}")
+        labels = labels.to(next(iter(acts.values())).device)
+        for name in self.layers:
+            unit_acts = acts[name] if acts[name].ndim == 2 else unit_activations(acts[name], name)
+            _check_inputs(unit_acts, labels, self.num_classes)
+            self._warn_if_negative(name, unit_acts)
+            sums, counts = _class_sums(unit_acts, labels, self.num_classes, dtype=torch.float64)
+            if name not in self.sums:
+                self.sums[name] = torch.zeros_like(sums)
+            elif self.sums[name].shape != sums.shape:
+                raise ValueError(
+                    f"layer {name!r} has {sums.shape[1]} units in this batch but {self.sums[name].shape[1]} before"
+                )
+            self.sums[name] += sums
+        if self.counts is None:
+            self.counts = torch.zeros_like(counts)
+        self.counts += counts
+
+    def _warn_if_negative(self, name: str, unit_acts: Tensor) -> None:
+        if name in self._warned_negative or not bool((unit_acts < 0).any()):
+            return
+        self._warned_negative.add(name)
+        warnings.warn(NEGATIVE_WARNING.format(name=name), RuntimeWarning, stacklevel=4)
+
+    # -- state --------------------------------------------------------------------------
+    def merge(self, other: "SelectivityMeter") -> None:
+        """Add another meter's state to this one (shards of one dataset)."""
+        if other.counts is None:
+            return
+        if self.counts is None:
+            self.layers = list(other.layers)
+            self.sums = {n: torch.zeros_like(s) for n, s in other.sums.items()}
+            self.counts = torch.zeros_like(other.counts)
+        if set(other.sums) != set(self.sums):
+            raise ValueError(f"cannot merge meters of layers {sorted(other.sums)} into {sorted(self.sums)}")
+        for name, s in other.sums.items():
+            self.sums[name] += s.to(self.sums[name].device)
+        self.counts += other.counts.to(self.counts.device)
+
+    def _reduced_state(self) -> tuple[dict[str, Tensor], Tensor]:
+        """The state summed over all ranks when torch.distributed is running (copies)."""
+        if self.counts is None:
+            raise RuntimeError("the meter has seen no data: call update() first")
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self.sums, self.counts
+        sums = {n: s.clone() for n, s in self.sums.items()}
+        counts = self.counts.clone()
+        for tensor in (*sums.values(), counts):
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return sums, counts
+
+    def compute(self) -> SelectivityResult:
+        """Divide: per-unit SI, per-layer means and the network mean (summed over ranks)."""
+        sums, counts = self._reduced_state()
+        per_unit = {n: _selectivity_from_sums(sums[n], counts, self.eps).cpu() for n in self.layers}
+        per_layer = {n: float(si.mean()) for n, si in per_unit.items()}
+        means = {n: _means_from_sums(sums[n], counts).cpu() for n in self.layers}
+        return SelectivityResult(
+            per_unit=per_unit,
+            per_layer=per_layer,
+            mean=sum(per_layer.values()) / len(per_layer),
+            class_means=means,
+            counts=counts.cpu(),
+        )
+
+    def reset(self) -> None:
+        """Forget everything seen; layers and hooks stay."""
+        self.sums = {}
+        self.counts = None
+        if self.probe is not None:
+            self.probe.clear()
+
+    def close(self) -> None:
+        """Remove the hooks from the model."""
+        if self.probe is not None:
+            self.probe.close()
+
+    def __enter__(self) -> "SelectivityMeter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,61 @@
+"""Schedules for alpha: a multiplier in [0, 1] as a function of the step and the epoch.
+
+A schedule is any callable ``schedule(step, epoch) -> float``; the regularizer uses
+``alpha * schedule(step, epoch)``. ``epoch`` is fractional (epoch 2.5 = half-way through the
+third epoch) when the regularizer knows the steps per epoch, and None when it does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+__all__ = ["Schedule", "LinearWarmup", "EpochWindow", "constant"]
+
+Schedule = Callable[[int, "float | None"], float]
+
+
+def _need_epoch(name: str) -> ValueError:
+    return ValueError(
+        f"the {name} schedule counts in epochs but the regularizer does not know the epoch: pass "
+        "steps_per_epoch=len(train_loader), or call reg.set_epoch(epoch) each epoch, or schedule=None"
+    )
+
+
+def constant(step: int, epoch: float | None) -> float:
+    """Full alpha from the first step."""
+    return 1.0
+
+
+@dataclass(frozen=True)
+class LinearWarmup:
+    """alpha rises linearly from 0 to its full value over the first ``epochs`` epochs.
+
+    The papers' default (an open choice there): 5 epochs. ``epochs=0`` is no warm-up.
+    """
+
+    epochs: float = 5.0
+
+    def __call__(self, step: int, epoch: float | None) -> float:
+        if self.epochs <= 0:
+            return 1.0
+        if epoch is None:
+            raise _need_epoch("linear warm-up")
+        return min(1.0, max(0.0, epoch / self.epochs))
+
+
+@dataclass(frozen=True)
+class EpochWindow:
+    """Full alpha inside the epoch range [start, end), none outside it.
+
+    The follow-up paper (Ranadive et al. 2023) regularizes only in chosen epoch ranges, e.g.
+    the first epochs, where class selectivity emerges. ``end=None`` means to the end.
+    """
+
+    start: float = 0.0
+    end: float | None = None
+
+    def __call__(self, step: int, epoch: float | None) -> float:
+        if epoch is None:
+            raise _need_epoch("epoch window")
+        return 1.0 if epoch >= self.start and (self.end is None or epoch < self.end) else 0.0
