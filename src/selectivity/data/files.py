@@ -1,0 +1,161 @@
+"""A read-only view of a folder or a zip file: sorted relative paths -> bytes.
+
+Sources (CIFAR pickles, Tiny ImageNet, ImageFolder) are written once against
+:class:`FileTree`, so each works the same from a folder and from a zip. Names are
+relative POSIX paths (``train/cat/0001.jpg``); folders themselves are not listed.
+Junk that archivers and file browsers leave (``__MACOSX/``, any path component that
+starts with ``.``, such as ``.DS_Store``) is skipped.
+
+Fingerprints (:meth:`FileTree.fingerprint`), used to notice a changed source:
+
+- zip: sha256 of the zip file's bytes (about 0.3 s for a 60 MB zip).
+- folder, ``contents=True``: sha256 over the sorted relative paths, sizes and file
+  contents. Used for the few large CIFAR pickle files, where it costs one read.
+- folder, ``contents=False``: sha256 over the sorted relative paths, sizes, mtimes and
+  ctimes (nanoseconds), from ``stat`` alone. Used for image folders: hashing the contents
+  of the 60,000 CIFAR-10 JPEGs took 0.6 s with a warm page cache and 5 s cold, while
+  ``stat`` takes 0.2 s, and a cached load should not cost seconds. An edit that keeps a
+  file's size and resets its mtime still changes its ctime, which no user tool can set.
+  Blind spot: the kernel stamps times from a coarse clock (a few ms), so a same-size
+  rewrite within the same tick as the file's previous change, with the mtime reset, would
+  go unnoticed; delete the cache entry (or pass a fresh ``cache_dir``) after such edits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import zipfile
+from pathlib import Path
+
+from .errors import DatasetError
+
+
+def _is_junk(name: str) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
+
+
+class FileTree:
+    """Base class: ``names`` (sorted relative paths), ``read(name)``, ``where(name)``."""
+
+    kind = ""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.names: list[str] = []
+
+    def read(self, name: str) -> bytes:
+        raise NotImplementedError
+
+    def where(self, name: str) -> str:
+        """``name`` spelled for error messages: the on-disk path, or ``zip:member``."""
+        return f"{self.path}/{name}"
+
+    def fingerprint(self, contents: bool) -> dict[str, str]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def spec(self) -> tuple[str, str]:
+        """``(kind, path)``: enough to reopen this tree in another process."""
+        return self.kind, str(self.path)
+
+
+class DirTree(FileTree):
+    """A folder on disk; symlinked folders are followed (each real folder once)."""
+
+    kind = "dir"
+
+    def __init__(self, path: Path, scan: bool = True):
+        super().__init__(path)
+        if scan:
+            self.names = self._scan(path)
+
+    @staticmethod
+    def _scan(path: Path) -> list[str]:
+        seen: set[tuple[int, int]] = set()
+        names = []
+        for dirpath, dirnames, filenames in os.walk(path, followlinks=True):
+            st = os.stat(dirpath)
+            if (st.st_dev, st.st_ino) in seen:  # a symlink loop
+                dirnames[:] = []
+                continue
+            seen.add((st.st_dev, st.st_ino))
+            rel = Path(dirpath).relative_to(path).as_posix()
+            prefix = "" if rel == "." else rel + "/"
+            names.extend(prefix + f for f in filenames)
+        return sorted(n for n in names if not _is_junk(n))
+
+    def read(self, name: str) -> bytes:
+        try:
+            return (self.path / name).read_bytes()
+        except OSError as e:
+            raise DatasetError(f"cannot read {self.where(name)}: {e.strerror or e}") from None
+
+    def fingerprint(self, contents: bool) -> dict[str, str]:
+        h = hashlib.sha256()
+        for name in self.names:
+            st = os.stat(self.path / name)
+            h.update(f"{name}\0{st.st_size}\0".encode())
+            if contents:
+                h.update(self.read(name))
+            else:
+                h.update(f"{st.st_mtime_ns}\0{st.st_ctime_ns}\n".encode())
+        method = "sha256(paths+sizes+contents)" if contents else "sha256(paths+sizes+mtimes+ctimes)"
+        return {"method": method, "sha256": h.hexdigest()}
+
+
+class ZipTree(FileTree):
+    """A zip file, read member by member (stored or deflated)."""
+
+    kind = "zip"
+
+    def __init__(self, path: Path):
+        super().__init__(path)
+        try:
+            self._zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as e:
+            raise DatasetError(f"cannot open zip {path}: {e}") from None
+        self.names = sorted(
+            i.filename for i in self._zip.infolist() if not i.is_dir() and not _is_junk(i.filename)
+        )
+
+    def read(self, name: str) -> bytes:
+        try:
+            return self._zip.read(name)
+        except (zipfile.BadZipFile, OSError, KeyError, ValueError, NotImplementedError) as e:
+            raise DatasetError(f"cannot read {self.where(name)}: {e}") from None
+
+    def where(self, name: str) -> str:
+        return f"{self.path}:{name}"
+
+    def fingerprint(self, contents: bool = True) -> dict[str, str]:
+        return zip_fingerprint(self.path)
+
+    def close(self) -> None:
+        self._zip.close()
+
+
+def sha256_file(path: str | Path) -> str:
+    """Hex sha256 of a file's bytes, read in 4 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def zip_fingerprint(path: str | Path) -> dict[str, str]:
+    """``{'method': 'sha256(zip file)', 'sha256': ...}``; needs no parsing of the zip."""
+    return {"method": "sha256(zip file)", "sha256": sha256_file(path)}
+
+
+def open_tree(path: str | Path, scan: bool = True) -> FileTree:
+    """A :class:`DirTree` for a folder, a :class:`ZipTree` for anything else that exists.
+
+    ``scan=False`` skips listing a folder's files (``names`` stays empty), for a process
+    that only reads files it was told about.
+    """
+    path = Path(path)
+    return DirTree(path, scan) if path.is_dir() else ZipTree(path)
