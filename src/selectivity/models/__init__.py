@@ -1,0 +1,169 @@
+"""The model zoo: a registry from names to builders, ``create_model`` and ``list_models``.
+
+A registered name is its builder's function name, so ``grep "def resnet20"`` finds it.
+Every model takes images in [0, 1] (its first module is a :class:`Normalize`) and lists
+the module names the selectivity tools use by default in ``model.selectivity_layers``.
+
+=============  =====  ===========================================  ===================
+name           input  architecture                                 selectivity layers
+=============  =====  ===========================================  ===================
+resnet20       32 px  CIFAR ResNet-20 (He et al. 2016)             9 residual blocks
+resnet18       64 px  Tiny ImageNet ResNet-18 (Leavitt & Morcos)   8 residual blocks
+resnet50       64 px  Tiny ImageNet ResNet-50 (Leavitt & Morcos)   16 residual blocks
+vgg16_bn       32 px  CIFAR VGG16-BN (Simonyan & Zisserman 2015)   13 conv ReLUs
+resnet_demo    32 px  three-block ResNet for CPU demos (no paper)  3 residual blocks
+=============  =====  ===========================================  ===================
+
+A model of one's own is named ``"package.module:factory"``: the module is imported and
+``factory(num_classes=..., **kwargs)`` is called.
+"""
+
+import difflib
+import importlib
+import inspect
+import numbers
+from collections.abc import Callable
+from fnmatch import fnmatchcase
+from typing import Any
+
+from torch import nn
+
+from .layers import CIFAR10_MEAN, CIFAR10_STD, TINY_IMAGENET_MEAN, TINY_IMAGENET_STD, Normalize
+from .resnet import ResNet, resnet18, resnet20, resnet50, resnet_demo
+from .vgg import VGG, vgg16_bn
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "MODELS",
+    "TINY_IMAGENET_MEAN",
+    "TINY_IMAGENET_STD",
+    "VGG",
+    "Normalize",
+    "ResNet",
+    "create_model",
+    "list_models",
+    "resnet18",
+    "resnet20",
+    "resnet50",
+    "resnet_demo",
+    "vgg16_bn",
+]
+
+MODELS: dict[str, Callable[..., nn.Module]] = {
+    "resnet20": resnet20,
+    "resnet18": resnet18,
+    "resnet50": resnet50,
+    "vgg16_bn": vgg16_bn,
+    "resnet_demo": resnet_demo,
+}
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    """Sorted registered names matching a shell-style glob (case-sensitive).
+
+    Example::
+
+        >>> list_models("resnet*")
+        ['resnet18', 'resnet20', 'resnet50', 'resnet_demo']
+    """
+    return sorted(name for name in MODELS if fnmatchcase(name, pattern))
+
+
+def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
+    """Build a registered model, or a model of one's own from ``"package.module:factory"``.
+
+    Keyword arguments whose value is ``None`` are dropped, so an unset option keeps the
+    builder's default.
+
+    Args:
+        name (str): a name from :func:`list_models`, or ``"package.module:factory"`` where
+            ``factory`` (dotted attributes allowed) is a callable that takes
+            ``num_classes=`` and returns a ``torch.nn.Module``.
+        num_classes (int): number of classes, at least 2.
+        **kwargs: passed on to the builder (e.g. ``shortcut="B"``, ``mean=``, ``std=``).
+
+    Raises:
+        ValueError: unknown name (the message lists the registered names and close
+            matches), a factory that cannot be imported, is not callable, does not take
+            ``num_classes`` or the given arguments, or returns something other than a
+            module; ``num_classes`` not an integer >= 2.
+
+    Example::
+
+        >>> model = create_model("resnet20", num_classes=10, shortcut=None)
+        >>> model.selectivity_layers[:3]
+        ('layer1.0', 'layer1.1', 'layer1.2')
+    """
+    is_integer = isinstance(num_classes, numbers.Integral) and not isinstance(num_classes, bool)
+    if not is_integer or num_classes < 2:
+        raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
+    num_classes = int(num_classes)
+    builder = _load_factory(name) if ":" in name else _registered(name)
+    kwargs = {key: value for key, value in kwargs.items() if value is not None}
+    _check_arguments(name, builder, num_classes, kwargs)
+    model = builder(num_classes=num_classes, **kwargs)
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model {name!r} returned a {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _registered(name: str) -> Callable[..., nn.Module]:
+    if name in MODELS:
+        return MODELS[name]
+    close = difflib.get_close_matches(name, MODELS, n=3)
+    hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
+    raise ValueError(
+        f"unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}; "
+        "or name your own as 'package.module:factory'."
+    )
+
+
+def _load_factory(spec: str) -> Callable[..., nn.Module]:
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"model {spec!r} should read 'package.module:factory'")
+    try:
+        factory: Any = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"cannot import module {module_name!r} for model {spec!r}: {err}") from err
+    for part in attribute.split("."):
+        if not hasattr(factory, part):
+            raise ValueError(
+                f"module {module_name!r} has no attribute {attribute!r} (model {spec!r})"
+            )
+        factory = getattr(factory, part)
+    if not callable(factory):
+        raise ValueError(
+            f"model {spec!r} is not callable (it is a {type(factory).__name__}); "
+            "name a function or class that returns a torch.nn.Module"
+        )
+    return factory
+
+
+def _check_arguments(
+    name: str, builder: Callable[..., nn.Module], num_classes: int, kwargs: dict[str, Any]
+) -> None:
+    """Raise ValueError if ``builder(num_classes=..., **kwargs)`` would not bind."""
+    try:
+        signature = inspect.signature(builder)
+    except (TypeError, ValueError):  # no introspectable signature: let the call decide
+        return
+    try:
+        signature.bind(num_classes=num_classes, **kwargs)
+    except TypeError as err:
+        params = signature.parameters.values()
+        takes_num_classes = any(
+            p.kind is p.VAR_KEYWORD
+            or (p.name == "num_classes" and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))
+            for p in params
+        )
+        if not takes_num_classes:
+            raise ValueError(
+                f"model {name!r} must accept a num_classes keyword argument; "
+                f"its signature is {signature}"
+            ) from None
+        raise ValueError(
+            f"cannot build model {name!r} with arguments {sorted(kwargs)}: {err}; "
+            f"its signature is {signature}"
+        ) from None
