@@ -115,3 +115,17 @@ def test_sgd_moves_batch_selectivity_in_the_direction_of_alpha():
     _, raised = _train(5.0)
     assert lowered < start < raised
     assert lowered < 0.6 * plain and raised > 1.5 * plain, (lowered, plain, raised)
+
+
+def test_track_measures_without_gradient_while_alpha_is_zero():
+    torch.manual_seed(0)
+    net = TinyResNet(num_classes=5)
+    x, y = torch.rand(16, 3, 6, 6), torch.arange(16) % 5
+    with SelectivityRegularizer(net, alpha=0.0, num_classes=5, schedule=None, track=True) as reg:
+        net(x)
+        loss = reg.loss(y)
+    with SelectivityRegularizer(net, alpha=1.0, num_classes=5, schedule=None) as active:
+        net(x)
+        expected = active.loss(y).detach()
+    assert loss.item() == 0.0 and not loss.requires_grad
+    torch.testing.assert_close(reg.last_selectivity, -expected)

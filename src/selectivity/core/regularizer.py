@@ -36,6 +36,8 @@ class SelectivityRegularizer:
         eps (float): SI's guard against 0/0. Default: 1e-7.
         check (bool): validate labels and activations each step (one host sync).
             Default: True.
+        track (bool): also measure the batch selectivity (without gradient) while the
+            scheduled alpha is 0, for logging; off, alpha = 0 captures nothing. Default: False.
 
     Call :meth:`loss` once after each training forward pass, with that batch's labels.
 
@@ -59,6 +61,7 @@ class SelectivityRegularizer:
         steps_per_epoch: int | None = None,
         eps: float = DEFAULT_EPS,
         check: bool = True,
+        track: bool = False,
     ):
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
@@ -70,6 +73,7 @@ class SelectivityRegularizer:
         self.steps_per_epoch = steps_per_epoch
         self.eps = eps
         self.check = check
+        self.track = track
         self.step = 0
         self._epoch: float | None = None
         self.probe = Probe(model, layers, detach=False)
@@ -103,7 +107,7 @@ class SelectivityRegularizer:
     def _refresh(self) -> None:
         # Capture only when the term will be used: alpha = 0 costs no work at all.
         try:
-            self.probe.enabled = self.current_alpha != 0.0
+            self.probe.enabled = self.track or self.current_alpha != 0.0
         except ValueError:
             # The schedule needs the epoch and nobody has said it yet: set_epoch() may still
             # come before training; loss() raises the schedule's error if it does not.
@@ -140,6 +144,10 @@ class SelectivityRegularizer:
         """
         alpha = self.current_alpha
         if alpha == 0.0:
+            if self.track:
+                with torch.no_grad():
+                    self.last_per_layer = self.selectivity(labels)
+                    self.last_selectivity = self.last_per_layer.mean()
             self._advance()
             return torch.zeros((), device=labels.device)
         per_layer = self.selectivity(labels)

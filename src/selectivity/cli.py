@@ -1,0 +1,122 @@
+"""`selectivity`: one command with sub-commands, a thin layer over the library.
+
+Each sub-command parses its arguments, builds a validated config and calls one library
+function. User mistakes end with a one-line error and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .core import LayerSelectionError
+from .data import DatasetError
+from .train.config import ConfigError
+from .train.run import RunError
+
+USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, FileNotFoundError)
+
+
+def _train(args) -> int:
+    from .train.config import load_config
+    from .train.demo import run_name
+    from .train.trainer import train
+
+    overrides = list(args.set or [])
+    if args.alpha is not None:
+        overrides.append(f"regularizer.alpha={args.alpha}")
+    if args.seed is not None:
+        overrides.append(f"train.seed={args.seed}")
+    if args.data is not None:
+        overrides.append(f"data.source={args.data}")
+    config = load_config(args.config, overrides)
+    out = Path(args.out) if args.out else Path("runs") / config.name / run_name(config.regularizer.alpha, config.train.seed)
+    final = train(config, out, progress=not args.no_progress)
+    print(json.dumps({k: v for k, v in final.items() if not k.startswith("si/")}, indent=2))
+    print(f"run directory: {out}")
+    return 0
+
+
+def _measure(args) -> int:
+    from .train.measure import measure_run
+
+    summary = measure_run(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress)
+    print(f"{'layer':<24} {'mean SI':>8}")
+    for layer, value in summary["per_layer"].items():
+        print(f"{layer:<24} {value:>8.4f}")
+    print(f"{'network':<24} {summary['mean_si']:>8.4f}   test accuracy {summary['accuracy']:.4f}")
+    print(f"per-unit SI: {summary['units_csv']}")
+    return 0
+
+
+def _demo(args) -> int:
+    from .train.demo import DEMO_ALPHAS, run_demo
+
+    alphas = args.alphas or DEMO_ALPHAS
+    outputs = run_demo(args.out, alphas=alphas, seed=args.seed, overrides=args.set, progress=not args.no_progress)
+    import pandas as pd
+
+    table = pd.read_csv(outputs["results"])
+    print(table[["alpha", "seed", "test_acc", "mean_si"]].to_string(index=False))
+    for name, path in outputs.items():
+        print(f"{name}: {path}")
+    return 0
+
+
+def _alpha_list(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("the list is empty")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selectivity", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one network with a chosen alpha")
+    p.add_argument("config", help="a preset name (see configs/) or a YAML file")
+    p.add_argument("--alpha", type=float, help="alpha < 0 discourages selectivity, > 0 encourages it")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--data", help="dataset path (CIFAR-10 pickles, Tiny ImageNet, ImageFolder) or 'demo'")
+    p.add_argument("--out", help="run directory (default runs/<config>/alpha<A>_seed<S>)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=6")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("measure", help="class selectivity of every unit of a trained run")
+    p.add_argument("run_dir")
+    p.add_argument("--data", help="measure on another dataset than the run's")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_measure)
+
+    p = sub.add_parser("demo", help="the alpha knob on the bundled CIFAR-10 subset (CPU, minutes)")
+    p.add_argument("--out", default="runs/demo")
+    p.add_argument("--alphas", type=_alpha_list, help="comma-separated, e.g. -5,-1,0,1,5")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as err:
+        print(f"selectivity {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"selectivity {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,232 @@
+"""Figures people would rather look at than read: matplotlib, written as PNG."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.colors import SymLogNorm  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+__all__ = [
+    "CURVES",
+    "alpha_colors",
+    "plot_accuracy_vs_selectivity",
+    "plot_layer_selectivity",
+    "plot_metric_vs_alpha",
+    "plot_si_distribution",
+    "plot_training_curves",
+]
+
+BASELINE_GREY = "#8c8c8c"
+
+
+def _alpha_norm(alphas) -> SymLogNorm:
+    """A diverging scale symmetric around alpha = 0, logarithmic past |alpha| = 0.1."""
+    top = max(float(np.max(np.abs(alphas))), 0.1)
+    return SymLogNorm(linthresh=0.1, vmin=-top, vmax=top, base=10)
+
+
+def alpha_colors(alphas) -> tuple[list, SymLogNorm]:
+    """Blue for alpha < 0 (less selective), red for alpha > 0, grey for the baseline."""
+    norm = _alpha_norm(alphas)
+    cmap = plt.get_cmap("coolwarm")
+    return [BASELINE_GREY if a == 0 else cmap(norm(a)) for a in alphas], norm
+
+
+def _colorbar(fig, ax, norm) -> None:
+    mappable = plt.cm.ScalarMappable(norm=norm, cmap="coolwarm")
+    bar = fig.colorbar(mappable, ax=ax)
+    bar.set_label("alpha  (< 0 discourages selectivity, > 0 encourages it)")
+
+
+def plot_accuracy_vs_selectivity(results: pd.DataFrame, path: str | Path, title: str = "", zoom: bool = False) -> Path:
+    """The seed's figure: test accuracy against mean SI, one point per run, coloured by alpha.
+
+    With ``zoom``, a second panel shows the high-accuracy region (runs within 5 points of
+    the best).
+    """
+    done = results[results["status"] == "completed"].dropna(subset=["test_acc", "mean_si"])
+    colors, norm = alpha_colors(done["alpha"].to_numpy())
+    panels = 2 if zoom else 1
+    fig, axes = plt.subplots(1, panels, figsize=(6.2 * panels, 4.6), squeeze=False)
+    near_best = (done["test_acc"] >= done["test_acc"].max() - 0.05).to_numpy()
+    for k, ax in enumerate(axes[0]):
+        rows = done if k == 0 else done[near_best]
+        cols = colors if k == 0 else [c for c, keep in zip(colors, near_best) if keep]
+        ax.scatter(rows["mean_si"], 100 * rows["test_acc"], c=cols, s=60, edgecolors="black", linewidths=0.6, zorder=3)
+        # One label per alpha, beside the mean of its seeds (one label per point with one seed).
+        for alpha, group in rows.groupby("alpha"):
+            ax.annotate(f"{alpha:g}", (group["mean_si"].mean(), 100 * group["test_acc"].mean()),
+                        textcoords="offset points", xytext=(6, 5), fontsize=8)
+        ax.set_xlabel("mean class selectivity (test set)")
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(alpha=0.3)
+        ax.set_title("high-accuracy region" if k else (title or "accuracy vs selectivity"))
+    _colorbar(fig, axes[0][-1], norm)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_layer_selectivity(results: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Mean SI of each layer against depth, one line per alpha (mean over seeds)."""
+    layer_cols = [c for c in results.columns if c.startswith("si/")]
+    done = results[results["status"] == "completed"]
+    by_alpha = done.groupby("alpha")[layer_cols].mean().sort_index()
+    colors, norm = alpha_colors(by_alpha.index.to_numpy())
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    depth = np.arange(1, len(layer_cols) + 1)
+    for (alpha, row), color in zip(by_alpha.iterrows(), colors):
+        ax.plot(depth, row.to_numpy(), marker="o", color=color, label=f"{alpha:g}", lw=2 if alpha == 0 else 1.4)
+    ax.set_xticks(depth, [c[3:] for c in layer_cols], rotation=30, ha="right", fontsize=8)
+    ax.set_xlabel("layer (by depth)")
+    ax.set_ylabel("mean class selectivity")
+    ax.set_title(title or "selectivity by layer")
+    ax.grid(alpha=0.3)
+    _colorbar(fig, ax, norm)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+def _symlog_alpha_axis(ax, alphas) -> None:
+    """alpha on a symmetric-log axis: linear within the smallest non-zero |alpha|, log beyond."""
+    nonzero = np.abs(np.asarray([a for a in alphas if a != 0], dtype=float))
+    ax.set_xscale("symlog", linthresh=float(nonzero.min()) if nonzero.size else 0.1, linscale=0.6)
+    ticks = sorted(set(float(a) for a in alphas))
+    if len(ticks) <= 12:
+        ax.set_xticks(ticks, [f"{a:g}" for a in ticks], fontsize=8)
+        ax.minorticks_off()
+    ax.axvline(0, color=BASELINE_GREY, lw=0.8, ls=":", zorder=1)
+    ax.set_xlabel("alpha  (symlog scale; < 0 discourages selectivity, > 0 encourages it)", fontsize=9)
+
+
+def _seed_ci(values: np.ndarray, level: float) -> tuple[float, float, float]:
+    """Mean and Student-t interval over seeds (NaN interval with one seed)."""
+    from ..analysis.stats import mean_ci
+
+    mean, low, high = mean_ci(values, level)
+    return float(mean), float(low), float(high)
+
+
+def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, title: str = "",
+                         ylabel: str | None = None, percent: bool = False, level: float = 0.95) -> Path:
+    """A metric against alpha: mean over seeds with its ``level`` t interval, seeds as dots.
+
+    The baseline's interval (alpha = 0) is drawn as a grey band across the plot, so an
+    alpha whose interval leaves the band is visibly different. Completed runs only.
+    """
+    done = results[results["status"] == "completed"].dropna(subset=[metric])
+    scale = 100.0 if percent else 1.0
+    alphas = np.sort(done["alpha"].astype(float).unique())
+    colors, _ = alpha_colors(alphas)
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    summary = []
+    for alpha, color in zip(alphas, colors):
+        values = scale * done.loc[done["alpha"] == alpha, metric].to_numpy(dtype=float)
+        mean, low, high = _seed_ci(values, level)
+        summary.append((alpha, mean, low, high))
+        jitter = (np.arange(values.size) - (values.size - 1) / 2) * 0.015
+        ax.scatter(alpha * (1 + jitter) if alpha else jitter * 0.1, values, s=12, color=color, alpha=0.55,
+                   edgecolors="none", zorder=2)
+        if np.isfinite(low):
+            ax.errorbar(alpha, mean, yerr=[[mean - low], [high - mean]], fmt="none", ecolor="black", elinewidth=1.2,
+                        capsize=3, zorder=3)
+        ax.scatter(alpha, mean, s=58, color=color, edgecolors="black", linewidths=0.7, zorder=4)
+    if summary:
+        xs, means = [s[0] for s in summary], [s[1] for s in summary]
+        ax.plot(xs, means, color="black", lw=0.8, alpha=0.5, zorder=2)
+        base = [s for s in summary if s[0] == 0]
+        if base and np.isfinite(base[0][2]):
+            ax.axhspan(base[0][2], base[0][3], color=BASELINE_GREY, alpha=0.18, lw=0, zorder=0,
+                       label=f"baseline (alpha = 0) {int(level * 100)}% CI")
+            ax.legend(loc="best", fontsize=8, frameon=False)
+        _symlog_alpha_axis(ax, alphas)
+    ax.set_ylabel(ylabel or metric)
+    ax.set_title(title or f"{metric} against alpha (mean and {int(level * 100)}% CI over seeds)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+#: The training curves drawn, as (metrics.jsonl key, axis label, scale).
+CURVES = (("train_loss", "train loss", 1.0), ("test_acc", "test accuracy (%)", 100.0),
+          ("batch_si", "batch selectivity (train)", 1.0))
+
+
+def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Train loss, test accuracy and batch SI per epoch, one line per alpha (mean over seeds).
+
+    curves: one row per (run, epoch) with columns alpha, seed, epoch and the keys of
+    :data:`CURVES` (test_acc is NaN at epochs without an evaluation; those are skipped).
+    """
+    alphas = np.sort(curves["alpha"].astype(float).unique())
+    colors, norm = alpha_colors(alphas)
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(5.0 * len(CURVES), 4.2), squeeze=False, sharex=True)
+    for ax, (key, label, scale) in zip(axes[0], CURVES):
+        if key not in curves.columns:
+            ax.text(0.5, 0.5, f"no {key} logged", ha="center", va="center", transform=ax.transAxes)
+            ax.set_axis_off()
+            continue
+        for alpha, color in zip(alphas, colors):
+            rows = curves[curves["alpha"] == alpha].dropna(subset=[key])
+            mean = rows.groupby("epoch")[key].mean()
+            ax.plot(mean.index + 1, scale * mean.to_numpy(), color=color, lw=2.2 if alpha == 0 else 1.4,
+                    marker="o" if len(mean) < 12 else None, ms=3 if len(mean) > 1 else 6, label=f"{alpha:g}")
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        if key == "train_loss" and (curves[key].dropna() > 0).all():
+            ax.set_yscale("log")
+    fig.suptitle(title or "training curves (mean over seeds)")
+    _colorbar(fig, axes[0][-1], norm)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_si_distribution(units: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Distribution of unit SI per alpha (all layers and seeds pooled): violins with quartiles.
+
+    units: one row per unit with columns alpha and si (as in each run's si_per_unit.csv).
+    """
+    alphas = np.sort(units["alpha"].astype(float).unique())
+    colors, norm = alpha_colors(alphas)
+    data = [units.loc[units["alpha"] == a, "si"].to_numpy(dtype=float) for a in alphas]
+    positions = np.arange(len(alphas))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.62 * len(alphas) + 2.5), 4.4))
+    # A kernel density needs spread: alphas whose units all share one SI get the bars only.
+    spread = [i for i, d in enumerate(data) if d.size > 1 and np.ptp(d) > 0]
+    bodies = ax.violinplot([data[i] for i in spread], positions=positions[spread], widths=0.8,
+                           showextrema=False)["bodies"] if spread else []
+    for body, color in zip(bodies, [colors[i] for i in spread]):
+        body.set_facecolor(color)
+        body.set_edgecolor("black")
+        body.set_linewidth(0.6)
+        body.set_alpha(0.85)
+    quartiles = np.array([np.percentile(d, [25, 50, 75]) for d in data])
+    ax.vlines(positions, quartiles[:, 0], quartiles[:, 2], color="black", lw=3)
+    ax.scatter(positions, quartiles[:, 1], color="white", edgecolors="black", s=22, zorder=3, label="median")
+    ax.set_xticks(positions, [f"{a:g}" for a in alphas])
+    ax.set_xlabel("alpha  (< 0 discourages selectivity, > 0 encourages it)")
+    ax.set_ylabel("class selectivity index of a unit")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
+    ax.set_title(title or "SI across units (all layers and seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,279 @@
+"""Typed, validated run configurations: YAML presets plus dotted overrides.
+
+A config is a tree of dataclasses. ``load_config("resnet20_cifar10", ["train.epochs=6"])``
+reads a preset (or any YAML path), applies overrides, and checks every key and type, so
+a typo or a wrong type fails at once with the key's full name, not hours into a run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+__all__ = [
+    "Config",
+    "ConfigError",
+    "PRESET_DIR",
+    "config_to_dict",
+    "config_from_dict",
+    "dump_config",
+    "list_presets",
+    "load_config",
+    "parse_override",
+]
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: unknown key, wrong type, bad value, missing file."""
+
+
+@dataclass
+class DataConfig:
+    """Where the images come from and how they are augmented."""
+
+    source: str = "demo"  # a path (CIFAR pickles, Tiny ImageNet, ImageFolder dir/zip) or "demo"
+    cache_dir: str | None = None  # default: $SELECTIVITY_CACHE or ~/.cache/selectivity
+    crop_padding: int = 4  # random crop after zero padding; 0 = no crop
+    flip: bool = True  # random horizontal flip
+    train_per_class: int | None = None  # keep the first N training images of each class
+    test_limit: int | None = None  # evaluate on the first N test images
+
+
+@dataclass
+class ModelConfig:
+    name: str = "resnet20"  # a registry name, or "package.module:factory"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class OptimConfig:
+    name: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+
+
+@dataclass
+class LRScheduleConfig:
+    """Learning rate over training. Milestones are fractions of the epochs (0.5 = half-way)."""
+
+    kind: Literal["step", "cosine", "onecycle", "constant"] = "step"
+    milestones: list[float] = field(default_factory=lambda: [0.5, 0.75])
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0  # linear learning-rate warm-up from 0
+
+
+@dataclass
+class RegularizerConfig:
+    """The selectivity term: alpha < 0 discourages selectivity, alpha > 0 encourages it."""
+
+    alpha: float = 0.0
+    layers: list[str] | None = None  # module names or globs; None: the model's default layers
+    warmup_epochs: float = 5.0  # alpha rises linearly from 0 over these epochs (0 = off)
+    epoch_window: list[float] | None = None  # regularize only in [start, end) epochs
+    eps: float = 1e-7
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 160
+    batch_size: int = 128
+    eval_every: int = 1  # evaluate test accuracy every N epochs (and always at the end)
+    device: str = "auto"  # auto: cuda when available, else cpu
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA only
+    channels_last: bool = False
+    threads: int | None = None  # torch CPU threads; None: torch's default
+    seed: int = 0
+
+
+@dataclass
+class Config:
+    name: str = "custom"
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
+    regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "Config":
+        """Value checks that types alone cannot express."""
+        checks = [
+            (self.train.epochs >= 1, "train.epochs must be >= 1"),
+            (self.train.batch_size >= 1, "train.batch_size must be >= 1"),
+            (self.train.eval_every >= 1, "train.eval_every must be >= 1"),
+            (self.optim.lr > 0, "optim.lr must be > 0"),
+            (self.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
+            (0 <= self.optim.label_smoothing < 1, "optim.label_smoothing must be in [0, 1)"),
+            (self.data.crop_padding >= 0, "data.crop_padding must be >= 0"),
+            (self.regularizer.warmup_epochs >= 0, "regularizer.warmup_epochs must be >= 0"),
+            (self.regularizer.eps > 0, "regularizer.eps must be > 0"),
+            (all(0 < m < 1 for m in self.lr_schedule.milestones), "lr_schedule.milestones must lie in (0, 1)"),
+            (
+                self.regularizer.epoch_window is None or len(self.regularizer.epoch_window) == 2,
+                "regularizer.epoch_window must be [start, end]",
+            ),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        return self
+
+
+# -- dict <-> dataclass, with type checks ----------------------------------------------------
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; ints are accepted for floats."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                pass
+        raise ConfigError(f"{key} must be {' or '.join(_type_name(o) for o in options)}, got {value!r}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key} must be one of {list(typing.get_args(tp))}, got {value!r}")
+        return value
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        (item,) = typing.get_args(tp)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, key)
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is float:
+        ok, value = is_number, float(value) if is_number else value
+    elif tp is int:
+        ok = is_number and isinstance(value, int)
+    else:
+        ok = isinstance(value, tp)
+    if not ok:
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _from_dict(cls: type, data: Any, prefix: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            close = difflib.get_close_matches(str(key), names, n=3)
+            hint = f" (did you mean {', '.join(close)}?)" if close else f"; valid keys: {', '.join(names)}"
+            raise ConfigError(f"unknown config key {full!r}{hint}")
+        kwargs[key] = _coerce(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> Config:
+    """A validated Config from a plain dict (as read from YAML)."""
+    return _from_dict(Config, data, "").validate()
+
+
+def config_to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)
+
+
+# -- presets and overrides -------------------------------------------------------------------
+
+
+def list_presets() -> list[str]:
+    return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+
+
+def _read_yaml(path: Path) -> dict:
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+    return data
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.epochs=6"`` -> (["train", "epochs"], 6); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    if not key.strip():
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    if isinstance(value, str):
+        try:  # YAML 1.1 reads "5e-4" as a string; on a command line it means a number
+            value = float(value)
+        except ValueError:
+            pass
+    return key.strip().split("."), value
+
+
+def _set_dotted(data: dict, keys: list[str], value: Any) -> None:
+    node = data
+    for i, key in enumerate(keys[:-1]):
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"cannot set {'.'.join(keys)}: {'.'.join(keys[: i + 1])} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def load_config(source: str | Path | dict | None = None, overrides: list[str] | None = None) -> Config:
+    """A preset name, a YAML path or a dict, plus ``key.sub=value`` overrides, validated.
+
+    Keys the file does not set keep the dataclass defaults.
+    """
+    if source is None:
+        data: dict = {}
+    elif isinstance(source, dict):
+        data = dict(source)
+    else:
+        path = Path(source)
+        if not path.suffix and (PRESET_DIR / f"{source}.yaml").is_file():
+            path = PRESET_DIR / f"{source}.yaml"
+        if not path.is_file():
+            raise ConfigError(f"config {str(source)!r} is neither a YAML file nor a preset; presets: {', '.join(list_presets())}")
+        data = _read_yaml(path)
+        data.setdefault("name", path.stem)
+    for text in overrides or []:
+        _set_dotted(data, *parse_override(text))
+    return config_from_dict(data)
+
+
+def dump_config(config: Config, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))

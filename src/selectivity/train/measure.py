@@ -1,0 +1,65 @@
+"""`selectivity measure`: the meter on a finished (or checkpointed) run's weights."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from ..data import DeviceLoader, load_split
+from .config import ConfigError, load_config
+from .run import RunError, RunPaths, atomic_write, write_text
+from .trainer import build_model, evaluate, resolve_device
+
+__all__ = ["measure_run", "load_run_model"]
+
+
+def load_run_model(run_dir: str | Path, data_split):
+    """The run's model with its final weights (or its last checkpoint's), in eval mode."""
+    paths = RunPaths(Path(run_dir))
+    if not paths.config.exists():
+        raise RunError(f"{paths.root} is not a run directory (no config.yaml)")
+    config = load_config(paths.config)
+    model = build_model(config, data_split)
+    source = paths.weights if paths.weights.exists() else paths.checkpoint
+    if not source.exists():
+        raise RunError(f"{paths.root} has no weights yet (neither weights.safetensors nor a checkpoint)")
+    try:
+        tensors = load_file(str(source))
+    except (SafetensorError, OSError) as err:
+        raise RunError(f"{source} is corrupt or truncated ({err})") from None
+    state = {k.removeprefix("model."): v for k, v in tensors.items() if source == paths.weights or k.startswith("model.")}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise RunError(f"{source} does not fit the model of {paths.config}: {str(err).splitlines()[0]}") from None
+    return config, model.eval()
+
+
+def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test", progress: bool = True) -> dict:
+    """Per-unit and per-layer SI of a run on ``data`` (default: the run's own dataset)."""
+    paths = RunPaths(Path(run_dir))
+    config = load_config(paths.config) if paths.config.exists() else None
+    if config is None:
+        raise RunError(f"{paths.root} is not a run directory (no config.yaml)")
+    source = data or config.data.source
+    # The model's normalization comes with its weights: no need to decode the train split.
+    split_data = load_split(source, split, cache_dir=config.data.cache_dir, progress=progress, stats_from=split)
+    config, model = load_run_model(run_dir, split_data)
+    device = resolve_device(config.train.device)
+    model.to(device)
+    loader = DeviceLoader(split_data, 1024, device, shuffle=False)
+    try:
+        result = evaluate(model, loader, split_data.num_classes, config.regularizer.layers)
+    except ValueError as err:
+        raise ConfigError(f"cannot measure {paths.root} on {source}: {err}") from None
+    si = result["selectivity"]
+    stem = f"measure-{split_data.name}-{split}"
+    units_csv = paths.root / f"{stem}.csv"
+    atomic_write(units_csv, lambda tmp: si.to_frame().to_csv(tmp, index=False))
+    summary = {"data": str(source), "split": split, "accuracy": result["test_acc"], "mean_si": si.mean,
+               "per_layer": si.per_layer, "units_csv": str(units_csv)}
+    write_text(paths.root / f"{stem}.json", json.dumps(summary, indent=2))
+    return summary

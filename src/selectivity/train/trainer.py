@@ -1,0 +1,310 @@
+"""Train a network with the selectivity knob, resumably, and measure what came out.
+
+``train(config, out_dir)`` is the one function the CLI, the demo and the sweeps call. The
+loop reads in one screen; the selectivity term is one visible line of the loss.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+import yaml
+from safetensors.torch import save_file
+from tqdm.auto import tqdm
+
+from .. import __version__
+from ..core import EpochWindow, LinearWarmup, SelectivityMeter, SelectivityRegularizer
+from ..data import Augment, DatasetSplit, DeviceLoader, load_split
+from ..models import create_model
+from .config import Config, ConfigError, config_from_dict, config_to_dict
+from .run import RunError, RunPaths, atomic_write, load_checkpoint, read_json, save_checkpoint, write_text
+
+__all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device"]
+
+
+# -- set-up -----------------------------------------------------------------------------------
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but no CUDA device is available")
+    return device
+
+
+def _take_per_class(split: DatasetSplit, per_class: int) -> DatasetSplit:
+    """The first ``per_class`` samples of each class, in the split's order (vectorized)."""
+    labels = split.labels
+    order = torch.argsort(labels, stable=True)
+    sorted_labels = labels[order]
+    first = torch.searchsorted(sorted_labels, sorted_labels, right=False)
+    rank = torch.arange(labels.numel()) - first
+    keep = order[rank < per_class].sort().values
+    return dataclasses.replace(split, images=split.images[keep].contiguous(), labels=labels[keep])
+
+
+def load_data(config: Config, progress: bool = True) -> tuple[DatasetSplit, DatasetSplit]:
+    """Train and test splits of ``config.data``, decoded once into the cache."""
+    train = load_split(config.data.source, "train", cache_dir=config.data.cache_dir, progress=progress)
+    test = load_split(config.data.source, "test", cache_dir=config.data.cache_dir, progress=progress)
+    if config.data.train_per_class:
+        train = _take_per_class(train, config.data.train_per_class)
+    if config.data.test_limit:
+        test = dataclasses.replace(
+            test, images=test.images[: config.data.test_limit], labels=test.labels[: config.data.test_limit]
+        )
+    return train, test
+
+
+def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
+    """The config's model for this data: class count and normalization from the data."""
+    kwargs = dict(config.model.kwargs)
+    if kwargs.get("num_classes", data.num_classes) != data.num_classes:
+        raise ConfigError(
+            f"model.kwargs.num_classes is {kwargs['num_classes']} but the data {data.name!r} has "
+            f"{data.num_classes} classes"
+        )
+    kwargs.update(num_classes=data.num_classes, mean=kwargs.get("mean", data.mean), std=kwargs.get("std", data.std))
+    try:
+        model = create_model(config.model.name, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"model {config.model.name!r}: {err}") from None
+    probe = data.images[:2].float() / 255
+    model.eval()
+    with torch.no_grad():
+        outputs = model(probe).shape[-1]
+    if outputs != data.num_classes:
+        raise ConfigError(f"model {config.model.name!r} has {outputs} outputs but the data has {data.num_classes} classes")
+    return model
+
+
+def _alpha_schedule(config: Config):
+    reg = config.regularizer
+    if reg.epoch_window is not None:
+        return EpochWindow(*reg.epoch_window)
+    return LinearWarmup(reg.warmup_epochs)
+
+
+def lr_at(config: Config, step: int, total_steps: int, steps_per_epoch: int) -> float:
+    """Learning rate at a global step: a pure function, so resuming needs no scheduler state."""
+    sched, base = config.lr_schedule, config.optim.lr
+    epoch = step / steps_per_epoch
+    if sched.warmup_epochs > 0 and epoch < sched.warmup_epochs:
+        return base * epoch / sched.warmup_epochs
+    progress = step / total_steps
+    if sched.kind == "step":
+        return base * sched.gamma ** sum(progress >= m for m in sched.milestones)
+    if sched.kind == "cosine":
+        return base * 0.5 * (1 + math.cos(math.pi * progress))
+    if sched.kind == "onecycle":  # linear up to the peak at 25% then linear down to 0
+        return base * (progress / 0.25 if progress < 0.25 else (1 - progress) / 0.75)
+    return base
+
+
+def _optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    o = config.optim
+    # No weight decay on batch-norm and bias parameters (1-D tensors).
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if o.name == "adamw":
+        return torch.optim.AdamW(groups, lr=o.lr)
+    return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
+
+
+# -- evaluation -------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def evaluate(model, loader: DeviceLoader, num_classes: int, layers=None, amp: bool = False) -> dict:
+    """Test accuracy, loss and the selectivity of every unit, in one pass (eval mode)."""
+    was_training = model.training
+    model.eval()
+    correct = torch.zeros((), device=loader.device)
+    loss = torch.zeros((), device=loader.device)
+    with SelectivityMeter(model, num_classes, layers) as meter:
+        for x, y in loader:
+            with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
+                logits = model(x)
+            meter.update_activations(meter.probe.collect(batch_size=y.shape[0]), y)
+            loss += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(dim=1) == y).sum()
+        result = meter.compute()
+    model.train(was_training)
+    n = len(loader.labels)
+    return {"test_acc": correct.item() / n, "test_loss": loss.item() / n, "selectivity": result}
+
+
+# -- training ---------------------------------------------------------------------------------
+
+
+def _prepare_run_dir(paths: RunPaths, config: Config) -> None:
+    """Create the run directory, or check that an existing one was made by this config."""
+    resolved = config_to_dict(config)
+    if paths.config.exists():
+        try:
+            previous = config_from_dict(yaml.safe_load(paths.config.read_text()))
+        except (ConfigError, yaml.YAMLError) as err:
+            raise RunError(f"{paths.config} is unreadable ({err}); use another --out") from None
+        if config_to_dict(previous) != resolved:
+            diff = _dict_diff(config_to_dict(previous), resolved)
+            raise RunError(
+                f"{paths.root} holds a run of a different config ({diff}); use another --out or the same settings"
+            )
+        return
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+        write_text(paths.config, yaml.safe_dump(resolved, sort_keys=False))
+    except OSError as err:
+        raise RunError(f"cannot write the run directory {paths.root}: {err.strerror or err}") from None
+
+
+def _dict_diff(a: dict, b: dict, prefix: str = "") -> str:
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            inner = _dict_diff(va, vb, f"{prefix}{key}.")
+            if inner:
+                diffs.append(inner)
+        elif va != vb:
+            diffs.append(f"{prefix}{key}: {va!r} there, {vb!r} now")
+    return "; ".join(diffs)
+
+
+def _tensorboard(paths: RunPaths):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(paths.tensorboard))
+
+
+def train(config: Config, out_dir: str | Path, progress: bool = True, data=None) -> dict:
+    """Train ``config`` into ``out_dir``, resuming from its checkpoint; returns final.json's dict.
+
+    A finished run (final.json present) is returned as it is. A run killed at any point
+    resumes from its last finished epoch and logs no epoch twice.
+    """
+    paths = RunPaths(Path(out_dir))
+    _prepare_run_dir(paths, config)
+    if paths.final.exists():
+        return read_json(paths.final)
+    device = resolve_device(config.train.device)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    amp = config.train.amp == "bf16" or (config.train.amp == "auto" and device.type == "cuda")
+    memory = torch.channels_last if config.train.channels_last else torch.contiguous_format
+
+    train_split, test_split = data or load_data(config, progress=progress)
+    torch.manual_seed(config.train.seed)
+    model = build_model(config, train_split).to(device, memory_format=memory)
+    optimizer = _optimizer(config, model)
+    augment = Augment(crop_padding=config.data.crop_padding, flip=config.data.flip)
+    loader = DeviceLoader(train_split, config.train.batch_size, device, shuffle=True, drop_last=True,
+                          augment=augment, seed=config.train.seed, channels_last=config.train.channels_last)
+    test_loader = DeviceLoader(test_split, 1024, device, shuffle=False, channels_last=config.train.channels_last)
+    if len(loader) == 0:
+        raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_split.labels)} training images")
+    steps_per_epoch, epochs = len(loader), config.train.epochs
+    total_steps = steps_per_epoch * epochs
+    num_classes = train_split.num_classes
+    reg = SelectivityRegularizer(model, config.regularizer.alpha, num_classes, config.regularizer.layers,
+                                 schedule=_alpha_schedule(config), steps_per_epoch=steps_per_epoch,
+                                 eps=config.regularizer.eps, track=True, check=False)
+    # check=False: labels come from the validated dataset, and non-finite activations show up
+    # as a non-finite loss, which ends the run as diverged instead of raising.
+
+    history: list[dict] = []
+    start_epoch, elapsed = 0, 0.0
+    if paths.checkpoint.exists():
+        info = load_checkpoint(paths.checkpoint, model, optimizer)
+        history, start_epoch, elapsed = info["history"], info["epoch"] + 1, info["train_seconds"]
+    # metrics.jsonl is rebuilt from the checkpoint: an epoch logged after the last checkpoint
+    # (killed in between) is dropped here and logged again when it is redone.
+    write_text(paths.metrics, "".join(json.dumps(h) + "\n" for h in history))
+
+    writer = _tensorboard(paths)
+    bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
+               desc=f"{config.name} alpha={config.regularizer.alpha:g} seed={config.train.seed}", unit="step")
+    status = "completed"
+    try:
+        for epoch in range(start_epoch, epochs):
+            started = time.perf_counter()
+            model.train()
+            loader.set_epoch(epoch)
+            reg.set_epoch(epoch)
+            sums = torch.zeros(3, device=device)  # summed on the device: loss, correct, selectivity
+            for i, (x, y) in enumerate(loader):
+                step = epoch * steps_per_epoch + i
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(config, step, total_steps, steps_per_epoch)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    logits = model(x)
+                    ce = F.cross_entropy(logits.float(), y, label_smoothing=config.optim.label_smoothing)
+                loss = ce + reg.loss(y)  # reg.loss(y) = -alpha * batch selectivity
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                # reg tracks the batch selectivity even while alpha is 0 (without gradient).
+                sums += torch.stack([ce.detach() * len(y), (logits.argmax(1) == y).sum().float(), reg.last_selectivity])
+                bar.update(1)
+                if i % 50 == 49 and not torch.isfinite(sums[0]):
+                    break
+            if not torch.isfinite(sums).all() or not torch.isfinite(loss.detach()):
+                status = "diverged"
+                break
+            elapsed += time.perf_counter() - started
+            seen = steps_per_epoch * config.train.batch_size
+            row = {"epoch": epoch, "train_loss": sums[0].item() / seen, "train_acc": sums[1].item() / seen,
+                   "batch_si": sums[2].item() / steps_per_epoch, "alpha": reg.alpha,
+                   "alpha_now": reg.current_alpha, "lr": optimizer.param_groups[0]["lr"],
+                   "epoch_seconds": time.perf_counter() - started}
+            if (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs:
+                result = evaluate(model, test_loader, num_classes, reg.layers, amp)
+                row.update(test_acc=result["test_acc"], test_loss=result["test_loss"], test_si=result["selectivity"].mean)
+            history.append(row)
+            save_checkpoint(paths.checkpoint, model, optimizer,
+                            {"epoch": epoch, "history": history, "train_seconds": elapsed})
+            with paths.metrics.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            if writer is not None:
+                for key, value in row.items():
+                    writer.add_scalar(key, value, epoch)
+            bar.set_postfix({k: round(v, 3) for k, v in row.items() if k in ("train_loss", "test_acc", "batch_si")})
+    finally:
+        bar.close()
+        reg.close()
+        if writer is not None:
+            writer.close()
+    return _finish(paths, config, model, test_loader, num_classes, reg.layers, amp, status, history, elapsed,
+                   train_split, device)
+
+
+def _finish(paths, config, model, test_loader, num_classes, layers, amp, status, history, elapsed, train_split, device):
+    """Final evaluation and files; final.json last, as the mark that the run is over."""
+    final = {"status": status, "diverged": status == "diverged", "alpha": config.regularizer.alpha,
+             "seed": config.train.seed, "model": config.model.name, "dataset": train_split.name,
+             "epochs": len(history), "train_seconds": elapsed, "device": str(device),
+             "images_per_second": len(history) * len(train_split.labels) / elapsed if elapsed else None,
+             "version": __version__, "torch": torch.__version__}
+    if status == "completed":
+        result = evaluate(model, test_loader, num_classes, layers, amp)
+        si = result["selectivity"]
+        final.update(test_acc=result["test_acc"], test_loss=result["test_loss"], mean_si=si.mean,
+                     **{f"si/{name}": value for name, value in si.per_layer.items()})
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        atomic_write(paths.weights, lambda tmp: save_file(state, str(tmp), metadata={"model": config.model.name}))
+        atomic_write(paths.si_per_unit, lambda tmp: si.to_frame().to_csv(tmp, index=False))
+    else:
+        final.update(test_acc=None, mean_si=None)
+    write_text(paths.final, json.dumps(final, indent=2))
+    return final
