@@ -13,10 +13,11 @@ from pathlib import Path
 
 from .core import LayerSelectionError
 from .data import DatasetError
+from .report.claims import ReportError
 from .train.config import ConfigError
 from .train.run import RunError
 
-USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, FileNotFoundError)
+USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, ReportError, FileNotFoundError)
 
 
 def _train(args) -> int:
@@ -103,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo)
+
+    from .report.cli import add_report_parser
+
+    add_report_parser(sub)
     return parser
 
 

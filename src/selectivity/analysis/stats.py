@@ -1,0 +1,343 @@
+"""Statistics across seeds: effect sizes, t tests against a margin, bootstrap intervals, power.
+
+Every test here is about one linear contrast of two groups of per-seed values, ``x`` (the
+group, e.g. the runs at alpha = -1) and ``y`` (the baseline, alpha = 0):
+
+    c = mean(x) - ratio * mean(y)
+
+``ratio = 1`` compares differences ("accuracy is not lower by more than 1 point");
+``ratio = 0.5`` compares a ratio without dividing ("mean SI at most half the baseline's" is
+c < 0). Paired designs (the same seeds in both groups) use the per-seed contrasts
+d_i = x_i - ratio * y_i; unpaired designs use Welch's standard error and degrees of freedom.
+
+Seeds lie on the last axis of every array argument, so one call can test many contrasts at
+once. The t and non-central t distributions come from ``scipy.special``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import special
+
+__all__ = [
+    "TestResult",
+    "mean_ci",
+    "mean_difference",
+    "cohens_d",
+    "hedges_g",
+    "hedges_correction",
+    "bootstrap_ci",
+    "contrast_test",
+    "noninferiority_test",
+    "equivalence_test",
+    "seeds_needed",
+]
+
+_ALTERNATIVES = ("greater", "less", "two-sided")
+
+
+@dataclass(frozen=True)
+class TestResult:
+    """One t test of the contrast c = mean(x) - ratio * mean(y) against ``null``.
+
+    estimate: c; se: its standard error; df: degrees of freedom (n - 1 paired, Welch's
+    otherwise); statistic: t = (c - null) / se; p_value: for ``alternative``.
+    Fields are floats for 1-D input, arrays for batched input.
+    """
+
+    __test__ = False  # a result, not a pytest test class
+
+    estimate: float | np.ndarray
+    se: float | np.ndarray
+    df: float | np.ndarray
+    statistic: float | np.ndarray
+    p_value: float | np.ndarray
+    alternative: str
+    null: float
+    paired: bool
+
+
+def _as_array(values, name: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float)
+    if array.ndim == 0:
+        raise ValueError(f"{name} must hold one value per seed (an array), got a scalar")
+    if np.isnan(array).any():
+        raise ValueError(f"{name} contains NaN: drop the runs without a value before testing")
+    return array
+
+
+def _scalar(value):
+    """0-d arrays back to floats, so 1-D inputs give plain numbers."""
+    return float(value) if np.ndim(value) == 0 else value
+
+
+def _var(x: np.ndarray) -> np.ndarray:
+    """Sample variance (ddof = 1) on the last axis; NaN with fewer than two seeds, silently."""
+    n = x.shape[-1]
+    if n < 2:
+        return np.full(x.shape[:-1], np.nan)
+    return x.var(axis=-1, ddof=1)
+
+
+def _t_sf(t, df):
+    """P(T > t) for Student's t with ``df`` degrees of freedom."""
+    return special.stdtr(df, -np.asarray(t, dtype=float))
+
+
+def _p_value(t, df, alternative: str):
+    if alternative == "greater":
+        return _t_sf(t, df)
+    if alternative == "less":
+        return _t_sf(-np.asarray(t), df)
+    return np.minimum(1.0, 2.0 * _t_sf(np.abs(t), df))
+
+
+def mean_ci(x, level: float = 0.95):
+    """Student-t interval of a mean over seeds: mean(x) -+ t_{(1+level)/2, n-1} * s / sqrt(n).
+
+    x: (..., n) values, one per seed. Returns (mean, low, high); low and high are NaN with
+    fewer than two seeds.
+
+    >>> m, lo, hi = mean_ci([1.0, 2.0, 3.0])
+    >>> round(m, 3), round(lo, 3), round(hi, 3)
+    (2.0, -0.484, 4.484)
+    """
+    x = _as_array(x, "x")
+    n = x.shape[-1]
+    mean = x.mean(axis=-1)
+    if n < 2:
+        nan = np.full_like(mean, np.nan)
+        return _scalar(mean), _scalar(nan), _scalar(nan)
+    half = special.stdtrit(n - 1, 0.5 + level / 2) * np.sqrt(_var(x) / n)
+    return _scalar(mean), _scalar(mean - half), _scalar(mean + half)
+
+
+def mean_difference(x, y):
+    """Raw effect: mean(x) - mean(y), in the metric's units (the same paired or not)."""
+    return _scalar(_as_array(x, "x").mean(axis=-1) - _as_array(y, "y").mean(axis=-1))
+
+
+def cohens_d(x, y, paired: bool = False):
+    """Standardized difference d = (mean(x) - mean(y)) / s.
+
+    Unpaired: s is the pooled standard deviation,
+    s^2 = ((nx - 1) sx^2 + (ny - 1) sy^2) / (nx + ny - 2).
+    Paired (``paired=True``, same seeds in the same order): d_z = mean(x - y) / sd(x - y).
+    NaN when s cannot be estimated (one seed per group); +-inf when s = 0.
+
+    >>> round(cohens_d([2.0, 3.0, 4.0], [1.0, 2.0, 3.0]), 6)
+    1.0
+    """
+    x, y = _as_array(x, "x"), _as_array(y, "y")
+    if paired:
+        _check_paired(x, y)
+        d = x - y
+        s = np.sqrt(_var(d))
+        diff = d.mean(axis=-1)
+    else:
+        nx, ny = x.shape[-1], y.shape[-1]
+        if nx + ny < 3:
+            s = np.full(np.broadcast_shapes(x.shape[:-1], y.shape[:-1]), np.nan)
+        else:
+            ssx = ((x - x.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1)
+            ssy = ((y - y.mean(axis=-1, keepdims=True)) ** 2).sum(axis=-1)
+            s = np.sqrt((ssx + ssy) / (nx + ny - 2))
+        diff = x.mean(axis=-1) - y.mean(axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return _scalar(diff / s)
+
+
+def hedges_correction(df):
+    """Small-sample bias correction of d: J(df) = Gamma(df/2) / (sqrt(df/2) Gamma((df-1)/2)).
+
+    Close to 1 - 3 / (4 df - 1); J(4) = 0.7979 (d from 3 + 3 seeds shrinks by a fifth).
+    """
+    df = np.asarray(df, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        log_j = special.gammaln(df / 2) - 0.5 * np.log(df / 2) - special.gammaln((df - 1) / 2)
+    return _scalar(np.where(df > 1, np.exp(log_j), np.nan))
+
+
+def hedges_g(x, y, paired: bool = False):
+    """Bias-corrected standardized difference g = J(df) * d (see :func:`cohens_d`).
+
+    df = nx + ny - 2 unpaired, n - 1 paired.
+
+    >>> round(hedges_g([2.0, 3.0, 4.0], [1.0, 2.0, 3.0]), 4)
+    0.7979
+    """
+    x, y = _as_array(x, "x"), _as_array(y, "y")
+    df = x.shape[-1] - 1 if paired else x.shape[-1] + y.shape[-1] - 2
+    return _scalar(hedges_correction(df) * cohens_d(x, y, paired=paired))
+
+
+def _check_paired(x: np.ndarray, y: np.ndarray) -> None:
+    if x.shape[-1] != y.shape[-1]:
+        raise ValueError(f"a paired test needs the same seeds in both groups, "
+                         f"got {x.shape[-1]} and {y.shape[-1]} values")
+
+
+def _contrast(x: np.ndarray, y: np.ndarray, ratio: float, paired: bool):
+    """(estimate, se, df) of c = mean(x) - ratio * mean(y)."""
+    if paired:
+        _check_paired(x, y)
+        d = x - ratio * y
+        n = d.shape[-1]
+        return d.mean(axis=-1), np.sqrt(_var(d) / n), np.full(d.shape[:-1], n - 1.0)
+    nx, ny = x.shape[-1], y.shape[-1]
+    a, b = _var(x) / nx, ratio**2 * _var(y) / ny
+    se = np.sqrt(a + b)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        df = (a + b) ** 2 / (a**2 / (nx - 1) + b**2 / (ny - 1)) if min(nx, ny) > 1 else np.full(se.shape, np.nan)
+    # Both groups without spread: Welch's df is 0/0; any finite df gives the same p (t is infinite).
+    df = np.where((a + b) == 0, nx + ny - 2.0, df)
+    return x.mean(axis=-1) - ratio * y.mean(axis=-1), se, df
+
+
+def contrast_test(x, y, *, alternative: str, null: float = 0.0, ratio: float = 1.0, paired: bool = False) -> TestResult:
+    """t test of c = mean(x) - ratio * mean(y) against ``null``: t = (c - null) / se(c).
+
+    alternative 'greater': H1 c > null (p = P(T_df > t)); 'less': H1 c < null;
+    'two-sided': H1 c != null. Paired: se = sd(x - ratio*y) / sqrt(n), df = n - 1 (equals
+    ``scipy.stats.ttest_rel``). Unpaired: Welch, se^2 = sx^2/nx + ratio^2 sy^2/ny,
+    df = se^4 / ((sx^2/nx)^2/(nx-1) + (ratio^2 sy^2/ny)^2/(ny-1)) (equals ``ttest_ind``
+    with ``equal_var=False``). With one seed (paired) or one seed in a group (Welch) the
+    spread is unknown and p is NaN.
+
+    >>> r = contrast_test([2.0, 3.0, 4.5], [1.0, 2.0, 3.0], alternative="greater", paired=True)
+    >>> round(r.statistic, 4), round(r.p_value, 4)
+    (7.0, 0.0099)
+    """
+    if alternative not in _ALTERNATIVES:
+        raise ValueError(f"alternative must be one of {_ALTERNATIVES}, got {alternative!r}")
+    x, y = _as_array(x, "x"), _as_array(y, "y")
+    estimate, se, df = _contrast(x, y, ratio, paired)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = (estimate - null) / se
+    p = _p_value(t, df, alternative)
+    return TestResult(_scalar(estimate), _scalar(se), _scalar(df), _scalar(t), _scalar(p), alternative, float(null),
+                      paired)
+
+
+def noninferiority_test(x, y, margin: float, *, paired: bool = False) -> TestResult:
+    """One-sided test that x is not lower than y by ``margin`` or more: H1 mean(x) - mean(y) > -margin.
+
+    A small p supports "no worse than the baseline, up to the margin" (margin > 0, in the
+    metric's units: 0.01 is one point of accuracy given as a fraction).
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be positive, got {margin!r}")
+    return contrast_test(x, y, alternative="greater", null=-margin, paired=paired)
+
+
+def equivalence_test(x, y, margin: float, *, ratio: float = 1.0, paired: bool = False) -> TestResult:
+    """TOST: H1 -margin < mean(x) - ratio * mean(y) < margin; p = max(p_lower, p_upper).
+
+    p_lower tests c > -margin, p_upper tests c < +margin; the statistic returned is the t
+    of the side with the larger p (the binding one).
+    """
+    if not margin > 0:
+        raise ValueError(f"margin must be positive, got {margin!r}")
+    lower = contrast_test(x, y, alternative="greater", null=-margin, ratio=ratio, paired=paired)
+    upper = contrast_test(x, y, alternative="less", null=margin, ratio=ratio, paired=paired)
+    p = np.fmax(lower.p_value, upper.p_value)
+    p = np.where(np.isnan(lower.p_value) | np.isnan(upper.p_value), np.nan, p)
+    t = np.where(np.asarray(lower.p_value) >= np.asarray(upper.p_value), lower.statistic, upper.statistic)
+    return TestResult(lower.estimate, lower.se, lower.df, _scalar(t), _scalar(p), "equivalence", float(margin), paired)
+
+
+def bootstrap_ci(x, y=None, *, statistic: str = "difference", paired: bool = False, level: float = 0.95,
+                 n_boot: int = 10_000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval over seeds of mean(x) - mean(y), mean(x) / mean(y) or mean(x).
+
+    Each of ``n_boot`` resamples draws seeds with replacement: paired, one draw of seed
+    indices serves both groups (the pairs stay together); unpaired, each group is drawn on
+    its own. The interval is the (1 - level)/2 and (1 + level)/2 quantiles of the resampled
+    statistic. With a handful of seeds it is narrower than the t interval (the bootstrap
+    cannot see spread the seeds did not show): read it as a description, the t test as the
+    decision.
+
+    x, y: 1-D per-seed values. statistic: 'difference', 'ratio' or 'mean' (x alone).
+    Deterministic for a given ``seed``.
+    """
+    if statistic not in ("difference", "ratio", "mean"):
+        raise ValueError(f"statistic must be 'difference', 'ratio' or 'mean', got {statistic!r}")
+    x = _as_array(x, "x")
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"x must be a non-empty 1-D array, got shape {x.shape}")
+    rng = np.random.default_rng(seed)
+    qs = [(1 - level) / 2, (1 + level) / 2]
+    ix = rng.integers(0, x.size, size=(n_boot, x.size))
+    mx = x[ix].mean(axis=1)
+    if statistic == "mean":
+        low, high = np.quantile(mx, qs)
+        return float(low), float(high)
+    if y is None:
+        raise ValueError(f"statistic {statistic!r} needs y")
+    y = _as_array(y, "y")
+    if y.ndim != 1 or y.size == 0:
+        raise ValueError(f"y must be a non-empty 1-D array, got shape {y.shape}")
+    if paired:
+        _check_paired(x, y)
+        my = y[ix].mean(axis=1)
+    else:
+        my = y[rng.integers(0, y.size, size=(n_boot, y.size))].mean(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = mx - my if statistic == "difference" else mx / my
+    low, high = np.quantile(values, qs)
+    return float(low), float(high)
+
+
+def _power(distances: np.ndarray, n: np.ndarray, sd_x: float, sd_y: float, ratio: float, paired: bool,
+           alpha_level: float) -> np.ndarray:
+    """Power at n seeds (per group) of one-sided level-alpha t tests, all of which must reject.
+
+    Each test has t ~ non-central t(df, ncp = distance / se). Power of all together is
+    bounded below by 1 - sum(1 - power_i) (Bonferroni), which is what is returned.
+    """
+    if paired:
+        var = sd_x**2  # sd_x is the sd of the per-seed contrast
+        se = np.sqrt(var / n)
+        df = n - 1.0
+    else:
+        a, b = sd_x**2, ratio**2 * sd_y**2
+        se = np.sqrt((a + b) / n)
+        df = (a + b) ** 2 * (n - 1.0) / (a**2 + b**2)
+    critical = special.stdtrit(df, 1 - alpha_level)
+    miss = np.zeros_like(se)
+    for distance in distances:
+        power_i = 1.0 - special.nctdtr(df, distance / se, critical)
+        miss = miss + (1.0 - power_i)
+    return 1.0 - miss
+
+
+def seeds_needed(distance, sd_x: float, sd_y: float | None = None, *, paired: bool = True, ratio: float = 1.0,
+                 alpha_level: float = 0.05, power: float = 0.8, max_seeds: int = 1000) -> float:
+    """Fewest seeds n (per group; pairs when paired) for a decisive one-sided t test.
+
+    The test that would decide is c > null or c < null (or, for an equivalence, both sides
+    of the margin); ``distance`` is how far the observed contrast lies from each boundary it
+    must clear (a number, or a sequence for TOST). With se(n) = sd / sqrt(n) (paired:
+    sd of x - ratio*y; unpaired: sqrt(sd_x^2 + ratio^2 sd_y^2), Welch's df), power(n) =
+    P(T'(df, distance/se(n)) > t_{1-alpha, df}) with T' non-central t. Returns the smallest
+    n >= 2 with power(n) >= ``power``: an integer-valued float; ``inf`` when no n up to
+    ``max_seeds`` suffices (or a distance is not positive: the observed effect points the
+    other way, or sits on the boundary); ``nan`` when the spread is unknown.
+
+    >>> seeds_needed(1.0, 1.0)  # paired, effect one sd of the differences
+    8.0
+    """
+    distances = np.atleast_1d(np.asarray(distance, dtype=float))
+    sd_y = sd_x if sd_y is None else sd_y
+    if np.isnan(distances).any() or np.isnan(sd_x) or (not paired and np.isnan(sd_y)):
+        return float("nan")
+    if (distances <= 0).any():
+        return float("inf")
+    spread = sd_x if paired else np.hypot(sd_x, ratio * sd_y)
+    if spread == 0:
+        return 2.0
+    n = np.arange(2, max_seeds + 1, dtype=float)
+    ok = _power(distances, n, sd_x, sd_y, ratio, paired, alpha_level) >= power
+    return float(n[np.argmax(ok)]) if ok.any() else float("inf")

@@ -1,0 +1,69 @@
+"""`selectivity report DIR`: figures, claims with statistics and one HTML page for a sweep.
+
+The CLI module calls :func:`add_report_parser` on its sub-parsers; user mistakes raise
+:class:`~selectivity.report.claims.ReportError` (a ValueError), which the CLI turns into a
+one-line error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from .claims import INCONCLUSIVE, NOT_TESTED, ReportError
+
+__all__ = ["add_report_parser", "run_report"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def add_report_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``report`` sub-command to ``subparsers`` (from ``ArgumentParser.add_subparsers``)."""
+    p = subparsers.add_parser(
+        "report", help="figures, claims tested across seeds and an HTML page for a sweep directory",
+        description="Write DIR/report.html (self-contained) and its PNG figures, and test the claims "
+                    "(the papers' defaults plus any --claims files) across seeds.")
+    p.add_argument("dir", help="sweep directory: results.csv, or run directories with final.json")
+    p.add_argument("--claims", action="append", metavar="YAML", default=[],
+                   help="a claims file in the form of the default claims.yaml, added to the defaults (repeatable)")
+    p.add_argument("--no-default-claims", action="store_true", help="test only the --claims files")
+    p.add_argument("--strict", action="store_true",
+                   help="exit with an error when a claim cannot be tested on this sweep (the page is still written)")
+    p.add_argument("--bootstrap", type=_positive_int, default=10_000, metavar="N",
+                   help="bootstrap resamples for the confidence intervals (default 10000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.set_defaults(func=run_report)
+    return p
+
+
+def run_report(args) -> int:
+    """Build the report for ``args.dir``; print one line per claim and the page's path."""
+    from .html import build_report
+
+    outputs = build_report(args.dir, args.claims, default_claims=not args.no_default_claims,
+                           n_boot=args.bootstrap, seed=args.seed)
+    width = max((len(r.claim.id) for r in outputs.claims), default=0)
+    for result in outputs.claims:
+        extra = ""
+        if result.verdict == INCONCLUSIVE and not math.isnan(result.seeds_needed):
+            n = result.seeds_needed
+            extra = f"  (needs {'> 1000' if math.isinf(n) else int(n)} seeds per alpha)"
+        elif result.reason:
+            extra = f"  ({result.reason})"
+        p = "" if math.isnan(result.p_value) else f"p = {result.p_value:.3g}"
+        print(f"{result.claim.id:<{width}}  {result.verdict:<12} {p:<12}{extra}")
+    for name, path in outputs.figures.items():
+        print(f"{name}: {path}")
+    print(f"report: {outputs.page}")
+    untested = [r.claim.id for r in outputs.claims if r.verdict == NOT_TESTED]
+    if args.strict and untested:
+        raise ReportError(f"{len(untested)} claim(s) not tested on this sweep: {', '.join(untested)}")
+    return 0

@@ -1,0 +1,518 @@
+"""The sweep report: figures as PNG files, claims with statistics, one self-contained HTML page.
+
+    DIR/
+      report.html                  the page: every image inlined as a base64 data URI,
+                                   inline CSS, no script, nothing fetched
+      accuracy_vs_selectivity.png  the seed's figure, with the high-accuracy zoom
+      accuracy_vs_alpha.png        mean and 95% CI over seeds, symlog alpha axis
+      selectivity_vs_alpha.png
+      selectivity_by_layer.png     per-layer SI against depth, one line per alpha
+      training_curves.png          from each run's metrics.jsonl (when present)
+      si_distribution.png          from each run's si_per_unit.csv (when present)
+
+The results come from ``DIR/results.csv`` when present, otherwise from the ``final.json`` of
+DIR's run directories.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import html
+import json
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..analysis.stats import mean_ci
+from . import figures
+from .claims import (
+    INCONCLUSIVE,
+    NOT_TESTED,
+    REFUTED,
+    SUPPORTED,
+    ClaimResult,
+    ReportError,
+    evaluate_claims,
+    load_claims,
+)
+
+__all__ = ["ReportOutputs", "build_report", "load_sweep", "load_curves", "load_units", "render_page"]
+
+RESULTS_CSV = "results.csv"
+REPORT_HTML = "report.html"
+
+
+@dataclass
+class ReportOutputs:
+    """What :func:`build_report` wrote, and the claims' verdicts."""
+
+    page: Path
+    figures: dict[str, Path] = field(default_factory=dict)
+    claims: list[ClaimResult] = field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
+    """The results table of a sweep directory: results.csv, or the final.json of its run dirs.
+
+    A results.csv without rows (a sweep still running) gives way to the run directories.
+    """
+    root = Path(sweep_dir)
+    if not root.is_dir():
+        raise ReportError(f"{root} is not a directory: expected a sweep directory with run directories in it")
+    table = root / RESULTS_CSV
+    results, source = None, str(table)
+    if table.exists():
+        try:
+            results = pd.read_csv(table)
+        except (OSError, ValueError) as err:  # pandas' EmptyDataError is a ValueError
+            raise ReportError(f"{table} is not a readable CSV table ({err})") from None
+    if results is None or results.empty:
+        from ..sweep.results import collect_results
+
+        run_dirs = sorted(p for p in root.iterdir() if (p / "final.json").is_file())
+        if run_dirs:
+            results, source = collect_results(run_dirs), f"final.json of {len(run_dirs)} run directories"
+        elif results is None:
+            raise ReportError(f"{root} holds no results: neither {RESULTS_CSV} nor run directories with a final.json")
+    missing = [c for c in ("alpha", "seed", "status") if c not in results.columns]
+    if missing:
+        raise ReportError(f"{source} lacks the column(s) {missing} "
+                          "(expected one row per run: alpha, seed, status, ...)")
+    if results.empty:
+        raise ReportError(f"{source} has no runs, and {root} no run directory with a final.json")
+    results = results.copy()
+    results["alpha"] = results["alpha"].astype(float)
+    return results
+
+
+def _run_dirs(sweep_dir: Path, results: pd.DataFrame):
+    """(alpha, seed, run dir) of each completed run whose directory is known."""
+    if "run" not in results.columns:
+        return
+    for row in results[results["status"] == "completed"].itertuples(index=False):
+        if isinstance(row.run, str) and (sweep_dir / row.run).is_dir():
+            yield float(row.alpha), row.seed, sweep_dir / row.run
+
+
+def load_curves(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
+    """Every completed run's metrics.jsonl, one row per (run, epoch), with its alpha and seed.
+
+    A line that is not JSON (a run killed while writing) is skipped with a warning.
+    """
+    frames = []
+    for alpha, seed, run_dir in _run_dirs(Path(sweep_dir), results):
+        path = run_dir / "metrics.jsonl"
+        if not path.is_file():
+            continue
+        rows = []
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                warnings.warn(f"{path}:{number} is not JSON; line skipped", stacklevel=2)
+        if rows:
+            frame = pd.DataFrame(rows)
+            frame["alpha"], frame["seed"] = alpha, seed  # the run's alpha, not alpha_now of the warm-up
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_units(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
+    """Every completed run's si_per_unit.csv (layer, layer_index, unit, si, ...) with alpha and seed."""
+    frames = []
+    for alpha, seed, run_dir in _run_dirs(Path(sweep_dir), results):
+        path = run_dir / "si_per_unit.csv"
+        if not path.is_file():
+            continue
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as err:
+            warnings.warn(f"{path} is unreadable ({err}); left out", stacklevel=2)
+            continue
+        if "si" not in frame.columns:
+            warnings.warn(f"{path} has no 'si' column; left out", stacklevel=2)
+            continue
+        frame["alpha"], frame["seed"] = alpha, seed
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --------------------------------------------------------------------------- formatting
+
+
+def _is_fraction_accuracy(metric: str) -> bool:
+    """Accuracy columns hold fractions; the page shows them in percent (points)."""
+    return "acc" in metric
+
+
+def _num(value: float, digits: int = 3, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    if math.isinf(value):
+        return "∞" if value > 0 else "−∞"
+    text = f"{value:+.{digits}f}" if signed else f"{value:.{digits}f}"
+    return text.replace("-", "−")
+
+
+def _metric_value(metric: str, value: float, signed: bool = False) -> str:
+    if _is_fraction_accuracy(metric):
+        return _num(100 * value, 2, signed) + (" pts" if signed else " %")
+    return _num(value, 4, signed)
+
+
+def _plain(metric: str, value: float) -> str:
+    """A metric's value without its unit: accuracy in percent with 2 decimals, others with 4."""
+    return _num(100 * value, 2) if _is_fraction_accuracy(metric) else _num(value, 4)
+
+
+def _p(p: float) -> str:
+    if math.isnan(p):
+        return "—"
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def _needs(n: float) -> str:
+    """What a decisive answer would take, for an inconclusive verdict ('' when unknown)."""
+    if math.isnan(n):
+        return ""
+    if math.isinf(n):
+        return "a decisive answer needs more than 1000 seeds per alpha (the observed effect sits at the boundary)"
+    return f"a decisive answer needs about {int(n)} seeds per alpha"
+
+
+def _estimate(result: ClaimResult, comparison) -> str:
+    claim = result.claim
+    low, high = comparison.ci
+    if claim.ratio is not None:
+        ci = "" if math.isnan(low) else f" [{_num(low, 2)}, {_num(high, 2)}]"
+        return f"×{_num(comparison.estimate, 2)}{ci}"
+    ci = ("" if math.isnan(low)
+          else f" [{_metric_value(claim.metric, low, True)}, {_metric_value(claim.metric, high, True)}]")
+    return _metric_value(claim.metric, comparison.estimate, True) + ci
+
+
+def _badge(verdict: str) -> str:
+    return f'<span class="badge {verdict.replace(" ", "-")}">{html.escape(verdict)}</span>'
+
+
+def _e(text) -> str:
+    return html.escape(str(text))
+
+
+# --------------------------------------------------------------------------- page sections
+
+
+def _claims_section(results: list[ClaimResult], level: float) -> str:
+    if not results:
+        return "<p>No claims were given.</p>"
+    counts = {v: sum(r.verdict == v for r in results) for v in (SUPPORTED, REFUTED, INCONCLUSIVE, NOT_TESTED)}
+    chips = " ".join(f"{_badge(v)} × {n}" for v, n in counts.items() if n)
+    rows = []
+    for r in results:
+        c = r.claim
+        detail = []
+        if r.reason:
+            detail.append(r.reason)
+        if r.verdict == INCONCLUSIVE and _needs(r.seeds_needed):
+            detail.append(_needs(r.seeds_needed))
+        one = r.comparisons[0] if len(r.comparisons) == 1 else None
+        source = f"<div class='source'>{_e(c.source)}</div>" if c.source else ""
+        seeds = _seeds_cell(one) if one else (f"{len(r.comparisons)} alphas" if r.comparisons else "—")
+        rows.append(
+            "<tr class='claim'>"
+            f"<td><div class='statement'>{_e(c.statement)}</div>"
+            f"<div class='sub'><span class='cid'>{_e(c.id)}</span> · H<sub>1</sub>: <code>{_e(c.hypothesis())}</code>"
+            f" · {_e(c.test)} on <b>{_e(c.metric)}</b>, level {c.alpha_level:g}</div>{source}</td>"
+            f"<td>{seeds}</td>"
+            f"<td class='num'>{_estimate(r, one) if one else ''}</td>"
+            f"<td class='num'>{_g(one.effect_size) if one else ''}</td>"
+            f"<td class='num'>{_p(r.p_value) if r.comparisons else '—'}</td>"
+            f"<td>{_badge(r.verdict)}<div class='sub'>{_e('; '.join(detail))}</div></td>"
+            "</tr>"
+        )
+        if len(r.comparisons) > 1:
+            for comp in r.comparisons:
+                needs = _needs(comp.seeds_needed) if comp.verdict == INCONCLUSIVE else ""
+                needs = f"<div class='sub'>{needs}</div>" if needs else ""
+                rows.append(
+                    "<tr class='comparison'>"
+                    f"<td class='indent'>alpha = {comp.alpha:g}</td>"
+                    f"<td>{_seeds_cell(comp)}</td>"
+                    f"<td class='num'>{_estimate(r, comp)}</td>"
+                    f"<td class='num'>{_g(comp.effect_size)}</td>"
+                    f"<td class='num'>{_p(comp.p_value)}</td>"
+                    f"<td>{_badge(comp.verdict)}{needs}</td>"
+                    "</tr>"
+                )
+    head = ("<tr><th class='wide'>claim (m = the metric's mean over seeds)</th><th>seeds</th>"
+            f"<th>estimate [{int(level * 100)}% CI]</th><th>Hedges' g</th><th>p</th><th>verdict</th></tr>")
+    return (f"<p class='chips'>{chips}</p>"
+            f"<table class='claims'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
+
+
+def _g(value: float) -> str:
+    return _num(value, 1 if abs(value) >= 10 else 2)
+
+
+def _seeds_cell(comp) -> str:
+    design = "no test" if min(comp.n_group, comp.n_baseline) < 2 else "paired" if comp.paired else "Welch"
+    return f"{comp.n_group} vs {comp.n_baseline}<div class='sub'>{design}</div>"
+
+
+def _summary_table(results: pd.DataFrame, level: float) -> str:
+    metrics = [m for m in ("test_acc", "mean_si") if m in results.columns]
+    head = "<tr><th>alpha</th><th>runs</th>" + "".join(
+        f"<th>{_e(m)}{' (%)' if _is_fraction_accuracy(m) else ''}: mean [{int(level * 100)}% CI]</th>"
+        for m in metrics) + "<th>train time / run</th></tr>"
+    rows = []
+    for alpha, group in results.groupby("alpha"):
+        done = group[group["status"] == "completed"]
+        other = group["status"][group["status"] != "completed"].value_counts()
+        runs = f"{len(done)} completed" + "".join(f", <span class='bad'>{n} {_e(s)}</span>" for s, n in other.items())
+        cells = []
+        for m in metrics:
+            values = done[m].dropna().to_numpy(dtype=float)
+            if values.size == 0:
+                cells.append("<td class='num'>—</td>")
+                continue
+            mean, low, high = mean_ci(values, level)
+            ci = "" if math.isnan(low) else f" [{_plain(m, low)}, {_plain(m, high)}]"
+            cells.append(f"<td class='num'>{_plain(m, mean)}{ci}</td>")
+        seconds = done["train_seconds"].dropna().mean() if "train_seconds" in done.columns else float("nan")
+        time = "—" if math.isnan(seconds) else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
+        cls = " class='baseline'" if alpha == 0 else ""
+        rows.append(f"<tr{cls}><td class='num'>{alpha:g}</td><td>{runs}</td>{''.join(cells)}"
+                    f"<td class='num'>{time}</td></tr>")
+    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+
+
+def _runs_table(results: pd.DataFrame) -> str:
+    columns = [c for c in ("alpha", "seed", "status", "test_acc", "mean_si", "epochs", "train_seconds", "run")
+               if c in results.columns]
+    layers = [c for c in results.columns if c.startswith("si/")]
+    names = {"test_acc": "test_acc (%)", "train_seconds": "train s"}
+    head = "<tr>" + "".join(f"<th>{_e(names.get(c, c))}</th>" for c in columns + layers) + "</tr>"
+    rows = []
+    for _, row in results.iterrows():
+        cells = []
+        for c in columns + layers:
+            value = row[c]
+            if c in ("status", "run"):
+                cls = " class='bad'" if c == "status" and value != "completed" else ""
+                cells.append(f"<td{cls}>{_e(value)}</td>")
+            elif c == "alpha":
+                cells.append(f"<td class='num'>{value:g}</td>")
+            elif isinstance(value, (int, float, np.number)) and not pd.isna(value):
+                text = (_plain(c, float(value)) if c == "test_acc" or c == "mean_si" or c.startswith("si/")
+                        else f"{value:.0f}" if c == "train_seconds" else f"{value:g}")
+                cells.append(f"<td class='num'>{text}</td>")
+            else:
+                cells.append("<td class='num'>—</td>")
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (f"<details><summary>all {len(results)} runs, with per-layer selectivity</summary>"
+            f"<div class='scroll'><table class='runs'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+            "</div></details>")
+
+
+def _figure(path: Path, caption: str, wide: bool) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f"<figure class='{'wide' if wide else 'half'}'>"
+            f"<img src='data:image/png;base64,{data}' alt='{_e(path.stem)}'>"
+            f"<figcaption><b>{_e(path.name)}</b>. {caption}</figcaption></figure>")
+
+
+_CSS = """
+body { font-family: -apple-system, "Segoe UI", Roboto, "DejaVu Sans", Helvetica, Arial, sans-serif;
+       color: #1d232b; background: #fff; margin: 0; line-height: 1.45; font-size: 15px; }
+main { max-width: 1160px; margin: 0 auto; padding: 24px 32px 48px; }
+h1 { font-size: 26px; margin: 8px 0 4px; }
+h2 { font-size: 20px; margin: 36px 0 10px; padding-bottom: 4px; border-bottom: 2px solid #e4e8ee; }
+.lead { color: #4a5563; margin: 0 0 6px; }
+.meta { color: #6b7785; font-size: 13px; }
+table { border-collapse: collapse; width: 100%; font-size: 13.5px; margin: 8px 0; }
+th { text-align: left; background: #f1f4f8; color: #334; font-weight: 600; padding: 7px 9px;
+     border-bottom: 1px solid #d5dbe3; vertical-align: bottom; }
+td { padding: 7px 9px; border-bottom: 1px solid #e7ebf0; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tr.baseline td { background: #f6f6f6; font-weight: 600; }
+tr.comparison td { font-size: 12.5px; background: #fbfcfd; padding-top: 4px; padding-bottom: 4px; }
+td.indent { padding-left: 28px; color: #4a5563; }
+.statement { font-weight: 500; }
+th.wide { width: 44%; }
+.cid { font-weight: 600; font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; color: #2b4a6f; }
+.source, .sub { color: #6b7785; font-size: 12px; margin-top: 2px; }
+code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; background: #f3f5f8;
+       padding: 1px 4px; border-radius: 3px; white-space: nowrap; }
+.badge { display: inline-block; padding: 2px 9px; border-radius: 11px; font-size: 12px; font-weight: 600;
+         white-space: nowrap; }
+.badge.supported { background: #d8f0dd; color: #1e6b32; }
+.badge.refuted { background: #f8d7d7; color: #9b1c1c; }
+.badge.inconclusive { background: #fcebc5; color: #8a5a00; }
+.badge.not-tested { background: #e6e8eb; color: #555f6b; }
+.chips { margin: 4px 0 10px; }
+.bad { color: #9b1c1c; }
+.figs { display: grid; grid-template-columns: 1fr 1fr; gap: 8px 26px; }
+figure { margin: 10px 0 18px; }
+figure.wide { grid-column: 1 / -1; }
+figure img { max-width: 100%; border: 1px solid #e4e8ee; border-radius: 4px; display: block; }
+figcaption { color: #4a5563; font-size: 13.5px; margin-top: 6px; max-width: 900px; }
+details summary { cursor: pointer; color: #2b4a6f; margin: 10px 0; }
+.scroll { overflow-x: auto; }
+table.runs td, table.runs th { padding: 4px 7px; font-size: 12px; }
+.notes li { margin-bottom: 5px; }
+.notice { background: #fff6e0; border-left: 4px solid #e0a400; padding: 8px 12px; }
+"""
+
+
+def render_page(*, title: str, subtitle: str, results: pd.DataFrame, claims: list[ClaimResult],
+                figure_paths: list[tuple[Path, str, bool]], level: float, n_boot: int, notices: list[str]) -> str:
+    """The report as one HTML string: claims, figures, results tables, methods."""
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    notice = "".join(f"<p class='notice'>{_e(n)}</p>" for n in notices)
+    figs = "".join(_figure(p, caption, wide) for p, caption, wide in figure_paths)
+    figs = f"<div class='figs'>{figs}</div>" if figs else ""
+    methods = f"""
+<ul class='notes'>
+<li>Each claim is written before the test as a hypothesis H<sub>1</sub> on the contrast
+<code>c = m(group) − ratio × m(baseline)</code>, m being the metric's mean over seeds of the
+completed runs (diverged runs are left out and counted in the results table).</li>
+<li>Seeds pair when both alphas hold the same seeds (paired t test on the per-seed contrasts);
+otherwise the groups are independent (Welch's t test). p is the one-sided p-value of the claim
+(for an equivalence, the larger p of its two one-sided tests, TOST).</li>
+<li><b>supported</b>: p &lt; the claim's level; <b>refuted</b>: the opposite one-sided test rejects
+the claim at the same level; <b>inconclusive</b>: neither, with the seeds per alpha a decisive answer
+would need (power 0.8 by default, taking the observed effect and seed-to-seed spread as the truth);
+<b>not tested</b>: the sweep lacks the claim's alphas. A claim over several alphas is supported
+only when every alpha is (its p is the largest), refuted when any alpha is.</li>
+<li>Estimates are differences of means (accuracy in percentage points) or, for ratio claims, ratios
+of means; the interval is a {int(level * 100)}% percentile bootstrap over seeds ({n_boot} resamples,
+pairs kept together), which is narrow with few seeds: the t test decides. Hedges' g is the
+bias-corrected standardized difference between the two groups (pooled sd).</li>
+<li>Figures: intervals against alpha are Student-t {int(level * 100)}% intervals of the mean over seeds.</li>
+</ul>"""
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{_e(title)}</title>
+<style>{_CSS}</style></head>
+<body><main>
+<h1>{_e(title)}</h1>
+<p class="lead">{subtitle}</p>
+<p class="meta">alpha &lt; 0 discourages class selectivity, alpha &gt; 0 encourages it, alpha = 0 is the baseline.
+Generated {stamp} by selectivity {_e(__version__)}.</p>
+{notice}
+<h2>Claims</h2>
+{_claims_section(claims, level)}
+<h2>Figures</h2>
+{figs or "<p>No completed run: nothing to plot.</p>"}
+<h2>Results</h2>
+{_summary_table(results, level)}
+{_runs_table(results)}
+<h2>Methods</h2>
+{methods}
+</main></body></html>
+"""
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _describe(results: pd.DataFrame) -> tuple[str, str]:
+    def names(column):
+        return ", ".join(sorted(results[column].dropna().astype(str).unique())) if column in results.columns else ""
+
+    model, dataset = names("model"), names("dataset")
+    title = "Class selectivity sweep" + (f": {model}" if model else "") + (f" on {dataset}" if dataset else "")
+    done = results[results["status"] == "completed"]
+    seeds = done.groupby("alpha")["seed"].nunique()
+    if not len(seeds):
+        seed_text = "0"
+    else:
+        seed_text = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
+    alphas = ", ".join(f"{a:g}" for a in sorted(results["alpha"].unique()))
+    subtitle = (f"{len(results)} runs ({len(done)} completed) at alpha = {_e(alphas)}; "
+                f"{seed_text} completed seed(s) per alpha.")
+    return title, subtitle
+
+
+def _figures(root: Path, results: pd.DataFrame, title: str, level: float) -> tuple[list[tuple[Path, str, bool]],
+                                                                                   list[str]]:
+    """Write the PNGs beside the page; returns (path, caption, full width?) and notices."""
+    done = results[results["status"] == "completed"]
+    if done.dropna(subset=[c for c in ("test_acc", "mean_si") if c in done.columns]).empty:
+        return [], ["No completed run with test accuracy and selectivity: figures and claims need at least one."]
+    ci = f"{int(level * 100)}%"
+    out: list[tuple[Path, str, bool]] = []
+    notices = []
+    out.append((figures.plot_accuracy_vs_selectivity(results, root / "accuracy_vs_selectivity.png", title=title,
+                                                     zoom=True),
+                "Test accuracy against mean class selectivity, one point per run, coloured by alpha (baseline "
+                "grey). Right: the runs within 5 points of the best accuracy.", True))
+    out.append((figures.plot_metric_vs_alpha(results, "test_acc", root / "accuracy_vs_alpha.png", percent=True,
+                                             ylabel="test accuracy (%)", title="test accuracy against alpha",
+                                             level=level),
+                f"Large dots: means over seeds with {ci} t intervals; small dots: single seeds; grey band: the "
+                "baseline's interval.", False))
+    out.append((figures.plot_metric_vs_alpha(results, "mean_si", root / "selectivity_vs_alpha.png",
+                                             ylabel="mean class selectivity (test set)",
+                                             title="mean selectivity against alpha", level=level),
+                "Mean class selectivity (over units, then layers) against alpha, as on the left: the manipulation "
+                "check.", False))
+    if any(c.startswith("si/") for c in results.columns):
+        out.append((figures.plot_layer_selectivity(results, root / "selectivity_by_layer.png",
+                                                   title="selectivity of each layer, by depth"),
+                    "Mean SI of each layer from input to output, one line per alpha (mean over seeds).", False))
+    units = load_units(root, results)
+    if not units.empty:
+        out.append((figures.plot_si_distribution(units, root / "si_distribution.png",
+                                                 title="selectivity across units"),
+                    "SI of single units (all layers and seeds pooled) per alpha, from each run's si_per_unit.csv: "
+                    "violins, quartile bars and medians.", units["alpha"].nunique() > 9))
+    else:
+        notices.append("No si_per_unit.csv in the run directories: no distribution of SI across units.")
+    curves = load_curves(root, results)
+    if not curves.empty:
+        out.append((figures.plot_training_curves(curves, root / "training_curves.png",
+                                                 title="training curves (mean over seeds)"),
+                    "Per epoch, from each run's metrics.jsonl: train loss (cross-entropy), test accuracy at the "
+                    "evaluated epochs and the selectivity of the training minibatches; one line per alpha.", True))
+    else:
+        notices.append("No metrics.jsonl in the run directories: no training curves.")
+    return out, notices
+
+
+def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, default_claims: bool = True,
+                 level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> ReportOutputs:
+    """Write ``DIR/report.html`` and its figures for the sweep in ``sweep_dir``.
+
+    claims_files: claims YAML files added to the default claims (``default_claims=False``
+    leaves those out). level: confidence level of intervals; n_boot, seed: the bootstrap's.
+    Raises :class:`ReportError` (a ValueError) for a missing or empty sweep directory and
+    :class:`ClaimsError` for a claims file that breaks the schema.
+    """
+    root = Path(sweep_dir)
+    results = load_sweep(root)
+    claims = load_claims(*claims_files, defaults=default_claims)
+    title, subtitle = _describe(results)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of diverged runs
+        figure_paths, notices = _figures(root, results, title, level)
+    verdicts = evaluate_claims(results, claims, level=level, n_boot=n_boot, seed=seed)
+    page = root / REPORT_HTML
+    text = render_page(title=title, subtitle=subtitle, results=results, claims=verdicts, figure_paths=figure_paths,
+                       level=level, n_boot=n_boot, notices=notices)
+    tmp = page.with_name(f".{page.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(page)
+    return ReportOutputs(page=page, figures={p.stem: p for p, _, _ in figure_paths}, claims=verdicts)

@@ -1,0 +1,172 @@
+"""Tests of `selectivity report`: files, page, CLI, and the page as headless Chromium renders it."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from selectivity.report import ReportError, add_report_parser, build_report, load_sweep
+from selectivity.report.claims import NOT_TESTED, SUPPORTED
+
+from .sweep_builder import ALPHAS, SEEDS, write_run, write_sweep
+
+FIGURES = ("accuracy_vs_selectivity", "accuracy_vs_alpha", "selectivity_vs_alpha", "selectivity_by_layer",
+           "training_curves", "si_distribution")
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _images(page: str) -> list[str]:
+    return re.findall(r"<img\b[^>]*\bsrc=['\"]([^'\"]*)['\"]", page)
+
+
+def _decode_png(uri: str) -> Image.Image:
+    prefix = "data:image/png;base64,"
+    assert uri.startswith(prefix), uri[:60]
+    data = base64.b64decode(uri[len(prefix):], validate=True)
+    assert data.startswith(PNG_SIGNATURE)
+    image = Image.open(io.BytesIO(data))
+    image.verify()  # a valid, complete PNG
+    return Image.open(io.BytesIO(data))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="selectivity")
+    add_report_parser(parser.add_subparsers(dest="command", required=True))
+    return parser
+
+
+def test_report_writes_the_page_and_every_figure(sweep_dir, built_report):
+    assert built_report.page == sweep_dir / "report.html"
+    assert set(built_report.figures) == set(FIGURES)
+    for name in FIGURES:
+        image = Image.open(sweep_dir / f"{name}.png")
+        assert image.width > 500 and image.height > 300
+    page = built_report.page.read_text()
+    uris = _images(page)
+    assert len(uris) == len(FIGURES)
+    for uri in uris:
+        _decode_png(uri)
+    # self-contained: nothing fetched from elsewhere
+    assert not re.search(r"<(script|link)\b", page)
+    assert not re.search(r"\b(src|href)=['\"](?!data:)", page)
+
+
+def test_page_shows_claims_and_results(sweep_dir, built_report):
+    page = built_report.page.read_text()
+    verdicts = {r.claim.id: r.verdict for r in built_report.claims}
+    # the synthetic truth: alpha = -1 keeps accuracy and cuts SI to a third; alpha >= 1 costs accuracy
+    for claim_id in ("negative-alpha-lowers-si", "positive-alpha-raises-si", "alpha-1-halves-si",
+                     "positive-alpha-lowers-accuracy"):
+        assert verdicts[claim_id] == SUPPORTED, claim_id
+    assert verdicts["tiny-imagenet-lower-si-raises-accuracy"] == NOT_TESTED
+    for claim_id in verdicts:
+        assert claim_id in page
+    assert "1 diverged" in page
+    assert "resnet20 on cifar10" in page
+    for alpha in ALPHAS:
+        assert f"<td class='num'>{alpha:g}</td>" in page
+
+
+def test_results_csv_is_read_when_present(tmp_path):
+    root = write_sweep(tmp_path / "sweep", alphas=(-1.0, 0.0), seeds=(0, 1), diverged=False, units=False)
+    frame = load_sweep(root)  # from final.json files
+    assert len(frame) == 4 and frame["alpha"].tolist() == [-1.0, -1.0, 0.0, 0.0]
+    frame.iloc[:0].to_csv(root / "results.csv", index=False)  # a sweep still running: header only
+    assert len(load_sweep(root)) == 4
+    edited = frame.assign(test_acc=0.5)
+    edited.to_csv(root / "results.csv", index=False)
+    assert (load_sweep(root)["test_acc"] == 0.5).all()
+    outputs = build_report(root, n_boot=200)
+    assert "si_distribution" not in outputs.figures  # no si_per_unit.csv in these runs
+    assert "No si_per_unit.csv" in outputs.page.read_text()
+
+
+def test_single_seed_sweep_reports_seeds_needed(tmp_path):
+    root = write_sweep(tmp_path / "sweep", alphas=(-1.0, 0.0, 1.0), seeds=(0,), diverged=False, units=False)
+    outputs = build_report(root, n_boot=200)
+    assert all(r.verdict in ("inconclusive", "not tested") for r in outputs.claims)
+    assert "cannot be estimated; run 3 seeds or more" in outputs.page.read_text()
+
+
+def test_user_errors_are_report_errors(tmp_path):
+    with pytest.raises(ReportError, match="is not a directory"):
+        load_sweep(tmp_path / "nowhere")
+    with pytest.raises(ReportError, match="neither results.csv nor run directories"):
+        load_sweep(tmp_path)
+    (tmp_path / "results.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ReportError, match=r"lacks the column\(s\) \['alpha', 'seed', 'status'\]"):
+        load_sweep(tmp_path)
+
+
+def test_cli_subcommand(sweep_dir, tmp_path, capsys):
+    user = tmp_path / "mine.yaml"
+    user.write_text("claims:\n  - id: deep-layer-more-selective\n    statement: alpha = 5 raises the last layer's SI\n"
+                    "    metric: si/layer3.0\n    group: 5\n    test: greater\n"
+                    "  - id: needs-alpha-100\n    statement: x\n    metric: test_acc\n    group: 100\n    test: less\n")
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    args = _parser().parse_args(["report", str(copy), "--claims", str(user), "--bootstrap", "300"])
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"deep-layer-more-selective\s+supported", out)
+    assert re.search(r"needs-alpha-100\s+not tested", out)
+    assert f"report: {copy / 'report.html'}" in out
+    strict = _parser().parse_args(["report", str(copy), "--claims", str(user), "--strict", "--no-default-claims"])
+    with pytest.raises(ReportError, match="1 claim\\(s\\) not tested on this sweep: needs-alpha-100"):
+        strict.func(strict)
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["report", str(copy), "--bootstrap", "0"])
+
+
+def test_report_without_completed_runs_still_writes_a_page(tmp_path):
+    for seed in SEEDS[:2]:
+        write_run(tmp_path, 100.0, seed, acc=0.1, si=0.0, status="diverged")
+    outputs = build_report(tmp_path, n_boot=100)
+    page = outputs.page.read_text()
+    assert outputs.figures == {}
+    assert "No completed run" in page
+    assert all(r.verdict == NOT_TESTED for r in outputs.claims)
+
+
+def test_page_renders_in_headless_chromium(chromium, built_report, tmp_path):
+    shot = tmp_path / "report.png"
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,3000",
+               built_report.page.resolve().as_uri()]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=180)
+    assert shot.exists(), f"chromium wrote no screenshot (exit {done.returncode}): {done.stderr[-2000:]}"
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1200, 3000)
+    pixels = np.asarray(image).reshape(-1, 3)
+    colours = np.unique(pixels[::7], axis=0)
+    assert len(colours) > 500, f"only {len(colours)} distinct colours: is the page blank?"
+    white = (pixels > 245).all(axis=1).mean()
+    assert white < 0.9, f"{white:.0%} of the screenshot is white"
+    # the figures are in the screenshot: the coolwarm reds and blues of the alpha colours
+    r, g, b = pixels[:, 0].astype(int), pixels[:, 1].astype(int), pixels[:, 2].astype(int)
+    assert ((r - b > 80) & (r > 150)).sum() > 500 and ((b - r > 80) & (b > 150)).sum() > 500
+
+
+def test_selectivity_cli_runs_the_report(sweep_dir, tmp_path, capsys):
+    """Through `selectivity` itself, once cli.py registers the sub-command with add_report_parser."""
+    from selectivity import cli
+
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    if "report" not in commands:
+        pytest.skip("selectivity.cli does not register `report` yet (call add_report_parser in build_parser)")
+    copy = tmp_path / "sweep"
+    shutil.copytree(sweep_dir, copy)
+    assert cli.main(["report", str(copy), "--bootstrap", "200"]) == 0
+    assert (copy / "report.html").exists()
+    assert cli.main(["report", str(tmp_path / "nowhere")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
