@@ -14,10 +14,11 @@ from pathlib import Path
 from .core import LayerSelectionError
 from .data import DatasetError
 from .report.claims import ReportError
+from .sweep.grid import SweepError
 from .train.config import ConfigError
 from .train.run import RunError
 
-USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, ReportError, FileNotFoundError)
+USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, ReportError, SweepError, FileNotFoundError)
 
 
 def _train(args) -> int:
@@ -106,7 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_demo)
 
     from .report.cli import add_report_parser
+    from .sweep.cli import add_sweep_parser
 
+    add_sweep_parser(sub)
     add_report_parser(sub)
     return parser
 

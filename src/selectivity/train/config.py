@@ -45,7 +45,7 @@ class DataConfig:
     crop_padding: int = 4  # random crop after zero padding; 0 = no crop
     flip: bool = True  # random horizontal flip
     train_per_class: int | None = None  # keep the first N training images of each class
-    test_limit: int | None = None  # evaluate on the first N test images
+    test_limit: int | None = None  # evaluate on a fixed random subset of N test images
 
 
 @dataclass

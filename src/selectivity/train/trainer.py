@@ -58,9 +58,10 @@ def load_data(config: Config, progress: bool = True) -> tuple[DatasetSplit, Data
     if config.data.train_per_class:
         train = _take_per_class(train, config.data.train_per_class)
     if config.data.test_limit:
-        test = dataclasses.replace(
-            test, images=test.images[: config.data.test_limit], labels=test.labels[: config.data.test_limit]
-        )
+        # A fixed random subset, in the split's order: test splits are often sorted by class.
+        keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))
+        keep = keep[: config.data.test_limit].sort().values
+        test = dataclasses.replace(test, images=test.images[keep].contiguous(), labels=test.labels[keep])
     return train, test
 
 

@@ -1,0 +1,199 @@
+"""A sweep is a grid of runs, alphas x seeds, over one base config.
+
+Each run has a stable id: a short hash of its resolved config (the same config always
+gives the same id, any other config another one). Its directory name puts the readable
+part first: ``alpha-1_seed0-3f2a9c01b7``. alpha < 0 discourages selectivity, alpha > 0
+encourages it, alpha = 0 is plain training.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..train.config import PRESET_DIR, Config, ConfigError, config_to_dict, list_presets, load_config, parse_override
+
+__all__ = [
+    "SweepError",
+    "GridRun",
+    "make_grid",
+    "parse_alphas",
+    "parse_seeds",
+    "run_id",
+    "base_config_dict",
+    "load_sweep_config",
+]
+
+#: The two keys the grid sets per run; a base config's own values for them are ignored.
+GRID_KEYS = (("regularizer", "alpha"), ("train", "seed"))
+
+
+class SweepError(ValueError):
+    """A sweep that cannot run as asked: a bad grid, executor or sweep directory."""
+
+
+# -- the grid's axes ---------------------------------------------------------------------------
+
+
+def _items(values: str | Iterable, what: str) -> list:
+    """``"-1,0,1"``, ``["-1", "0,1"]`` or ``[-1, 0, 1]`` -> a flat list of items."""
+    if isinstance(values, str):
+        values = [values]
+    items: list = []
+    for value in values:
+        if isinstance(value, str):
+            if not value.strip():
+                continue
+            parts = [p.strip() for p in value.split(",")]
+            if any(not p for p in parts):
+                raise SweepError(f"{what} list {value!r} has an empty item; expected comma-separated values: 0,1,2")
+            items.extend(parts)
+        else:
+            items.append(value)
+    if not items:
+        raise SweepError(f"the {what} list is empty; expected comma-separated numbers, e.g. -1,0,1")
+    return items
+
+
+def _unique(values: list, what: str) -> list:
+    seen = set()
+    for value in values:
+        if value in seen:
+            raise SweepError(f"{what} {value:g} appears twice in the {what} list")
+        seen.add(value)
+    return values
+
+
+def parse_alphas(values: str | Iterable) -> list[float]:
+    """Alphas from ``"-1,0,1"`` or a list; finite numbers, each once, in the order given.
+
+    >>> parse_alphas("-1, 0,0.5")
+    [-1.0, 0.0, 0.5]
+    """
+    alphas = []
+    for item in _items(values, "alpha"):
+        try:
+            alpha = float(item)
+        except (TypeError, ValueError):
+            raise SweepError(f"alpha {item!r} is not a number; expected comma-separated numbers, e.g. -1,0,1") from None
+        if isinstance(item, bool) or not math.isfinite(alpha):
+            raise SweepError(f"alpha {item!r} is not a finite number")
+        alphas.append(alpha + 0.0)  # -0.0 -> 0.0: one run, one id
+    return _unique(alphas, "alpha")
+
+
+def parse_seeds(values: str | Iterable) -> list[int]:
+    """Seeds from ``"0,1,2"`` or a list; integers >= 0, each once, in the order given.
+
+    >>> parse_seeds("0,1,2")
+    [0, 1, 2]
+    """
+    seeds = []
+    for item in _items(values, "seed"):
+        text = str(item)
+        if isinstance(item, bool) or not text.isdigit():
+            raise SweepError(f"seed {item!r} is not an integer >= 0; expected comma-separated integers, e.g. 0,1,2")
+        seeds.append(int(text))
+    return _unique(seeds, "seed")
+
+
+# -- runs and their ids ------------------------------------------------------------------------
+
+
+def run_id(config: Config | dict) -> str:
+    """A short hash of the resolved config: equal configs, equal ids (key order does not count)."""
+    data = config_to_dict(config) if isinstance(config, Config) else config
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def base_config_dict(config: Config) -> dict:
+    """The resolved config without the keys the grid sets (alpha and seed): what a sweep shares."""
+    data = config_to_dict(config)
+    for section, key in GRID_KEYS:
+        data[section].pop(key, None)
+    return data
+
+
+@dataclass(frozen=True, eq=True)
+class GridRun:
+    """One point of the grid: its alpha, seed, resolved config (a dict) and id."""
+
+    alpha: float
+    seed: int
+    config: dict
+    id: str
+
+    @property
+    def name(self) -> str:
+        """Directory name: readable alpha and seed, then the id."""
+        from ..train.demo import run_name  # lazy: train.demo imports this package
+
+        return f"{run_name(self.alpha, self.seed)}-{self.id}"
+
+
+def make_grid(config: Config, alphas: Iterable, seeds: Iterable) -> list[GridRun]:
+    """One run per (alpha, seed), alphas outermost, in the order given."""
+    alphas, seeds = parse_alphas(alphas), parse_seeds(seeds)
+    runs = []
+    for alpha in alphas:
+        for seed in seeds:
+            data = copy.deepcopy(config_to_dict(config))
+            data["regularizer"]["alpha"] = alpha
+            data["train"]["seed"] = seed
+            runs.append(GridRun(alpha=alpha, seed=seed, config=data, id=run_id(data)))
+    return runs
+
+
+# -- the sweep config: a run config plus an optional `slurm:` section ------------------------
+
+
+def _read_source(source: str | Path | dict | None) -> dict:
+    if source is None:
+        return {}
+    if isinstance(source, dict):
+        return copy.deepcopy(source)
+    path = Path(source)
+    if not path.suffix and (PRESET_DIR / f"{source}.yaml").is_file():
+        path = PRESET_DIR / f"{source}.yaml"
+    if not path.is_file():
+        presets = ", ".join(list_presets())
+        raise ConfigError(f"config {str(source)!r} is neither a YAML file nor a preset; presets: {presets}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path} is not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+    data.setdefault("name", path.stem)
+    return data
+
+
+def load_sweep_config(source: str | Path | dict | None, overrides: list[str] | None = None) -> tuple[Config, dict]:
+    """A run config and the raw ``slurm:`` section from a preset, YAML file or dict.
+
+    Overrides ``slurm.KEY=VALUE`` go to the SLURM section, all others to the run config
+    (``train.epochs=2``). The SLURM section is checked by :class:`~.slurm.SlurmResources`.
+    """
+    data = _read_source(source)
+    slurm: Any = data.pop("slurm", None) or {}
+    if not isinstance(slurm, dict):
+        raise ConfigError(f"the slurm section must be a mapping of resources, got {slurm!r}")
+    run_overrides = []
+    for text in overrides or []:
+        keys, value = parse_override(text)
+        if keys[0] == "slurm":
+            if len(keys) != 2:
+                raise ConfigError(f"override {text!r}: SLURM resources look like slurm.time=60")
+            slurm[keys[1]] = value
+        else:
+            run_overrides.append(text)
+    return load_config(data, run_overrides), slurm

@@ -1,0 +1,185 @@
+"""The sweep directory is the sweep's record; ``sweep.json`` is its manifest.
+
+    DIR/
+      sweep.json            base config, grid, executor, one entry per run with its jobs
+      <run name>/           one run directory per run (see selectivity.train.run), plus
+        attempts.jsonl      one line per attempt: host, job id, wall seconds, outcome
+        failed.json         written when a run has used up its retries: the error
+      logs/<executor>/      submitit's job files and logs
+      results.csv           one row per finished or failed run
+      results.parquet       the same table
+
+Only the ``selectivity sweep`` command writes ``sweep.json`` (atomically, under a lock);
+the jobs write only into their run directories.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ..train.run import RunPaths, read_json, write_text
+from .grid import GridRun, SweepError
+
+__all__ = ["SweepPaths", "SweepRunPaths", "Manifest", "exclusive", "MANIFEST_FORMAT", "now"]
+
+MANIFEST_FORMAT = "selectivity-sweep-1"
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class SweepPaths:
+    """Every file name of a sweep directory."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "sweep.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".sweep.lock"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def results_csv(self) -> Path:
+        return self.root / "results.csv"
+
+    @property
+    def results_parquet(self) -> Path:
+        return self.root / "results.parquet"
+
+    def run_dir(self, run: GridRun) -> Path:
+        """Run directories sit in the sweep directory itself, as the report expects them."""
+        return self.root / run.name
+
+
+class SweepRunPaths(RunPaths):
+    """A run directory's files, plus the ones a sweep adds."""
+
+    @property
+    def attempts(self) -> Path:
+        return self.root / "attempts.jsonl"
+
+    @property
+    def failed(self) -> Path:
+        return self.root / "failed.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".run.lock"
+
+
+@contextlib.contextmanager
+def exclusive(path: Path, busy_message: str) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` or raise :class:`SweepError` at once.
+
+    File systems without locks (some network mounts) run unlocked.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a+") as handle:
+        locked = True
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip()
+            raise SweepError(f"{busy_message}{f' (pid {holder})' if holder else ''}") from None
+        except OSError:  # no locking on this file system (ENOLCK, ENOSYS): go on without
+            locked = False
+        try:
+            if locked:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(str(os.getpid()))
+                handle.flush()
+            yield
+        finally:
+            if locked:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
+    diffs = []
+    for key in sorted(set(a) | set(b)):
+        va, vb = a.get(key), b.get(key)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            diffs.extend(_diff(va, vb, f"{prefix}{key}."))
+        elif va != vb:
+            diffs.append(f"{prefix}{key}: {va!r} there, {vb!r} now")
+    return diffs
+
+
+@dataclass
+class Manifest:
+    """What ``sweep.json`` holds. ``runs`` maps a run id to its alpha, seed, directory
+    (relative to the sweep directory), status and jobs (executor, job id, time)."""
+
+    base_config: dict
+    runs: dict[str, dict] = field(default_factory=dict)
+    executor: dict = field(default_factory=dict)
+    created: str = field(default_factory=now)
+    updated: str = field(default_factory=now)
+
+    @classmethod
+    def open(cls, paths: SweepPaths, base_config: dict) -> Manifest:
+        """The directory's manifest, or a new one; refuses a sweep of another base config."""
+        if not paths.manifest.exists():
+            return cls(base_config=base_config)
+        try:
+            data = read_json(paths.manifest)
+            if data.get("format") != MANIFEST_FORMAT:
+                raise KeyError("format")
+            manifest = cls(base_config=data["base_config"], runs=data["runs"], executor=data.get("executor", {}),
+                           created=data.get("created", now()))
+        except Exception as err:
+            raise SweepError(f"{paths.manifest} is not a sweep manifest ({err}); use another --out") from None
+        if manifest.base_config != base_config:
+            diff = "; ".join(_diff(manifest.base_config, base_config))
+            raise SweepError(f"{paths.root} holds a sweep of a different config ({diff}); "
+                             "use another --out or the same settings")
+        return manifest
+
+    def add(self, runs: list[GridRun], paths: SweepPaths) -> None:
+        for run in runs:
+            self.runs.setdefault(run.id, {"alpha": run.alpha, "seed": run.seed,
+                                          "dir": str(paths.run_dir(run).relative_to(paths.root)),
+                                          "status": "new", "jobs": []})
+
+    def set_status(self, run_id: str, status: str) -> None:
+        self.runs[run_id]["status"] = status
+
+    def add_job(self, run_id: str, executor: str, job_id: str) -> None:
+        self.runs[run_id]["jobs"].append({"executor": executor, "job_id": job_id, "submitted": now()})
+        self.runs[run_id]["status"] = "submitted"
+
+    def last_job(self, run_id: str) -> dict | None:
+        jobs = self.runs.get(run_id, {}).get("jobs") or []
+        return jobs[-1] if jobs else None
+
+    def run_dirs(self, paths: SweepPaths) -> list[Path]:
+        return [paths.root / entry["dir"] for entry in self.runs.values()]
+
+    def grid(self) -> dict:
+        alphas = sorted({entry["alpha"] for entry in self.runs.values()})
+        seeds = sorted({entry["seed"] for entry in self.runs.values()})
+        return {"alphas": alphas, "seeds": seeds}
+
+    def save(self, paths: SweepPaths) -> None:
+        self.updated = now()
+        data = {"format": MANIFEST_FORMAT, "created": self.created, "updated": self.updated,
+                "base_config": self.base_config, "grid": self.grid(), "executor": self.executor, "runs": self.runs}
+        write_text(paths.manifest, json.dumps(data, indent=2) + "\n")

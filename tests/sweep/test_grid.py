@@ -1,0 +1,66 @@
+import pytest
+
+from selectivity.sweep import SlurmResources, SweepError, make_grid, parse_alphas, parse_seeds, run_id
+from selectivity.sweep.grid import load_sweep_config
+from selectivity.train.config import ConfigError, config_to_dict, load_config
+
+
+def test_run_ids_are_stable_and_distinct():
+    config = load_config("demo", ["train.epochs=2"])
+    grid = make_grid(config, "-1,0,1", "0,1")
+    assert [(r.alpha, r.seed) for r in grid] == [(-1, 0), (-1, 1), (0, 0), (0, 1), (1, 0), (1, 1)]
+    assert len({r.id for r in grid}) == 6 and len({r.name for r in grid}) == 6
+    # The same config built another way (other key order, alpha as an int) gives the same ids.
+    again = make_grid(load_config(config_to_dict(config)), [1, 0, -1], ["1", "0"])
+    assert {r.id for r in again} == {r.id for r in grid}
+    assert grid[0].name == f"alpha-1_seed0-{grid[0].id}" and len(grid[0].id) == 10
+    reordered = dict(reversed(list(grid[0].config.items())))
+    assert run_id(reordered) == grid[0].id
+    # Any other setting gives other ids.
+    other = make_grid(load_config("demo", ["train.epochs=3"]), "-1", "0")
+    assert other[0].id != grid[0].id
+    assert grid[0].config["regularizer"]["alpha"] == -1.0 and grid[0].config["train"]["seed"] == 0
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "empty"), (" ", "empty"), ("1,,2", "empty item"), ("a,b", "not a number"), ("nan", "finite"),
+    ("1,1", "twice"),
+])
+def test_bad_alpha_lists(text, message):
+    with pytest.raises(SweepError, match=message) as info:
+        parse_alphas(text)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("text, message", [("", "empty"), ("1.5", "integer"), ("-1", "integer"), ("0,0", "twice")])
+def test_bad_seed_lists(text, message):
+    with pytest.raises(SweepError, match=message):
+        parse_seeds(text)
+
+
+def test_lists_from_the_command_line():
+    assert parse_alphas(["-1", "0,0.5"]) == [-1.0, 0.0, 0.5]
+    assert parse_alphas("-0") == [0.0]
+    assert parse_seeds(["0", "1,2"]) == [0, 1, 2]
+
+
+def test_slurm_section_and_overrides(tmp_path):
+    path = tmp_path / "sweep.yaml"
+    path.write_text("model:\n  name: resnet_demo\nslurm:\n  time: 30\n  partition: gpu\n  mem: 16\n")
+    config, slurm = load_sweep_config(path, ["slurm.gpus=1", "train.epochs=2"])
+    assert config.name == "sweep" and config.train.epochs == 2
+    resources = SlurmResources.from_dict(slurm)
+    assert (resources.time, resources.partition, resources.gpus, resources.mem) == (30, "gpu", 1, "16G")
+    params = resources.submitit_parameters()
+    assert params["time"] == 30 and params["gpus_per_node"] == 1 and params["additional_parameters"] == {"mem": "16G"}
+    # submitit accepts them and makes an sbatch script of them
+    from submitit.slurm.slurm import _make_sbatch_string
+
+    script = _make_sbatch_string(command="python -c pass", folder=str(tmp_path), **params)
+    assert "#SBATCH --partition=gpu" in script and "#SBATCH --mem=16G" in script and "#SBATCH --time=30" in script
+    with pytest.raises(ConfigError, match="slurm.tim"):
+        SlurmResources.from_dict({"tim": 3})
+    with pytest.raises(ConfigError, match="slurm.mem"):
+        SlurmResources.from_dict({"mem": "lots"})
+    with pytest.raises(ConfigError, match="slurm.time"):
+        SlurmResources.from_dict({"time": "1h"})

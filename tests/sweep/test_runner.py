@@ -1,0 +1,150 @@
+"""The sweep loop with the in-process executor and a fake trainer: fast, exact call counts."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from selectivity.sweep import SweepError, run_sweep
+from selectivity.sweep.manifest import SweepRunPaths
+
+FAST = ["train.epochs=1"]
+
+
+def _sweep(out, alphas="-1,0", seeds="0", **kwargs):
+    kwargs.setdefault("executor", "debug")
+    kwargs.setdefault("progress", False)
+    return run_sweep("demo", alphas, seeds, out, overrides=kwargs.pop("overrides", FAST), **kwargs)
+
+
+def _finals(out):
+    return {p.parent.name: (p.stat().st_mtime_ns, p.read_text()) for p in sorted(out.glob("*/final.json"))}
+
+
+def test_a_sweep_runs_each_run_once_and_writes_its_record(tmp_path, fake_train):
+    fake = fake_train()
+    outcome = _sweep(tmp_path / "s", alphas="-1,0,1", seeds="0,1")
+    assert sorted(fake.calls) == [(a, s) for a in (-1.0, 0.0, 1.0) for s in (0, 1)]
+    assert outcome.ok and len(outcome.finished) == 6 and outcome.submitted == 6
+    manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert manifest["grid"] == {"alphas": [-1.0, 0.0, 1.0], "seeds": [0, 1]}
+    assert manifest["executor"]["name"] == "debug"
+    assert "alpha" not in manifest["base_config"]["regularizer"] and manifest["base_config"]["train"]["epochs"] == 1
+    assert all(r["status"] == "completed" and len(r["jobs"]) == 1 for r in manifest["runs"].values())
+    table = pd.read_csv(tmp_path / "s" / "results.csv")
+    assert table[["alpha", "seed"]].values.tolist() == [[a, s] for a in (-1, 0, 1) for s in (0, 1)]
+    assert list(table.columns[:10]) == ["alpha", "seed", "model", "dataset", "test_acc", "mean_si", "status",
+                                         "epochs", "train_seconds", "wall_seconds"]
+    assert {"si/a", "si/b"} <= set(table.columns) and (table.status == "completed").all()
+    assert (table.wall_seconds >= 0).all()
+    assert pd.read_parquet(tmp_path / "s" / "results.parquet").equals(outcome.results)
+
+
+def test_an_interrupted_sweep_redoes_nothing_finished(tmp_path, fake_train):
+    fake = fake_train(interrupt_after=1)
+    with pytest.raises(KeyboardInterrupt):
+        _sweep(tmp_path / "s", alphas="-1,0,1")
+    assert fake.calls == [(-1.0, 0), (0.0, 0)]
+    finals = _finals(tmp_path / "s")
+    assert len(finals) == 1
+
+    fake = fake_train()
+    outcome = _sweep(tmp_path / "s", alphas="-1,0,1")
+    assert fake.calls == [(0.0, 0), (1.0, 0)]  # only the unfinished runs
+    assert outcome.ok and outcome.submitted == 2 and len(outcome.results) == 3
+    finals_after = _finals(tmp_path / "s")
+    assert {k: finals_after[k] for k in finals} == finals  # the finished run's record is untouched
+
+    fake = fake_train()
+    outcome = _sweep(tmp_path / "s", alphas="-1,0,1")
+    assert fake.calls == [] and outcome.submitted == 0 and len(outcome.results) == 3
+    assert _finals(tmp_path / "s") == finals_after
+
+
+def test_a_failing_run_is_retried_then_marked_failed_while_the_others_complete(tmp_path, fake_train):
+    fake = fake_train(fail_alphas={1.0})
+    outcome = _sweep(tmp_path / "s", alphas="0,1", retries=2)
+    assert fake.calls.count((1.0, 0)) == 3 and fake.calls.count((0.0, 0)) == 1
+    assert not outcome.ok and len(outcome.failed) == 1 and len(outcome.finished) == 1
+    (failed_dir,) = [p.parent for p in (tmp_path / "s").glob("*/failed.json")]
+    record = json.loads(SweepRunPaths(failed_dir).failed.read_text())
+    assert record["error"] == "RuntimeError: boom at alpha 1" and record["attempts"] == 3
+    assert "Traceback" in record["trace"] and len(record["jobs"]) == 3
+    attempts = SweepRunPaths(failed_dir).attempts.read_text().splitlines()
+    assert [json.loads(line)["outcome"] for line in attempts] == ["error"] * 3
+    table = outcome.results.set_index("alpha")
+    assert table.loc[0.0, "status"] == "completed" and table.loc[1.0, "status"] == "failed"
+    assert table.loc[1.0, "error"] == "RuntimeError: boom at alpha 1" and pd.isna(table.loc[1.0, "test_acc"])
+
+    # The same command again: the failed run gets a fresh set of retries, the finished one nothing.
+    fake = fake_train()
+    outcome = _sweep(tmp_path / "s", alphas="0,1", retries=2)
+    assert fake.calls == [(1.0, 0)] and outcome.ok
+    assert not SweepRunPaths(failed_dir).failed.exists()
+    assert (outcome.results.status == "completed").all()
+
+
+def test_retries_zero_fails_at_the_first_error(tmp_path, fake_train):
+    fake = fake_train(fail_alphas={0.0})
+    outcome = _sweep(tmp_path / "s", alphas="0", retries=0)
+    assert fake.calls == [(0.0, 0)] and outcome.failed
+
+
+def test_a_sweep_directory_of_another_config_is_refused_untouched(tmp_path, fake_train):
+    fake_train()
+    _sweep(tmp_path / "s")
+    before = _finals(tmp_path / "s")
+    manifest = (tmp_path / "s" / "sweep.json").read_text()
+    fake = fake_train()
+    with pytest.raises(SweepError, match=r"different config \(train.epochs: 1 there, 2 now\)") as info:
+        _sweep(tmp_path / "s", overrides=["train.epochs=2"])
+    assert "\n" not in str(info.value)
+    assert fake.calls == [] and _finals(tmp_path / "s") == before
+    assert (tmp_path / "s" / "sweep.json").read_text() == manifest
+    # alpha and seed are the grid's: a base config that sets them is the same sweep
+    outcome = _sweep(tmp_path / "s", overrides=FAST + ["regularizer.alpha=3", "train.seed=7"])
+    assert fake.calls == [] and outcome.ok
+
+
+def test_a_grid_can_grow_in_the_same_directory(tmp_path, fake_train):
+    fake_train()
+    _sweep(tmp_path / "s", alphas="0")
+    fake = fake_train()
+    outcome = _sweep(tmp_path / "s", alphas="0,2", seeds="0")
+    assert fake.calls == [(2.0, 0)] and len(outcome.results) == 2
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"alphas": ""}, "alpha list is empty"),
+    ({"alphas": "1,x"}, "alpha 'x' is not a number"),
+    ({"seeds": "0,a"}, "seed 'a' is not an integer"),
+    ({"executor": "cloud"}, "unknown executor 'cloud'; choose one of debug, local, slurm"),
+    ({"executor": "local", "jobs": 0}, "--jobs must be >= 1"),
+    ({"retries": -1}, "--retries must be"),
+    ({"executor": "local", "wait": False}, "--no-wait needs --executor slurm"),
+])
+def test_bad_inputs_fail_before_anything_is_written(tmp_path, fake_train, kwargs, message):
+    fake = fake_train()
+    with pytest.raises(SweepError, match=message) as info:
+        _sweep(tmp_path / "s", **kwargs)
+    assert "\n" not in str(info.value) and fake.calls == [] and not (tmp_path / "s").exists()
+
+
+def test_slurm_without_sbatch_is_a_clear_error(tmp_path, fake_train, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    fake = fake_train()
+    with pytest.raises(SweepError, match="no 'sbatch' on PATH") as info:
+        _sweep(tmp_path / "s", executor="slurm")
+    assert "\n" not in str(info.value) and fake.calls == [] and not (tmp_path / "s").exists()
+
+
+def test_a_second_sweep_command_on_the_same_directory_is_refused(tmp_path, fake_train):
+    from selectivity.sweep.manifest import SweepPaths, exclusive
+
+    fake = fake_train()
+    paths = SweepPaths(tmp_path / "s")
+    with exclusive(paths.lock, "busy"):
+        # flock locks are per open file: a second open in this process conflicts like another process
+        with pytest.raises(SweepError, match="another sweep command is running"):
+            _sweep(tmp_path / "s")
+    assert fake.calls == []
