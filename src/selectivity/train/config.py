@@ -62,6 +62,7 @@ class OptimConfig:
     nesterov: bool = False
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
+    grad_clip: float | None = None  # clip the gradient norm (keeps large |alpha| stable)
 
 
 @dataclass
@@ -116,6 +117,7 @@ class Config:
             (self.optim.lr > 0, "optim.lr must be > 0"),
             (self.optim.weight_decay >= 0, "optim.weight_decay must be >= 0"),
             (0 <= self.optim.label_smoothing < 1, "optim.label_smoothing must be in [0, 1)"),
+            (self.optim.grad_clip is None or self.optim.grad_clip > 0, "optim.grad_clip must be > 0"),
             (self.data.crop_padding >= 0, "data.crop_padding must be >= 0"),
             (self.regularizer.warmup_epochs >= 0, "regularizer.warmup_epochs must be >= 0"),
             (self.regularizer.eps > 0, "regularizer.eps must be > 0"),

@@ -254,6 +254,8 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None)
                 loss = ce + reg.loss(y)  # reg.loss(y) = -alpha * batch selectivity
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
+                if config.optim.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
                 optimizer.step()
                 # reg tracks the batch selectivity even while alpha is 0 (without gradient).
                 sums += torch.stack([ce.detach() * len(y), (logits.argmax(1) == y).sum().float(), reg.last_selectivity])
