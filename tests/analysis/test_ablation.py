@@ -42,16 +42,6 @@ PER_CLASS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine intra-op threads
-    spin against other processes (10x slower here); the previous setting is restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 class ToyNet(nn.Module):
     selectivity_layers = ("relu",)
 

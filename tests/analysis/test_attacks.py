@@ -23,16 +23,6 @@ from selectivity.analysis.attacks import adversarial_accuracy, adversarial_examp
 HAS_FOOLBOX = importlib.util.find_spec("foolbox") is not None
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine intra-op threads
-    spin against other processes (10x slower here); the previous setting is restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -- fixtures -------------------------------------------------------------------------------
 def _linear_problem(dim: int = 12, n: int = 64, seed: int = 0):
     """A float64 linear 2-class model and inputs in [0.3, 0.7], where clipping never binds for eps <= 0.3."""

@@ -66,15 +66,6 @@ def _decode_zip(zip_name: str, prefix: str, suffix: str, count: int) -> torch.Te
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors gain nothing from threads, and a busy machine makes each threaded op wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def real_images() -> dict[str, torch.Tensor]:
     """16 CIFAR-10 test images (32 px) and 16 Tiny ImageNet val images (64 px), by preset."""

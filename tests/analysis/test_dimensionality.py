@@ -24,16 +24,6 @@ from selectivity.analysis.dimensionality import (
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine intra-op threads
-    spin against other processes (10x slower here); the previous setting is restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _known_spectrum(scales, n: int = 40, seed: int = 0) -> torch.Tensor:
     """(n, U) float64 data whose covariance eigenvalues are exactly scales**2 / (n - 1)."""
     g = torch.Generator().manual_seed(seed)

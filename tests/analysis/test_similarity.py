@@ -24,16 +24,6 @@ from selectivity.analysis.similarity import cca, layer_similarity, linear_cka, m
 scipy_linalg = pytest.importorskip("scipy.linalg", reason="the CCA reference uses scipy.linalg.subspace_angles")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors gain nothing from threads, and on a shared 2-core machine intra-op threads
-    spin against other processes (10x slower here); the previous setting is restored."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # -- references -----------------------------------------------------------------------------
 def _hsic_unbiased(k: np.ndarray, m: np.ndarray) -> float:
     n = k.shape[0]

@@ -17,9 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..train.config import PRESET_DIR, Config, ConfigError, config_to_dict, list_presets, load_config, parse_override
+from ..train.config import Config, ConfigError, config_to_dict, load_config, parse_override, read_config_source
 
 __all__ = [
     "SweepError",
@@ -156,34 +154,13 @@ def make_grid(config: Config, alphas: Iterable, seeds: Iterable) -> list[GridRun
 # -- the sweep config: a run config plus an optional `slurm:` section ------------------------
 
 
-def _read_source(source: str | Path | dict | None) -> dict:
-    if source is None:
-        return {}
-    if isinstance(source, dict):
-        return copy.deepcopy(source)
-    path = Path(source)
-    if not path.suffix and (PRESET_DIR / f"{source}.yaml").is_file():
-        path = PRESET_DIR / f"{source}.yaml"
-    if not path.is_file():
-        presets = ", ".join(list_presets())
-        raise ConfigError(f"config {str(source)!r} is neither a YAML file nor a preset; presets: {presets}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
-    data.setdefault("name", path.stem)
-    return data
-
-
 def load_sweep_config(source: str | Path | dict | None, overrides: list[str] | None = None) -> tuple[Config, dict]:
     """A run config and the raw ``slurm:`` section from a preset, YAML file or dict.
 
     Overrides ``slurm.KEY=VALUE`` go to the SLURM section, all others to the run config
     (``train.epochs=2``). The SLURM section is checked by :class:`~.slurm.SlurmResources`.
     """
-    data = _read_source(source)
+    data = read_config_source(source)
     slurm: Any = data.pop("slurm", None) or {}
     if not isinstance(slurm, dict):
         raise ConfigError(f"the slurm section must be a mapping of resources, got {slurm!r}")

@@ -7,6 +7,7 @@ a typo or a wrong type fails at once with the key's full name, not hours into a 
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import types
@@ -27,6 +28,7 @@ __all__ = [
     "list_presets",
     "load_config",
     "parse_override",
+    "read_config_source",
 ]
 
 PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
@@ -216,13 +218,27 @@ def list_presets() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
 
 
-def _read_yaml(path: Path) -> dict:
+def read_config_source(source: str | Path | dict | None) -> dict:
+    """The raw mapping of a preset name, a YAML path or a dict (copied), before validation.
+
+    A file's ``name`` defaults to its stem.
+    """
+    if source is None:
+        return {}
+    if isinstance(source, dict):
+        return copy.deepcopy(source)
+    path = Path(source)
+    if not path.suffix and (PRESET_DIR / f"{source}.yaml").is_file():
+        path = PRESET_DIR / f"{source}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"config {str(source)!r} is neither a YAML file nor a preset; presets: {', '.join(list_presets())}")
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of config keys, got {type(data).__name__}")
+    data.setdefault("name", path.stem)
     return data
 
 
@@ -260,18 +276,7 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
 
     Keys the file does not set keep the dataclass defaults.
     """
-    if source is None:
-        data: dict = {}
-    elif isinstance(source, dict):
-        data = dict(source)
-    else:
-        path = Path(source)
-        if not path.suffix and (PRESET_DIR / f"{source}.yaml").is_file():
-            path = PRESET_DIR / f"{source}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"config {str(source)!r} is neither a YAML file nor a preset; presets: {', '.join(list_presets())}")
-        data = _read_yaml(path)
-        data.setdefault("name", path.stem)
+    data = read_config_source(source)
     for text in overrides or []:
         _set_dotted(data, *parse_override(text))
     return config_from_dict(data)
