@@ -1,12 +1,14 @@
 # make test: set up .venv (CPU torch from this machine's wheel, never a CUDA build) and run the tests.
-# make demo: set up the same .venv and run the main job on the bundled CIFAR-10 demo set.
+# make demo: set up the same .venv (without the test tools) and run the main job on the bundled
+#            CIFAR-10 demo set.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 
 .PHONY: test demo bench clean
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(PY) -m pytest tests --doctest-modules src/selectivity/core -q
 
 demo: $(STAMP)
@@ -21,10 +23,14 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e .
+	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test]'
 	# Only the frost photos of imagecorruptions are used: its own deps (OpenCV, numba) are not needed.
 	$(PY) -m pip install -q --no-deps imagecorruptions==1.1.2
-	touch $(STAMP)
+	touch $(TEST_STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
