@@ -11,6 +11,7 @@ import json
 import sys
 from pathlib import Path
 
+from .analysis.evaluate import EvaluationError
 from .core import LayerSelectionError
 from .data import DatasetError
 from .report.claims import ReportError
@@ -18,7 +19,8 @@ from .sweep.grid import SweepError
 from .train.config import ConfigError
 from .train.run import RunError
 
-USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, ReportError, SweepError, FileNotFoundError)
+USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, ReportError, SweepError, EvaluationError,
+               FileNotFoundError)
 
 
 def _train(args) -> int:
@@ -106,10 +108,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo)
 
+    from .analysis.cli import add_analyze_parser, add_robustness_parser
     from .report.cli import add_report_parser
     from .sweep.cli import add_sweep_parser
 
     add_sweep_parser(sub)
+    add_robustness_parser(sub)
+    add_analyze_parser(sub)
     add_report_parser(sub)
     return parser
 

@@ -17,6 +17,10 @@ __all__ = [
     "CURVES",
     "alpha_colors",
     "plot_accuracy_vs_selectivity",
+    "plot_adversarial_accuracy",
+    "plot_corruption_accuracy",
+    "plot_dimensionality_by_layer",
+    "plot_similarity_to_baseline",
     "plot_layer_selectivity",
     "plot_metric_vs_alpha",
     "plot_si_distribution",
@@ -226,6 +230,134 @@ def plot_si_distribution(units: pd.DataFrame, path: str | Path, title: str = "")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     ax.set_title(title or "SI across units (all layers and seeds)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+# --------------------------------------------------------------------------- robustness and representations
+# Inputs come from the run directories (see selectivity.analysis.evaluate): each frame holds one
+# row per (run, measurement) with the run's alpha and seed.
+
+
+def _lines_by_alpha(ax, frame: pd.DataFrame, x: str, y: str, scale: float = 1.0):
+    """One line per alpha: the mean of ``y`` over seeds at each ``x``; returns the colour norm."""
+    alphas = np.sort(frame["alpha"].astype(float).unique())
+    colors, norm = alpha_colors(alphas)
+    for alpha, color in zip(alphas, colors):
+        rows = frame[frame["alpha"] == alpha]
+        mean = rows.groupby(x)[y].mean().sort_index()
+        ax.plot(mean.index, scale * mean.to_numpy(), marker="o", ms=4, color=color, lw=2.2 if alpha == 0 else 1.4,
+                label=f"{alpha:g}")
+    return norm
+
+
+def plot_corruption_accuracy(robust: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Mean accuracy over the corruptions at each severity (0: clean), one line per alpha.
+
+    robust: rows of robustness.csv (kind, name, level, accuracy) with alpha and seed.
+    """
+    rows = robust[robust["kind"].isin(["corruption", "clean"])].copy()
+    rows["severity"] = np.where(rows["kind"] == "clean", 0, rows["level"]).astype(int)
+    # mean over corruptions per run first, then over seeds
+    per_run = rows.groupby(["alpha", "seed", "severity"], as_index=False)["accuracy"].mean()
+    fig, ax = plt.subplots(figsize=(6.6, 4.4))
+    norm = _lines_by_alpha(ax, per_run, "severity", "accuracy", 100.0)
+    ax.set_xticks(sorted(per_run["severity"].unique()),
+                  ["clean" if s == 0 else str(s) for s in sorted(per_run["severity"].unique())])
+    ax.set_xlabel("corruption severity")
+    ax.set_ylabel("accuracy (%), mean over corruptions")
+    ax.set_title(title or "corruption accuracy by severity")
+    ax.grid(alpha=0.3)
+    _colorbar(fig, ax, norm)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_adversarial_accuracy(robust: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Accuracy under each attack against epsilon (x 255; 0: clean), one panel per attack, one line per alpha."""
+    attacks = sorted(robust.loc[robust["kind"] == "attack", "name"].unique())
+    clean = robust[robust["kind"] == "clean"]
+    fig, axes = plt.subplots(1, len(attacks), figsize=(5.6 * len(attacks) + 1, 4.4), squeeze=False)
+    norm = None
+    for ax, attack in zip(axes[0], attacks):
+        rows = pd.concat([robust[(robust["kind"] == "attack") & (robust["name"] == attack)],
+                          clean.assign(level=0.0)], ignore_index=True)
+        rows = rows.assign(eps255=np.round(rows["level"].astype(float) * 255, 3))
+        rows = rows.groupby(["alpha", "seed", "eps255"], as_index=False)["accuracy"].mean()
+        norm = _lines_by_alpha(ax, rows, "eps255", "accuracy", 100.0)
+        ax.set_xlabel("epsilon (× 1/255, L-inf)")
+        ax.set_ylabel("accuracy (%)")
+        ax.set_title(attack.upper())
+        ax.grid(alpha=0.3)
+    fig.suptitle(title or "adversarial accuracy by epsilon")
+    if norm is not None:
+        _colorbar(fig, axes[0][-1], norm)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+DIM_INPUTS = ("clean", "corrupted", "adversarial")
+
+
+def plot_dimensionality_by_layer(dims: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """pc95 (top) and participation ratio (bottom) of each layer by depth, per input kind, one line per alpha.
+
+    dims: rows of analysis_dimensionality.csv (input, layer, pc95, participation_ratio) with
+    alpha, seed and layer_index (depth).
+    """
+    inputs = [i for i in DIM_INPUTS if i in set(dims["input"])] or sorted(dims["input"].unique())
+    fig, axes = plt.subplots(2, len(inputs), figsize=(4.6 * len(inputs) + 1, 7.4), squeeze=False, sharex=True,
+                             layout="constrained")
+    layers = dims.drop_duplicates("layer_index").sort_values("layer_index")
+    norm = None
+    for col, name in enumerate(inputs):
+        rows = dims[dims["input"] == name]
+        for row, (key, label) in enumerate((("pc95", "PCs for 95% variance"),
+                                            ("participation_ratio", "participation ratio"))):
+            ax = axes[row][col]
+            norm = _lines_by_alpha(ax, rows, "layer_index", key)
+            ax.set_ylabel(label)
+            ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(name)
+            else:
+                ax.set_xticks(layers["layer_index"], layers["layer"], rotation=40, ha="right", fontsize=7)
+                ax.set_xlabel("layer (by depth)")
+    fig.suptitle(title or "dimensionality of each layer's representation")
+    if norm is not None:
+        _colorbar(fig, [row[-1] for row in axes], norm)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_similarity_to_baseline(sim: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """PWCCA (left) and unbiased linear CKA (right) to the alpha = 0 run of the same seed against alpha,
+    one line per layer (coloured by depth).
+
+    sim: one row per (run, layer) with alpha, seed, layer, layer_index, pwcca, cka.
+    """
+    measures = [m for m in ("pwcca", "cka") if m in sim.columns]
+    fig, axes = plt.subplots(1, len(measures), figsize=(6.0 * len(measures) + 1, 4.4), squeeze=False)
+    layers = sim.drop_duplicates("layer_index").sort_values("layer_index")
+    cmap = plt.get_cmap("viridis")
+    alphas = np.sort(sim["alpha"].astype(float).unique())
+    for ax, measure in zip(axes[0], measures):
+        for k, (index, layer) in enumerate(zip(layers["layer_index"], layers["layer"])):
+            rows = sim[sim["layer_index"] == index].groupby("alpha")[measure].mean().sort_index()
+            ax.plot(rows.index, rows.to_numpy(), marker="o", ms=4, lw=1.3,
+                    color=cmap(k / max(1, len(layers) - 1)), label=layer)
+        _symlog_alpha_axis(ax, alphas)
+        ax.set_ylabel(f"{'PWCCA' if measure == 'pwcca' else 'linear CKA (unbiased)'} to alpha = 0")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(loc="best", fontsize=7, frameon=False, ncol=2 if len(layers) > 8 else 1, title="layer")
+    fig.suptitle(title or "similarity to the baseline network, per layer")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)

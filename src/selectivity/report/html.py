@@ -9,6 +9,10 @@
       selectivity_by_layer.png     per-layer SI against depth, one line per alpha
       training_curves.png          from each run's metrics.jsonl (when present)
       si_distribution.png          from each run's si_per_unit.csv (when present)
+      corruption_accuracy.png      from each run's robustness.csv (`selectivity robustness`)
+      adversarial_accuracy.png
+      dimensionality_by_layer.png  from each run's analysis.json (`selectivity analyze`)
+      similarity_to_baseline.png
 
 The results come from ``DIR/results.csv`` when present, otherwise from the ``final.json`` of
 DIR's run directories.
@@ -42,7 +46,8 @@ from .claims import (
     load_claims,
 )
 
-__all__ = ["ReportOutputs", "build_report", "load_sweep", "load_curves", "load_units", "render_page"]
+__all__ = ["ReportOutputs", "build_report", "load_analysis", "load_curves", "load_robustness", "load_sweep",
+           "load_units", "render_page"]
 
 RESULTS_CSV = "results.csv"
 REPORT_HTML = "report.html"
@@ -146,6 +151,62 @@ def load_units(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
         frame["alpha"], frame["seed"] = alpha, seed
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_robustness(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
+    """Every completed run's robustness.csv (kind, name, level, accuracy) with alpha and seed."""
+    frames = []
+    for alpha, seed, run_dir in _run_dirs(Path(sweep_dir), results):
+        path = run_dir / "robustness.csv"
+        if not path.is_file():
+            continue
+        try:
+            frame = pd.read_csv(path)
+        except (OSError, ValueError) as err:
+            warnings.warn(f"{path} is unreadable ({err}); left out", stacklevel=2)
+            continue
+        if not {"kind", "name", "level", "accuracy"} <= set(frame.columns):
+            warnings.warn(f"{path} lacks the columns kind, name, level, accuracy; left out", stacklevel=2)
+            continue
+        frame["alpha"], frame["seed"] = alpha, seed
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_analysis(sweep_dir: str | Path, results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """From every completed run's analysis.json: (dimensionality rows, similarity rows), with alpha and seed.
+
+    Dimensionality: input, layer, layer_index, pc95, participation_ratio; similarity: layer,
+    layer_index, pwcca, cka (only runs compared with a baseline).
+    """
+    dims, sims = [], []
+    for alpha, seed, run_dir in _run_dirs(Path(sweep_dir), results):
+        path = run_dir / "analysis.json"
+        if not path.is_file():
+            continue
+        try:
+            data = json.loads(path.read_text())
+            order = {name: i for i, name in enumerate(data["layers"])}
+            for kind, per_layer in data["dimensionality"].items():
+                for layer, values in per_layer.items():
+                    dims.append({"alpha": alpha, "seed": seed, "input": kind, "layer": layer,
+                                 "layer_index": order.get(layer, len(order)), "pc95": values.get("pc95"),
+                                 "participation_ratio": values.get("participation_ratio")})
+            sim = data.get("similarity")
+            if sim:
+                for layer, value in sim.get("pwcca", {}).items():
+                    sims.append({"alpha": alpha, "seed": seed, "layer": layer,
+                                 "layer_index": order.get(layer, len(order)), "pwcca": value,
+                                 "cka": sim.get("cka", {}).get(layer)})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            warnings.warn(f"{path} is unreadable ({err}); left out", stacklevel=2)
+    dim_frame = pd.DataFrame(dims) if dims else pd.DataFrame()
+    if not dim_frame.empty:
+        dim_frame[["pc95", "participation_ratio"]] = dim_frame[["pc95", "participation_ratio"]].astype(float)
+    sim_frame = pd.DataFrame(sims) if sims else pd.DataFrame()
+    if not sim_frame.empty:
+        sim_frame[["pwcca", "cka"]] = sim_frame[["pwcca", "cka"]].astype(float)
+    return dim_frame, sim_frame
 
 
 # --------------------------------------------------------------------------- formatting
@@ -376,12 +437,18 @@ table.runs td, table.runs th { padding: 4px 7px; font-size: 12px; }
 
 
 def render_page(*, title: str, subtitle: str, results: pd.DataFrame, claims: list[ClaimResult],
-                figure_paths: list[tuple[Path, str, bool]], level: float, n_boot: int, notices: list[str]) -> str:
-    """The report as one HTML string: claims, figures, results tables, methods."""
+                figure_paths: list[tuple[Path, str, bool]], level: float, n_boot: int, notices: list[str],
+                sections: list[tuple[str, str, list[tuple[Path, str, bool]]]] = ()) -> str:
+    """The report as one HTML string: claims, figures, optional sections (title, HTML intro,
+    figures: robustness and representations when evaluated), results tables, methods."""
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     notice = "".join(f"<p class='notice'>{_e(n)}</p>" for n in notices)
     figs = "".join(_figure(p, caption, wide) for p, caption, wide in figure_paths)
     figs = f"<div class='figs'>{figs}</div>" if figs else ""
+    extra = "".join(
+        f"<h2>{_e(name)}</h2>\n<p>{intro}</p>\n<div class='figs'>"
+        + "".join(_figure(p, caption, wide) for p, caption, wide in paths) + "</div>"
+        for name, intro, paths in sections)
     methods = f"""
 <ul class='notes'>
 <li>Each claim is written before the test as a hypothesis H<sub>1</sub> on the contrast
@@ -416,6 +483,7 @@ Generated {stamp} by selectivity {_e(__version__)}.</p>
 {_claims_section(claims, level)}
 <h2>Figures</h2>
 {figs or "<p>No completed run: nothing to plot.</p>"}
+{extra}
 <h2>Results</h2>
 {_summary_table(results, level)}
 {_runs_table(results)}
@@ -492,6 +560,71 @@ def _figures(root: Path, results: pd.DataFrame, title: str, level: float) -> tup
     return out, notices
 
 
+#: Summary columns of `selectivity robustness` / `analyze`: a claim on one of them that the
+#: results lack is 'not tested' (run the evaluation first) instead of an error.
+EVALUATION_COLUMNS = ("corruption_acc", "adv_acc/", "clean_acc_eval", "pc95", "pr/", "pr_early", "delta_pc95",
+                      "pwcca", "cka", "grad_")
+_EVALUATION_HINT = {"corruption_acc": "robustness", "adv_acc/": "robustness", "clean_acc_eval": "robustness"}
+
+
+def _evaluation_sections(root: Path, results: pd.DataFrame) -> list[tuple[str, str, list[tuple[Path, str, bool]]]]:
+    """The Robustness and Representations sections, each only when its data exists."""
+    out = []
+    robust = load_robustness(root, results)
+    if not robust.empty:
+        paths = []
+        if (robust["kind"] == "corruption").any():
+            paths.append((figures.plot_corruption_accuracy(robust, root / "corruption_accuracy.png"),
+                          "Accuracy under the common corruptions (Hendrycks &amp; Dietterich), mean over the "
+                          "corruptions evaluated and then over seeds, at each severity (clean at 0); one line per "
+                          "alpha.", False))
+        if (robust["kind"] == "attack").any():
+            paths.append((figures.plot_adversarial_accuracy(robust, root / "adversarial_accuracy.png"),
+                          "Accuracy under L-inf attacks against epsilon (a sample counts only if its clean image "
+                          "is also right, so epsilon 0 is the clean accuracy); mean over seeds, one line per "
+                          "alpha.", False))
+        if paths:
+            n = ", ".join(str(int(v)) for v in sorted(robust["n"].dropna().unique())) if "n" in robust else "?"
+            out.append(("Robustness", "From each run's <code>robustness.csv</code> (<code>selectivity robustness"
+                        f"</code>), on {_e(n)} test images per run. Is lower selectivity more robust to average-case "
+                        "perturbations (corruptions) and less robust to worst-case ones (attacks)?", paths))
+    dims, sims = load_analysis(root, results)
+    paths = []
+    if not dims.empty:
+        paths.append((figures.plot_dimensionality_by_layer(dims, root / "dimensionality_by_layer.png"),
+                      "Dimensionality of each layer's representation of the same test images: clean, corrupted "
+                      "(gaussian_noise, severity 3) and adversarial (PGD, 4/255); PCs explaining 95% of the "
+                      "variance (top) and participation ratio (bottom), mean over seeds, one line per alpha.", True))
+    if not sims.empty:
+        paths.append((figures.plot_similarity_to_baseline(sims, root / "similarity_to_baseline.png"),
+                      "Similarity of each layer to the same layer of the alpha = 0 network of the same seed "
+                      "(PWCCA, left; unbiased linear CKA, right) against alpha, mean over seeds.", True))
+    if paths:
+        out.append(("Representations", "From each run's <code>analysis.json</code> (<code>selectivity analyze"
+                    "</code>).", paths))
+    return out
+
+
+def _evaluation_claims(results: pd.DataFrame, claims: list) -> tuple[pd.DataFrame, set[str]]:
+    """Add an empty column for each claim metric of an evaluation the sweep has not run."""
+    missing = {c.metric for c in claims
+               if c.metric not in results.columns and c.metric.startswith(EVALUATION_COLUMNS)}
+    if missing:
+        results = results.assign(**{m: np.nan for m in missing})
+    return results, missing
+
+
+def _not_evaluated(result: ClaimResult, missing: set[str]) -> ClaimResult:
+    import dataclasses
+
+    metric = result.claim.metric
+    if metric not in missing:
+        return result
+    command = next((cmd for prefix, cmd in _EVALUATION_HINT.items() if metric.startswith(prefix)), "analyze")
+    return dataclasses.replace(result, verdict=NOT_TESTED,
+                               reason=f"the results have no {metric} column: run `selectivity {command} DIR` first")
+
+
 def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, default_claims: bool = True,
                  level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> ReportOutputs:
     """Write ``DIR/report.html`` and its figures for the sweep in ``sweep_dir``.
@@ -508,11 +641,15 @@ def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of diverged runs
         figure_paths, notices = _figures(root, results, title, level)
-    verdicts = evaluate_claims(results, claims, level=level, n_boot=n_boot, seed=seed)
+        sections = _evaluation_sections(root, results) if figure_paths else []
+    claim_table, missing = _evaluation_claims(results, claims)
+    verdicts = [_not_evaluated(r, missing)
+                for r in evaluate_claims(claim_table, claims, level=level, n_boot=n_boot, seed=seed)]
     page = root / REPORT_HTML
     text = render_page(title=title, subtitle=subtitle, results=results, claims=verdicts, figure_paths=figure_paths,
-                       level=level, n_boot=n_boot, notices=notices)
+                       level=level, n_boot=n_boot, notices=notices, sections=sections)
     tmp = page.with_name(f".{page.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(page)
-    return ReportOutputs(page=page, figures={p.stem: p for p, _, _ in figure_paths}, claims=verdicts)
+    every = figure_paths + [f for _, _, paths in sections for f in paths]
+    return ReportOutputs(page=page, figures={p.stem: p for p, _, _ in every}, claims=verdicts)

@@ -53,6 +53,11 @@ def _row(paths: RunPaths) -> dict | None:
         return None
     row["run"] = paths.root.name
     row["wall_seconds"] = _wall_seconds(paths.root)
+    if row.get("status") == "completed":
+        # Summary columns of `selectivity robustness` / `analyze` (robustness.csv, analysis.json).
+        from ..analysis.evaluate import run_summary
+
+        row.update(run_summary(paths.root))
     return row
 
 

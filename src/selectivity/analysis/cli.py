@@ -1,0 +1,127 @@
+"""`selectivity robustness` and `selectivity analyze`: evaluations of trained runs.
+
+Wired into the main CLI by ``add_robustness_parser(subparsers)`` and
+``add_analyze_parser(subparsers)``; user mistakes raise
+:class:`~selectivity.analysis.evaluate.EvaluationError` (a ValueError: one line, exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["add_analyze_parser", "add_robustness_parser"]
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def _split_all(values) -> list[str]:
+    """``--x a,b --x c`` or ``--x a b``: one flat list."""
+    out: list[str] = []
+    for v in values or []:
+        out += _names(v)
+    return out
+
+
+def _limit(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of images (2 or more), got {text!r}") from None
+    if value < 2:
+        raise argparse.ArgumentTypeError(f"expected a number of images (2 or more), got {text!r}")
+    return value
+
+
+def _robustness(args: argparse.Namespace) -> int:
+    from .evaluate import EvaluationError, eps_label, parse_eps, robustness
+
+    severities = None
+    if args.severities:
+        severities = []
+        for s in _split_all(args.severities):
+            try:
+                severities.append(int(s))
+            except ValueError:
+                raise EvaluationError(f"severity {s!r} is not an integer in 1..5") from None
+    eps = [parse_eps(e) for e in _split_all(args.eps)] if args.eps else None
+    outcome = robustness(args.dir, corruptions=_split_all(args.corruptions) or None, severities=severities,
+                         attacks=_split_all(args.attacks) or None, eps=eps, preset=args.preset, limit=args.limit,
+                         progress=not args.no_progress, force=args.force)
+    import pandas as pd
+
+    for path in outcome["runs"]:
+        table = pd.read_csv(path)
+        corr = table[table["kind"] == "corruption"]["accuracy"]
+        clean = table[table["kind"] == "clean"]["accuracy"]
+        adv = ", ".join(f"{r.name} {eps_label(r.level)}: {r.accuracy:.3f}"
+                        for r in table[table["kind"] == "attack"].itertuples(index=False) if r.level > 0)
+        print(f"{path.parent.name}: clean {clean.iloc[0]:.3f}" if len(clean) else f"{path.parent.name}:", end="")
+        print(f"  corruption mean {corr.mean():.3f}" if len(corr) else "", end="")
+        print(f"  {adv}" if adv else "")
+    for run in outcome["skipped"]:
+        print(f"{run.name}: skipped (not completed)")
+    if outcome["results"]:
+        print(f"results: {outcome['results']} (summary columns added)")
+    return 0
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .evaluate import analyze
+
+    outcome = analyze(args.dir, limit=args.limit, progress=not args.no_progress)
+    for path in outcome["runs"]:
+        print(f"analysis: {path}")
+    for run in outcome["skipped"]:
+        print(f"{run.name}: skipped (not completed)")
+    if outcome["results"]:
+        print(f"results: {outcome['results']} (summary columns added)")
+    return 0
+
+
+_LIMIT_HELP = ("evaluate on a fixed random subset of N test images (the same subset for every run, "
+               "seeded), for speed; default: the run's whole test split")
+
+
+def add_robustness_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``robustness`` sub-command to an ``argparse`` sub-parsers object."""
+    p = subparsers.add_parser(
+        "robustness", help="accuracy under corruptions and adversarial attacks (robustness.csv per run)",
+        description="Write robustness.csv (kind, name, level, accuracy, n) in a run directory, or in every "
+                    "completed run of a sweep directory, and add corruption_acc and adv_acc/<attack>/<eps> "
+                    "to the sweep's results.csv/.parquet. Corruptions are seeded (deterministic). Resumable: "
+                    "rows already in robustness.csv (same number of images) are kept, only missing ones are "
+                    "computed; --force recomputes them.")
+    p.add_argument("dir", help="a run directory or a sweep directory")
+    p.add_argument("--corruptions", nargs="+", metavar="NAME",
+                   help="comma-separated corruption names (default: the 15 benchmark corruptions)")
+    p.add_argument("--severities", nargs="+", metavar="S", help="comma-separated, in 1..5 (default 1,2,3,4,5)")
+    p.add_argument("--attacks", nargs="+", metavar="NAME", help="fgsm, pgd or both (default fgsm,pgd)")
+    p.add_argument("--eps", nargs="+", metavar="EPS",
+                   help="L-inf radii in [0, 1] pixel units, e.g. 1/255,2/255 or 0.0157 (default 1/255,2/255,4/255,8/255)")
+    p.add_argument("--limit", type=_limit, metavar="N", help=_LIMIT_HELP)
+    p.add_argument("--preset", help="corruption constants: cifar10-c or tinyimagenet-c (default: from the image "
+                                    "size, 32 px -> cifar10-c, 64 px -> tinyimagenet-c)")
+    p.add_argument("--force", action="store_true", help="recompute rows already in robustness.csv")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_robustness)
+    return p
+
+
+def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
+    """Add the ``analyze`` sub-command to an ``argparse`` sub-parsers object."""
+    p = subparsers.add_parser(
+        "analyze", help="dimensionality, similarity to baseline, ablation, gradient variability (analysis.json)",
+        description="Write analysis.json, analysis_dimensionality.csv and analysis_ablation.csv in a run directory "
+                    "or every completed run of a sweep directory: per-layer dimensionality (pc95, participation "
+                    "ratio) on clean, corrupted (gaussian_noise, severity 3) and adversarial (PGD 4/255) inputs; "
+                    "PWCCA and unbiased linear CKA to the alpha = 0 run of the same seed (sweeps only); ablation "
+                    "curves (SI order vs random); input-unit gradient variability. Adds scalar summary columns "
+                    "(pc95/<layer> of the early layers, pc95_early, pwcca/<layer>, ...) to the sweep's results. "
+                    "Recomputes every time.")
+    p.add_argument("dir", help="a run directory or a sweep directory")
+    p.add_argument("--limit", type=_limit, metavar="N", help=_LIMIT_HELP)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_analyze)
+    return p

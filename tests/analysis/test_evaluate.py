@@ -1,0 +1,184 @@
+"""`selectivity robustness` and `selectivity analyze` on a tiny real sweep (2 alphas x 1 seed)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from selectivity.analysis.evaluate import (
+    ANALYSIS_JSON,
+    ROBUSTNESS_CSV,
+    EvaluationError,
+    find_runs,
+    parse_eps,
+    run_summary,
+    validate_robustness,
+)
+from selectivity.cli import main
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    """A tiny sweep, alpha in {-1, 0}, seed 0, trained for one epoch with the debug executor."""
+    from selectivity.sweep import run_sweep
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("eval")
+    cache = root / "cache"
+    overrides = [f"data.cache_dir={cache}", "data.train_per_class=30", "data.test_limit=200", "train.epochs=1",
+                 "train.batch_size=50", "train.threads=1", "regularizer.warmup_epochs=0"]
+    out = root / "sweep"
+    outcome = run_sweep("demo", [-1.0, 0.0], [0], out, executor="debug", overrides=overrides, progress=False)
+    assert not outcome.failed and len(outcome.results) == 2
+    return out
+
+
+ROB_ARGS = ["--corruptions", "gaussian_noise,contrast", "--severities", "1,3", "--attacks", "fgsm",
+            "--eps", "0,2/255,8/255", "--limit", "64", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def robust(sweep):
+    assert main(["robustness", str(sweep), *ROB_ARGS]) == 0
+    return sweep
+
+
+def _runs(sweep):
+    return sorted(p for p in sweep.iterdir() if (p / "final.json").is_file())
+
+
+def test_robustness_csv_per_run(robust):
+    for run in _runs(robust):
+        table = pd.read_csv(run / ROBUSTNESS_CSV)
+        assert list(table.columns[:4]) == ["kind", "name", "level", "accuracy"]
+        assert set(table["kind"]) == {"clean", "corruption", "attack"}
+        assert table["accuracy"].between(0, 1).all()
+        assert (table["n"] == 64).all()
+        corr = table[table["kind"] == "corruption"]
+        assert len(corr) == 4 and set(corr["level"]) == {1, 3}
+        assert set(corr["name"]) == {"gaussian_noise", "contrast"}
+        attack = table[table["kind"] == "attack"]
+        assert len(attack) == 3 and set(attack["name"]) == {"fgsm"}
+        assert attack["level"].between(0, 1).all()
+        clean = float(table.loc[table["kind"] == "clean", "accuracy"].iloc[0])
+        zero = attack[attack["level"] == 0]["accuracy"]
+        assert len(zero) == 1 and zero.iloc[0] == pytest.approx(clean)
+        # robust accuracy never exceeds clean accuracy (a sample counts only if clean is right)
+        assert (attack["accuracy"] <= clean + 1e-12).all()
+
+
+def test_results_table_gets_summary_columns(robust):
+    results = pd.read_csv(robust / "results.csv")
+    assert {"corruption_acc", "adv_acc/fgsm/2/255", "adv_acc/fgsm/8/255", "corruption_acc/s1"} <= set(results.columns)
+    assert results["corruption_acc"].between(0, 1).all()
+    parquet = pd.read_parquet(robust / "results.parquet")
+    assert "corruption_acc" in parquet.columns
+
+
+def test_robustness_is_resumable_and_deterministic(robust):
+    run = _runs(robust)[0]
+    before = (run / ROBUSTNESS_CSV).read_text()
+    mtime = (run / ROBUSTNESS_CSV).stat().st_mtime_ns
+    assert main(["robustness", str(run), *ROB_ARGS]) == 0
+    assert (run / ROBUSTNESS_CSV).stat().st_mtime_ns == mtime  # nothing to do: not rewritten
+    assert main(["robustness", str(run), *ROB_ARGS, "--force"]) == 0
+    assert (run / ROBUSTNESS_CSV).read_text() == before  # seeded: the same numbers
+
+
+def test_analyze_writes_analysis_json(robust, capsys):
+    assert main(["analyze", str(robust), "--limit", "64", "--no-progress"]) == 0
+    for run in _runs(robust):
+        data = json.loads((run / ANALYSIS_JSON).read_text())
+        assert {"dimensionality", "similarity", "ablation", "gradients", "summary", "layers"} <= set(data)
+        assert set(data["dimensionality"]) == {"clean", "corrupted", "adversarial"}
+        layer = data["layers"][0]
+        assert {"pc95", "participation_ratio", "delta_pc95"} <= set(data["dimensionality"]["clean"][layer])
+        assert data["similarity"] is not None and {"pwcca", "cka"} <= set(data["similarity"])
+        curve = data["ablation"][layer]
+        assert len(curve["selective"]) == len(curve["fractions"]) == len(curve["random_mean"])
+        assert "cv_across_samples" in data["gradients"][layer]
+        assert (run / "analysis_dimensionality.csv").is_file() and (run / "analysis_ablation.csv").is_file()
+    results = pd.read_csv(robust / "results.csv")
+    assert {"pc95_early", "pwcca_mean", "corruption_acc"} <= set(results.columns)
+    assert any(c.startswith("pwcca/") for c in results.columns)
+    assert any(c.startswith("pc95/") for c in results.columns)
+
+
+def test_report_shows_the_new_sections(robust):
+    from selectivity.report.html import build_report
+
+    if not (robust / ANALYSIS_JSON).exists() and not any((r / ANALYSIS_JSON).exists() for r in _runs(robust)):
+        assert main(["analyze", str(robust), "--limit", "64", "--no-progress"]) == 0
+    outputs = build_report(robust, n_boot=200)
+    page = outputs.page.read_text()
+    for title in ("Robustness", "Representations"):
+        assert title in page
+    for name in ("corruption_accuracy", "adversarial_accuracy", "dimensionality_by_layer", "similarity_to_baseline"):
+        assert name in outputs.figures and outputs.figures[name].is_file()
+        assert f"{name}.png" in page
+    verdicts = {r.claim.id: r.verdict for r in outputs.claims}
+    assert {"low-si-more-corruption-robust", "low-si-less-adversarially-robust",
+            "early-dimensionality-inverse-to-si"} <= set(verdicts)
+
+
+def test_report_without_evaluations_leaves_new_claims_not_tested(sweep, tmp_path):
+    from selectivity.report.html import build_report
+
+    copy = tmp_path / "plain"
+    copy.mkdir()
+    table = pd.read_csv(sweep / "results.csv")
+    keep = [c for c in table.columns if not c.startswith(("corruption_acc", "adv_acc", "pc95", "pr", "pwcca", "cka",
+                                                         "delta_", "grad_", "clean_acc_eval"))]
+    table[keep].to_csv(copy / "results.csv", index=False)
+    outputs = build_report(copy, n_boot=200)
+    verdicts = {r.claim.id: r.verdict for r in outputs.claims}
+    assert verdicts["low-si-more-corruption-robust"] == "not tested"
+    assert verdicts["low-si-less-adversarially-robust"] == "not tested"
+    assert "corruption_accuracy" not in outputs.figures
+    assert "Robustness" not in outputs.page.read_text()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--corruptions", "nope"], "valid names"),
+    (["--severities", "6"], "1..5"),
+    (["--eps", "2"], "[0, 1]"),
+    (["--attacks", "cw"], "fgsm"),
+])
+def test_bad_robustness_arguments_exit_2(sweep, capsys, args, words):
+    run = _runs(sweep)[0]
+    assert main(["robustness", str(run), *args, "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and words in err
+
+
+def test_not_a_run_or_sweep_dir_exits_2(tmp_path, capsys):
+    assert main(["robustness", str(tmp_path)]) == 2
+    assert "neither a run directory" in capsys.readouterr().err
+    assert main(["analyze", str(tmp_path / "missing")]) == 2
+    assert "not a directory" in capsys.readouterr().err
+
+
+def test_argument_checks():
+    assert parse_eps("4/255") == pytest.approx(4 / 255)
+    with pytest.raises(EvaluationError):
+        parse_eps("-0.1")
+    with pytest.raises(EvaluationError, match="valid names"):
+        validate_robustness(corruptions=["fog", "mist"])
+    with pytest.raises(ValueError):
+        validate_robustness(severities=[0])
+
+
+def test_find_runs_and_summary(robust, tmp_path):
+    target = find_runs(robust)
+    assert target.sweep == robust and len(target.runs) == 2
+    single = find_runs(target.runs[0])
+    assert single.sweep is None and single.runs == (target.runs[0],)
+    summary = run_summary(target.runs[0])
+    assert 0 <= summary["corruption_acc"] <= 1
+    empty = tmp_path / "run"
+    shutil.copytree(target.runs[0], empty, ignore=shutil.ignore_patterns(ROBUSTNESS_CSV, ANALYSIS_JSON))
+    assert run_summary(empty) == {}
