@@ -207,3 +207,15 @@ def test_only_completed_runs_count():
     table = results_table({0.0: BASE, -1.0: [0.91, 0.92, 0.1]}, status={(-1.0, 2): "diverged"})
     (comp,) = evaluate_claim(table, claim(test="greater"), n_boot=500).comparisons
     assert comp.n_group == 2 and not comp.paired
+
+
+def test_a_claim_on_an_evaluation_not_yet_run_is_not_tested_by_the_library():
+    from selectivity.report import evaluate_claims, load_claims
+    import pandas as pd
+
+    results = pd.DataFrame({"alpha": [-1.0, -1.0, 0.0, 0.0], "seed": [0, 1, 0, 1], "status": "completed", "model": "m",
+                            "test_acc": [0.5, 0.51, 0.5, 0.49], "mean_si": [0.1, 0.11, 0.3, 0.31]})
+    verdicts = {r.claim.id: r for r in evaluate_claims(results, load_claims(), n_boot=200)}
+    robust = verdicts["low-si-more-corruption-robust"]
+    assert robust.verdict == "not tested" and "selectivity robustness" in robust.reason
+    assert "selectivity analyze" in verdicts["early-dimensionality-inverse-to-si"].reason

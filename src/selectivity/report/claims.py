@@ -467,6 +467,21 @@ def _apply_where(results: pd.DataFrame, claim: Claim) -> tuple[pd.DataFrame, str
     return frame, ""
 
 
+#: Summary columns written by `selectivity robustness` / `selectivity analyze`: a claim on one
+#: of them that the results lack is 'not tested' (run the evaluation first), not an error.
+EVALUATION_COLUMNS = {"corruption_acc": "robustness", "adv_acc/": "robustness", "clean_acc_eval": "robustness",
+                      "pc95": "analyze", "pr/": "analyze", "pr_early": "analyze", "delta_pc95": "analyze",
+                      "pwcca": "analyze", "cka": "analyze", "grad_": "analyze"}
+
+
+def _not_evaluated(results: pd.DataFrame, claim: Claim) -> str:
+    """Why the claim cannot be tested yet, when its metric comes from an evaluation not run."""
+    if claim.metric in results.columns:
+        return ""
+    command = next((cmd for prefix, cmd in EVALUATION_COLUMNS.items() if claim.metric.startswith(prefix)), "")
+    return f"the results have no {claim.metric} column: run `selectivity {command} DIR` first" if command else ""
+
+
 def _metric_values(results: pd.DataFrame, claim: Claim) -> pd.Series:
     """The claim's metric column as floats (missing values NaN); an error if absent or not numbers."""
     if claim.metric not in results.columns:
@@ -486,8 +501,12 @@ def evaluate_claim(results: pd.DataFrame, claim: Claim, *, level: float = 0.95, 
     """Test one claim on a results table (one row per run: alpha, seed, status, metrics).
 
     Only completed runs with a value of the metric count. Raises :class:`ClaimsError` for a
-    metric or ``where`` column the table lacks; alphas the sweep lacks give 'not tested'.
+    metric or ``where`` column the table lacks; alphas the sweep lacks, or a metric of an
+    evaluation (robustness, analyze) not yet run, give 'not tested'.
     """
+    reason = _not_evaluated(results, claim)
+    if reason:
+        return ClaimResult(claim, NOT_TESTED, reason)
     results = results.assign(**{claim.metric: _metric_values(results, claim)})
     frame, reason = _apply_where(results, claim)
     if reason:

@@ -560,13 +560,6 @@ def _figures(root: Path, results: pd.DataFrame, title: str, level: float) -> tup
     return out, notices
 
 
-#: Summary columns of `selectivity robustness` / `analyze`: a claim on one of them that the
-#: results lack is 'not tested' (run the evaluation first) instead of an error.
-EVALUATION_COLUMNS = ("corruption_acc", "adv_acc/", "clean_acc_eval", "pc95", "pr/", "pr_early", "delta_pc95",
-                      "pwcca", "cka", "grad_")
-_EVALUATION_HINT = {"corruption_acc": "robustness", "adv_acc/": "robustness", "clean_acc_eval": "robustness"}
-
-
 def _evaluation_sections(root: Path, results: pd.DataFrame) -> list[tuple[str, str, list[tuple[Path, str, bool]]]]:
     """The Robustness and Representations sections, each only when its data exists."""
     out = []
@@ -605,26 +598,6 @@ def _evaluation_sections(root: Path, results: pd.DataFrame) -> list[tuple[str, s
     return out
 
 
-def _evaluation_claims(results: pd.DataFrame, claims: list) -> tuple[pd.DataFrame, set[str]]:
-    """Add an empty column for each claim metric of an evaluation the sweep has not run."""
-    missing = {c.metric for c in claims
-               if c.metric not in results.columns and c.metric.startswith(EVALUATION_COLUMNS)}
-    if missing:
-        results = results.assign(**{m: np.nan for m in missing})
-    return results, missing
-
-
-def _not_evaluated(result: ClaimResult, missing: set[str]) -> ClaimResult:
-    import dataclasses
-
-    metric = result.claim.metric
-    if metric not in missing:
-        return result
-    command = next((cmd for prefix, cmd in _EVALUATION_HINT.items() if metric.startswith(prefix)), "analyze")
-    return dataclasses.replace(result, verdict=NOT_TESTED,
-                               reason=f"the results have no {metric} column: run `selectivity {command} DIR` first")
-
-
 def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, default_claims: bool = True,
                  level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> ReportOutputs:
     """Write ``DIR/report.html`` and its figures for the sweep in ``sweep_dir``.
@@ -642,9 +615,7 @@ def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, 
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of diverged runs
         figure_paths, notices = _figures(root, results, title, level)
         sections = _evaluation_sections(root, results) if figure_paths else []
-    claim_table, missing = _evaluation_claims(results, claims)
-    verdicts = [_not_evaluated(r, missing)
-                for r in evaluate_claims(claim_table, claims, level=level, n_boot=n_boot, seed=seed)]
+    verdicts = evaluate_claims(results, claims, level=level, n_boot=n_boot, seed=seed)
     page = root / REPORT_HTML
     text = render_page(title=title, subtitle=subtitle, results=results, claims=verdicts, figure_paths=figure_paths,
                        level=level, n_boot=n_boot, notices=notices, sections=sections)
