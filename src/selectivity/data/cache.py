@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import safetensors.torch
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save_file
 import torch
 
 from . import sources
@@ -166,7 +167,7 @@ def _read_data(path: Path, manifest: dict) -> dict[str, torch.Tensor] | None:
     try:
         if hashlib.sha256(raw).hexdigest() != manifest["data_sha256"]:
             raise ValueError("sha256 differs from the manifest")
-        tensors = safetensors.torch.load(raw)
+        tensors = load_safetensors_bytes(raw)
         n, h, w = manifest["n"], manifest["height"], manifest["width"]
         images, labels = tensors["images"], tensors["labels"]
         if images.dtype != torch.uint8 or tuple(images.shape) != (n, 3, h, w):
@@ -187,7 +188,7 @@ def _build(src: Source, split: str, folder: Path, progress: bool) -> tuple[dict,
     data_path = folder / f"{split}.safetensors"
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        _atomic_write(data_path, lambda tmp: safetensors.torch.save_file(tensors, tmp))
+        _atomic_write(data_path, lambda tmp: save_file(tensors, tmp))
         manifest = {
             "format": CACHE_FORMAT,
             "source": str(src.path),
