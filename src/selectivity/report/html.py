@@ -133,44 +133,34 @@ def load_curves(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def load_units(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
-    """Every completed run's si_per_unit.csv (layer, layer_index, unit, si, ...) with alpha and seed."""
+def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, columns: set[str]) -> pd.DataFrame:
+    """Every completed run's ``name`` CSV with alpha and seed; unreadable or incomplete ones are left out."""
     frames = []
     for alpha, seed, run_dir in _run_dirs(Path(sweep_dir), results):
-        path = run_dir / "si_per_unit.csv"
+        path = run_dir / name
         if not path.is_file():
             continue
         try:
             frame = pd.read_csv(path)
         except (OSError, ValueError) as err:
-            warnings.warn(f"{path} is unreadable ({err}); left out", stacklevel=2)
+            warnings.warn(f"{path} is unreadable ({err}); left out", stacklevel=3)
             continue
-        if "si" not in frame.columns:
-            warnings.warn(f"{path} has no 'si' column; left out", stacklevel=2)
+        if not columns <= set(frame.columns):
+            warnings.warn(f"{path} lacks the columns {', '.join(sorted(columns))}; left out", stacklevel=3)
             continue
         frame["alpha"], frame["seed"] = alpha, seed
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_units(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
+    """Every completed run's si_per_unit.csv (layer, layer_index, unit, si, ...) with alpha and seed."""
+    return _load_run_csvs(sweep_dir, results, "si_per_unit.csv", {"si"})
 
 
 def load_robustness(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
     """Every completed run's robustness.csv (kind, name, level, accuracy) with alpha and seed."""
-    frames = []
-    for alpha, seed, run_dir in _run_dirs(Path(sweep_dir), results):
-        path = run_dir / "robustness.csv"
-        if not path.is_file():
-            continue
-        try:
-            frame = pd.read_csv(path)
-        except (OSError, ValueError) as err:
-            warnings.warn(f"{path} is unreadable ({err}); left out", stacklevel=2)
-            continue
-        if not {"kind", "name", "level", "accuracy"} <= set(frame.columns):
-            warnings.warn(f"{path} lacks the columns kind, name, level, accuracy; left out", stacklevel=2)
-            continue
-        frame["alpha"], frame["seed"] = alpha, seed
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _load_run_csvs(sweep_dir, results, "robustness.csv", {"kind", "name", "level", "accuracy"})
 
 
 def load_analysis(sweep_dir: str | Path, results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
