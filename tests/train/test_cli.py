@@ -81,6 +81,6 @@ def test_unwritable_output_directory(tmp_path, tiny_overrides, capsys):
     assert blocker.read_text() == "not a directory"
 
 
-def test_console_script_is_installed():
+def test_cli_runs_as_a_program():
     out = subprocess.run([sys.executable, "-m", "selectivity.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout and "demo" in out.stdout

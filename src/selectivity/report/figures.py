@@ -30,6 +30,14 @@ __all__ = [
 BASELINE_GREY = "#8c8c8c"
 
 
+def _save(fig, path: str | Path) -> Path:
+    """Lay out, write as PNG and free the figure: the one ending of every plot."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return Path(path)
+
+
 def _alpha_norm(alphas) -> SymLogNorm:
     """A diverging scale symmetric around alpha = 0, logarithmic past |alpha| = 0.1."""
     top = max(float(np.max(np.abs(alphas))), 0.1)
@@ -73,10 +81,7 @@ def plot_accuracy_vs_selectivity(results: pd.DataFrame, path: str | Path, title:
         ax.grid(alpha=0.3)
         ax.set_title("high-accuracy region" if k else (title or "accuracy vs selectivity"))
     _colorbar(fig, axes[0][-1], norm)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_layer_selectivity(results: pd.DataFrame, path: str | Path, title: str = "") -> Path:
@@ -95,10 +100,7 @@ def plot_layer_selectivity(results: pd.DataFrame, path: str | Path, title: str =
     ax.set_title(title or "selectivity by layer")
     ax.grid(alpha=0.3)
     _colorbar(fig, ax, norm)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def _symlog_alpha_axis(ax, alphas) -> None:
@@ -157,10 +159,7 @@ def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, t
     ax.set_ylabel(ylabel or metric)
     ax.set_title(title or f"{metric} against alpha (mean and {int(level * 100)}% CI over seeds)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 #: The training curves drawn, as (metrics.jsonl key, axis label, scale).
@@ -195,10 +194,7 @@ def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = ""
             ax.set_yscale("log")
     fig.suptitle(title or "training curves (mean over seeds)")
     _colorbar(fig, axes[0][-1], norm)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_si_distribution(units: pd.DataFrame, path: str | Path, title: str = "") -> Path:
@@ -230,10 +226,7 @@ def plot_si_distribution(units: pd.DataFrame, path: str | Path, title: str = "")
     ax.grid(alpha=0.3, axis="y")
     ax.legend(loc="upper left", fontsize=8, frameon=False)
     ax.set_title(title or "SI across units (all layers and seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 # --------------------------------------------------------------------------- robustness and representations
@@ -271,10 +264,7 @@ def plot_corruption_accuracy(robust: pd.DataFrame, path: str | Path, title: str 
     ax.set_title(title or "corruption accuracy by severity")
     ax.grid(alpha=0.3)
     _colorbar(fig, ax, norm)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 def plot_adversarial_accuracy(robust: pd.DataFrame, path: str | Path, title: str = "") -> Path:
@@ -296,10 +286,7 @@ def plot_adversarial_accuracy(robust: pd.DataFrame, path: str | Path, title: str
     fig.suptitle(title or "adversarial accuracy by epsilon")
     if norm is not None:
         _colorbar(fig, axes[0][-1], norm)
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)
 
 
 DIM_INPUTS = ("clean", "corrupted", "adversarial")
@@ -358,7 +345,4 @@ def plot_similarity_to_baseline(sim: pd.DataFrame, path: str | Path, title: str 
         ax.grid(alpha=0.3)
     axes[0][-1].legend(loc="best", fontsize=7, frameon=False, ncol=2 if len(layers) > 8 else 1, title="layer")
     fig.suptitle(title or "similarity to the baseline network, per layer")
-    fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return Path(path)
+    return _save(fig, path)

@@ -24,7 +24,6 @@ __all__ = [
     "PRESET_DIR",
     "config_to_dict",
     "config_from_dict",
-    "dump_config",
     "list_presets",
     "load_config",
     "parse_override",
@@ -280,7 +279,3 @@ def load_config(source: str | Path | dict | None = None, overrides: list[str] | 
     for text in overrides or []:
         _set_dotted(data, *parse_override(text))
     return config_from_dict(data)
-
-
-def dump_config(config: Config, path: Path) -> None:
-    path.write_text(yaml.safe_dump(config_to_dict(config), sort_keys=False))
