@@ -87,6 +87,10 @@ def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
     return model
 
 
+def _use_amp(config: Config, device: torch.device) -> bool:
+    return config.train.amp == "bf16" or (config.train.amp == "auto" and device.type == "cuda")
+
+
 def _alpha_schedule(config: Config):
     reg = config.regularizer
     if reg.epoch_window is not None:
@@ -111,10 +115,15 @@ def lr_at(config: Config, step: int, total_steps: int, steps_per_epoch: int) -> 
 
 
 def _optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    o = config.optim
     # No weight decay on batch-norm and bias parameters (1-D tensors).
     decay = [p for p in model.parameters() if p.ndim > 1]
     no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    return _optimizer_for(config, decay, no_decay)
+
+
+def _optimizer_for(config: Config, decay: list, no_decay: list) -> torch.optim.Optimizer:
+    """The config's optimizer over two parameter lists (the stacked trainer passes stacked ones)."""
+    o = config.optim
     groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if o.name == "adamw":
         return torch.optim.AdamW(groups, lr=o.lr)
@@ -202,7 +211,7 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None)
     device = resolve_device(config.train.device)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    amp = config.train.amp == "bf16" or (config.train.amp == "auto" and device.type == "cuda")
+    amp = _use_amp(config, device)
     memory = torch.channels_last if config.train.channels_last else torch.contiguous_format
 
     train_split, test_split = data or load_data(config, progress=progress)
