@@ -20,7 +20,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
     outcome = run_sweep(args.config, args.alphas, args.seeds, args.out, executor=args.executor, jobs=args.jobs,
                         retries=args.retries, overrides=args.set, wait=not args.no_wait,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, stack=args.stack)
     table = outcome.results
     if len(table):
         print(table[[c for c in _SHOWN if c in table.columns]].to_string(index=False, float_format="%.4f"))
@@ -49,9 +49,12 @@ def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, metavar="DIR",
                    help="the sweep directory (sweep.json, run directories, results)")
     p.add_argument("--executor", default="local", metavar="NAME",
-                   help=f"{', '.join(EXECUTORS)} (default local: one process per run)")
+                   help=f"{', '.join(EXECUTORS)} (default local: one process per run; stacked: the grid as "
+                        "stacked models in this process, for GPUs)")
     p.add_argument("--jobs", type=int, metavar="N",
                    help="runs at once (local: processes, default 1; slurm: job array parallelism)")
+    p.add_argument("--stack", type=int, metavar="M",
+                   help="stacked executor: networks trained at once as one stacked model (default: all the runs)")
     p.add_argument("--retries", type=int, default=1, metavar="N",
                    help="extra attempts for a run that fails, each resuming from its checkpoint (default 1)")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",

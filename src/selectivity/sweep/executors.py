@@ -6,6 +6,8 @@ the job's error raised) and ``state``. Three backends:
 - ``debug``: runs the function in this process at ``submit``; errors keep their traceback.
 - ``local``: one subprocess per run (submitit's ``LocalExecutor``), at most ``jobs`` at once.
 - ``slurm``: one SLURM job per run, submitted as job arrays (see :mod:`.slurm`).
+- ``stacked``: runs that differ only in alpha and seed train as one stacked model in this
+  process (see :mod:`.stacked`).
 
 The function must be a plain picklable callable, e.g. :func:`selectivity.sweep.runner.run_one`.
 """
@@ -25,7 +27,7 @@ from .grid import SweepError
 __all__ = ["Job", "JobFailed", "Executor", "DebugExecutor", "LocalExecutor", "EXECUTORS", "make_executor"]
 
 #: Executor names, as the CLI's ``--executor`` takes them.
-EXECUTORS = ("debug", "local", "slurm")
+EXECUTORS = ("debug", "local", "slurm", "stacked")
 
 
 class Job(Protocol):
@@ -219,11 +221,13 @@ class LocalJob(PickledJob):
         return "RUNNING" if not self._job.done() else "ENDED"
 
 
-def make_executor(name: str, folder: str | Path, jobs: int | None = None, slurm=None) -> Executor:
+def make_executor(name: str, folder: str | Path, jobs: int | None = None, slurm=None,
+                  stack: int | None = None) -> Executor:
     """An executor by name: ``debug``, ``local`` or ``slurm``; ``folder`` holds its logs.
 
     ``jobs``: runs at once (local: processes, default 1; slurm: the job array's
-    parallelism, default no limit). ``slurm``: a :class:`~.slurm.SlurmResources` or a dict.
+    parallelism, default no limit). ``stack``: networks per stack (stacked; default: all
+    runs that share model, data and recipe). ``slurm``: a :class:`~.slurm.SlurmResources` or a dict.
     """
     if name not in EXECUTORS:
         raise SweepError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
@@ -235,6 +239,14 @@ def make_executor(name: str, folder: str | Path, jobs: int | None = None, slurm=
         return DebugExecutor()
     if name == "local":
         return LocalExecutor(Path(folder) / "local", jobs or 1)
+    if name == "stacked":
+        if jobs not in (None, 1):
+            raise SweepError("the stacked executor trains its stacks in this process; --stack sets networks per stack")
+        from .stacked import StackedExecutor  # lazy: imports the training code
+
+        return StackedExecutor(stack)
+    if stack is not None:
+        raise SweepError("--stack needs --executor stacked")
     from .slurm import SlurmExecutor, SlurmResources, check_slurm
 
     resources = slurm if isinstance(slurm, SlurmResources) else SlurmResources.from_dict(slurm or {})

@@ -238,7 +238,7 @@ def write_results(paths: SweepPaths, run_dirs: Iterable[Path]) -> tuple[pd.DataF
 def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: str | Path, *,
               executor: str = "local", jobs: int | None = None, retries: int = 1, overrides: list[str] | None = None,
               slurm: Any = None, wait: bool = True, progress: bool = True,
-              poll_seconds: float | None = None) -> SweepOutcome:
+              poll_seconds: float | None = None, stack: int | None = None) -> SweepOutcome:
     """Train every (alpha, seed) of the grid into ``out``; write ``results.csv`` and ``.parquet``.
 
     Args:
@@ -253,6 +253,7 @@ def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: 
         slurm (dict | SlurmResources): SLURM resources, over the config's ``slurm:`` section.
         wait (bool): False: submit and return (SLURM only); run the same call again to collect.
         progress (bool): a progress bar of runs done, running, queued and failed.
+        stack (int | None): stacked executor: networks per stack (default: all that share a recipe).
 
     Returns:
         SweepOutcome: the results table (one row per finished or failed run) and run names by outcome.
@@ -268,7 +269,7 @@ def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: 
         raise SweepError("--no-wait needs --executor slurm (local runs end with the command)")
     paths = SweepPaths(Path(out))
     resources = _resources(slurm_section, slurm)  # checked always, used by the slurm executor only
-    backend = make_executor(executor, paths.logs, jobs, slurm=resources)
+    backend = make_executor(executor, paths.logs, jobs, slurm=resources, stack=stack)
     base_dict = json.loads(json.dumps(base_config_dict(base)))
 
     with exclusive(paths.lock, f"another sweep command is running on {paths.root}"):

@@ -57,7 +57,7 @@ from .trainer import (
     resolve_device,
 )
 
-__all__ = ["StackError", "stack_key", "train_stacked", "check_stackable", "StackedModel"]
+__all__ = ["StackError", "stack_key", "train_stacked", "prepare_stack", "check_stackable", "StackedModel"]
 
 #: The keys in which the networks of one stack may differ.
 PER_NETWORK = (("regularizer", "alpha"), ("train", "seed"))
@@ -242,11 +242,7 @@ def train_stacked(configs: list[Config], out_dirs: list[str | Path], progress: b
 
     config = configs[todo[0]]
     device = resolve_device(config.train.device)
-    if config.train.threads:
-        torch.set_num_threads(config.train.threads)
-    train_split, test_split = data or load_data(config, progress=progress)
-    template = build_model(config, train_split).to(device)
-    check_stackable(config.model.name, template, train_split.images[:2], config.regularizer.layers)
+    (train_split, test_split), template = prepare_stack(config, progress, data)
 
     nets = {i: _load_net(configs[i], paths[i], train_split, device) for i in todo}
     for epoch in sorted({n.start_epoch for n in nets.values()}):
@@ -254,6 +250,17 @@ def train_stacked(configs: list[Config], out_dirs: list[str | Path], progress: b
         _train_group([nets[i] for i in group], template, train_split, test_split, device, progress)
         results.update({i: nets[i].final for i in group})
     return [results[i] for i in range(len(configs))]
+
+
+def prepare_stack(config: Config, progress: bool = False, data=None):
+    """(data, template model) of a stack, after checking that the model stacks (StackError if not)."""
+    device = resolve_device(config.train.device)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    data = data or load_data(config, progress=progress)
+    template = build_model(config, data[0]).to(device)
+    check_stackable(config.model.name, template, data[0].images[:2], config.regularizer.layers)
+    return data, template
 
 
 def _load_net(config: Config, paths: RunPaths, train_split, device) -> _Net:
