@@ -233,6 +233,8 @@ def make_executor(name: str, folder: str | Path, jobs: int | None = None, slurm=
         raise SweepError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
     if jobs is not None and jobs < 1:
         raise SweepError(f"--jobs must be >= 1, got {jobs}")
+    if stack is not None and name != "stacked":
+        raise SweepError("--stack needs --executor stacked")
     if name == "debug":
         if jobs not in (None, 1):
             raise SweepError("the debug executor runs one run at a time; use --executor local for --jobs > 1")
@@ -245,8 +247,6 @@ def make_executor(name: str, folder: str | Path, jobs: int | None = None, slurm=
         from .stacked import StackedExecutor  # lazy: imports the training code
 
         return StackedExecutor(stack)
-    if stack is not None:
-        raise SweepError("--stack needs --executor stacked")
     from .slurm import SlurmExecutor, SlurmResources, check_slurm
 
     resources = slurm if isinstance(slurm, SlurmResources) else SlurmResources.from_dict(slurm or {})
