@@ -1,5 +1,6 @@
-"""Evaluations of trained networks: corruptions, attacks, dimensionality, similarity,
-ablation and input-unit gradients."""
+"""Pure functions on models and tensors: corruptions, attacks, dimensionality, similarity,
+ablation, input-unit gradients and the statistics of the report. Nothing here reads or writes
+a run directory: the commands that do (:mod:`selectivity.commands`) call these."""
 
 from .ablation import DEFAULT_FRACTIONS, AblationCurve, ablate_units, ablated_accuracy, ablation_curves
 from .attacks import DEFAULT_EPSILONS, adversarial_accuracy, adversarial_examples, fgsm, pgd

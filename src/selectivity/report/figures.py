@@ -230,7 +230,7 @@ def plot_si_distribution(units: pd.DataFrame, path: str | Path, title: str = "")
 
 
 # --------------------------------------------------------------------------- robustness and representations
-# Inputs come from the run directories (see selectivity.analysis.evaluate): each frame holds one
+# Inputs come from the run directories (see selectivity.commands.evaluate): each frame holds one
 # row per (run, measurement) with the run's alpha and seed.
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 
-from .executors import EXECUTORS
+from .backends import EXECUTORS
 
 __all__ = ["add_sweep_parser"]
 

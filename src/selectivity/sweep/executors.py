@@ -1,7 +1,7 @@
 """Executors with one interface, the submitit shape: ``executor.submit(fn, *args) -> Job``.
 
 A :class:`Job` has ``job_id``, ``done()``, ``result()`` (the function's return value, or
-the job's error raised) and ``state``. Three backends:
+the job's error raised) and ``state``. The backends (chosen by :func:`.backends.make_executor`):
 
 - ``debug``: runs the function in this process at ``submit``; errors keep their traceback.
 - ``local``: one subprocess per run (submitit's ``LocalExecutor``), at most ``jobs`` at once.
@@ -22,10 +22,7 @@ from typing import Any, Protocol
 
 from .grid import SweepError
 
-__all__ = ["Job", "JobFailed", "Executor", "DebugExecutor", "LocalExecutor", "EXECUTORS", "make_executor"]
-
-#: Executor names, as the CLI's ``--executor`` takes them.
-EXECUTORS = ("debug", "local", "slurm")
+__all__ = ["Job", "JobFailed", "Executor", "DebugExecutor", "LocalExecutor"]
 
 
 class Job(Protocol):
@@ -217,26 +214,3 @@ class LocalJob(PickledJob):
     @property
     def state(self) -> str:
         return "RUNNING" if not self._job.done() else "ENDED"
-
-
-def make_executor(name: str, folder: str | Path, jobs: int | None = None, slurm=None) -> Executor:
-    """An executor by name: ``debug``, ``local`` or ``slurm``; ``folder`` holds its logs.
-
-    ``jobs``: runs at once (local: processes, default 1; slurm: the job array's
-    parallelism, default no limit). ``slurm``: a :class:`~.slurm.SlurmResources` or a dict.
-    """
-    if name not in EXECUTORS:
-        raise SweepError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
-    if jobs is not None and jobs < 1:
-        raise SweepError(f"--jobs must be >= 1, got {jobs}")
-    if name == "debug":
-        if jobs not in (None, 1):
-            raise SweepError("the debug executor runs one run at a time; use --executor local for --jobs > 1")
-        return DebugExecutor()
-    if name == "local":
-        return LocalExecutor(Path(folder) / "local", jobs or 1)
-    from .slurm import SlurmExecutor, SlurmResources, check_slurm
-
-    resources = slurm if isinstance(slurm, SlurmResources) else SlurmResources.from_dict(slurm or {})
-    check_slurm()
-    return SlurmExecutor(Path(folder) / "slurm", resources, jobs)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..runs import run_name
 from ..train.config import Config, ConfigError, config_to_dict, load_config, parse_override, read_config_source
 
 __all__ = [
@@ -133,8 +134,6 @@ class GridRun:
     @property
     def name(self) -> str:
         """Directory name: readable alpha and seed, then the id."""
-        from ..train.demo import run_name  # lazy: train.demo imports this package
-
         return f"{run_name(self.alpha, self.seed)}-{self.id}"
 
 

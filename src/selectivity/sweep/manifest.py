@@ -2,7 +2,7 @@
 
     DIR/
       sweep.json            base config, grid, executor, one entry per run with its jobs
-      <run name>/           one run directory per run (see selectivity.train.run), plus
+      <run name>/           one run directory per run (see selectivity.runs), plus
         attempts.jsonl      one line per attempt: host, job id, wall seconds, outcome
         failed.json         written when a run has used up its retries: the error
       logs/<executor>/      submitit's job files and logs
@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..train.run import RunPaths, read_json, write_text
+from ..runs import RunError, exclusive, read_json, write_text
 from .grid import GridRun, SweepError
 
-__all__ = ["SweepPaths", "SweepRunPaths", "Manifest", "exclusive", "MANIFEST_FORMAT", "now"]
+__all__ = ["SweepPaths", "Manifest", "MANIFEST_FORMAT", "now"]
 
 MANIFEST_FORMAT = "selectivity-sweep-1"
 
@@ -65,51 +65,6 @@ class SweepPaths:
     def run_dir(self, run: GridRun) -> Path:
         """Run directories sit in the sweep directory itself, as the report expects them."""
         return self.root / run.name
-
-
-class SweepRunPaths(RunPaths):
-    """A run directory's files, plus the ones a sweep adds."""
-
-    @property
-    def attempts(self) -> Path:
-        return self.root / "attempts.jsonl"
-
-    @property
-    def failed(self) -> Path:
-        return self.root / "failed.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".run.lock"
-
-
-@contextlib.contextmanager
-def exclusive(path: Path, busy_message: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` or raise :class:`SweepError` at once.
-
-    File systems without locks (some network mounts) run unlocked.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        locked = True
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            raise SweepError(f"{busy_message}{f' (pid {holder})' if holder else ''}") from None
-        except OSError:  # no locking on this file system (ENOLCK, ENOSYS): go on without
-            locked = False
-        try:
-            if locked:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(str(os.getpid()))
-                handle.flush()
-            yield
-        finally:
-            if locked:
-                fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -31,11 +31,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..train.config import Config, config_from_dict, config_to_dict
-from ..train.run import atomic_write, read_json, write_text
+from ..runs import RunPaths, atomic_write, read_json, write_text
 from ..train.trainer import train
-from .executors import Executor, JobFailed, last_line, make_executor
+from .backends import make_executor
+from .executors import Executor, JobFailed, last_line
 from .grid import GridRun, SweepError, base_config_dict, load_sweep_config, make_grid
-from .manifest import Manifest, SweepPaths, SweepRunPaths, exclusive, now
+from ..runs import exclusive
+from .manifest import Manifest, SweepPaths, now
 from .results import collect_results
 
 __all__ = ["run_one", "run_sweep", "SweepOutcome"]
@@ -52,22 +54,41 @@ def _job_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID")
 
 
+def _die_with_parent() -> None:
+    """A local worker ends with the sweep command that started it (Linux), so a killed command
+    leaves no orphan training on in the background."""
+    if "SUBMITIT_LOCAL_JOB_ID" not in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the parent died before the call above
+        os._exit(1)
+
+
 def run_one(config_dict: dict, run_dir: str) -> dict:
     """Train one run of a sweep into ``run_dir``; returns its final.json dict.
 
     What every executor calls: a plain picklable function. It resumes from the run
     directory's last checkpoint, returns a finished run as it is, and appends one line per
     attempt (host, job id, wall seconds, outcome) to ``attempts.jsonl``. Two processes
-    never train the same directory at once: the second one fails at once.
+    never train the same directory at once: the second waits for the first.
     """
+    _die_with_parent()
     config = config_from_dict(config_dict)
-    paths = SweepRunPaths(Path(run_dir))
+    paths = RunPaths(Path(run_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     attempt = {"started": now(), "host": socket.gethostname(), "pid": os.getpid(), "job_id": _job_id()}
     started = time.perf_counter()
     try:
-        with exclusive(paths.lock, f"{paths.root} is being trained by another process"):
-            final = train(config, paths.root, progress=False)
+        # A worker of an earlier, killed sweep command may still hold the run: wait for it
+        # (it then finds the run finished, or resumes it) instead of failing the attempt.
+        final = train(config, paths.root, progress=False, wait_for_lock=True)
         attempt["outcome"] = final.get("status", "completed")
         return final
     except BaseException as err:
@@ -101,7 +122,7 @@ class SweepOutcome:
         return not self.failed and not self.unfinished
 
 
-def _write_failed(paths: SweepRunPaths, run: GridRun, error: JobFailed, attempts: int, jobs: list[dict]) -> None:
+def _write_failed(paths: RunPaths, run: GridRun, error: JobFailed, attempts: int, jobs: list[dict]) -> None:
     record = {"status": "failed", "alpha": run.alpha, "seed": run.seed, "model": run.config["model"]["name"],
               "error": error.summary, "attempts": attempts, "jobs": jobs, "time": now(), "trace": error.trace}
     write_text(paths.failed, json.dumps(record, indent=2))
@@ -142,7 +163,7 @@ class _Driver:
         if not batch:
             return
         for run in batch:
-            SweepRunPaths(self.paths.run_dir(run)).failed.unlink(missing_ok=True)
+            RunPaths(self.paths.run_dir(run)).failed.unlink(missing_ok=True)
             self.manifest.set_status(run.id, "queued")
         # The manifest is saved before each submission and after, so a crash in between
         # leaves runs that will simply be submitted again.
@@ -193,7 +214,7 @@ class _Driver:
             self.manifest.set_status(run.id, "retrying")
             return
         self.log(f"{run.name}: failed after {tries} attempt(s): {error.summary}")
-        _write_failed(SweepRunPaths(self.paths.run_dir(run)), run, error, tries, self.manifest.runs[run.id]["jobs"])
+        _write_failed(RunPaths(self.paths.run_dir(run)), run, error, tries, self.manifest.runs[run.id]["jobs"])
         self.manifest.set_status(run.id, "failed")
         self.failed.append(run.name)
         self.bar.update(1)
@@ -278,7 +299,7 @@ def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: 
                              "slurm": resources.to_dict() if backend.name == "slurm" else None}
         done, todo = [], []
         for run in grid:
-            final = SweepRunPaths(paths.run_dir(run)).final
+            final = RunPaths(paths.run_dir(run)).final
             (done if final.exists() else todo).append(run)
             if final.exists():
                 manifest.set_status(run.id, read_json(final).get("status", "completed"))

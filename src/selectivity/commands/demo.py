@@ -5,20 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..report.figures import plot_accuracy_vs_selectivity, plot_layer_selectivity
+from ..runs import run_name
 from ..sweep.results import collect_results
-from .config import load_config
-from .trainer import train
+from ..train.config import load_config
+from ..train.trainer import train
 
-__all__ = ["DEMO_ALPHAS", "run_demo", "run_name"]
+__all__ = ["DEMO_ALPHAS", "run_demo"]
 
 #: From strongly discouraging (alpha < 0) to strongly encouraging (alpha > 0) selectivity.
 #: The positive side stops at +1: in the demo's 8 epochs, larger alphas silence most units
 #: (a dead unit has SI 0) and mean SI falls again while accuracy collapses.
 DEMO_ALPHAS = (-5.0, -2.0, -1.0, -0.5, 0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def run_name(alpha: float, seed: int) -> str:
-    return f"alpha{alpha:+g}_seed{seed}"
 
 
 def run_demo(out: str | Path = "runs/demo", alphas=DEMO_ALPHAS, seed: int = 0, overrides=None,

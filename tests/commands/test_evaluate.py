@@ -9,15 +9,10 @@ import pandas as pd
 import pytest
 import torch
 
-from selectivity.analysis.evaluate import (
-    ANALYSIS_JSON,
-    ROBUSTNESS_CSV,
-    EvaluationError,
-    find_runs,
-    parse_eps,
-    run_summary,
-    validate_robustness,
-)
+from selectivity.commands.evaluate import EvaluationError, find_runs, parse_eps, validate_robustness
+from selectivity.runs import run_summary
+
+ANALYSIS_JSON, ROBUSTNESS_CSV = "analysis.json", "robustness.csv"
 from selectivity.cli import main
 
 

@@ -1,7 +1,7 @@
 import pandas as pd
 from PIL import Image
 
-from selectivity.train.demo import run_demo
+from selectivity.commands.demo import run_demo
 
 
 def test_demo_writes_the_table_and_figures(tmp_path, tiny_overrides):

@@ -2,7 +2,7 @@
 
 Wired into the main CLI by ``add_robustness_parser(subparsers)`` and
 ``add_analyze_parser(subparsers)``; user mistakes raise
-:class:`~selectivity.analysis.evaluate.EvaluationError` (a ValueError: one line, exit 2).
+:class:`~selectivity.commands.evaluate.EvaluationError` (a ValueError: one line, exit 2).
 """
 
 from __future__ import annotations
