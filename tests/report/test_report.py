@@ -75,18 +75,20 @@ def test_page_shows_claims_and_results(sweep_dir, built_report):
         assert f"<td class='num'>{alpha:g}</td>" in page
 
 
-def test_results_csv_is_read_when_present(tmp_path):
+def test_the_run_directories_are_the_record_and_results_csv_only_a_copy(tmp_path):
     root = write_sweep(tmp_path / "sweep", alphas=(-1.0, 0.0), seeds=(0, 1), diverged=False, units=False)
     frame = load_sweep(root)  # from final.json files
     assert len(frame) == 4 and frame["alpha"].tolist() == [-1.0, -1.0, 0.0, 0.0]
-    frame.iloc[:0].to_csv(root / "results.csv", index=False)  # a sweep still running: header only
+    frame.iloc[:1].to_csv(root / "results.csv", index=False)  # cut short by a crash: one row of four
     assert len(load_sweep(root)) == 4
-    edited = frame.assign(test_acc=0.5)
-    edited.to_csv(root / "results.csv", index=False)
-    assert (load_sweep(root)["test_acc"] == 0.5).all()
+    frame.assign(test_acc=0.5).to_csv(root / "results.csv", index=False)  # a stale copy does not win either
+    assert (load_sweep(root)["test_acc"] == frame["test_acc"]).all()
     outputs = build_report(root, n_boot=200)
     assert "si_distribution" not in outputs.figures  # no si_per_unit.csv in these runs
     assert "No si_per_unit.csv" in outputs.page.read_text()
+    (tmp_path / "only").mkdir()
+    frame.to_csv(tmp_path / "only" / "results.csv", index=False)  # the table alone: used as it is
+    assert len(load_sweep(tmp_path / "only")) == 4
 
 
 def test_single_seed_sweep_reports_seeds_needed(tmp_path):

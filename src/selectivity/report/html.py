@@ -14,8 +14,8 @@
       dimensionality_by_layer.png  from each run's analysis.json (`selectivity analyze`)
       similarity_to_baseline.png
 
-The results come from ``DIR/results.csv`` when present, otherwise from the ``final.json`` of
-DIR's run directories.
+The results are read from DIR's run directories (``final.json``, ``failed.json`` and the
+evaluations' files); ``DIR/results.csv`` is used only where no run directory is left.
 """
 
 from __future__ import annotations
@@ -66,28 +66,29 @@ class ReportOutputs:
 
 
 def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
-    """The results table of a sweep directory: results.csv, or the final.json of its run dirs.
+    """The results table of a sweep directory, rebuilt from its run directories.
 
-    A results.csv without rows (a sweep still running) gives way to the run directories.
+    The run directories are the record and ``results.csv`` only a copy of it (which a crash or
+    a copy can cut short), so the table is read from every run directory with a final.json or
+    failed.json; ``results.csv`` is used alone only where no run directory is left.
     """
+    from ..sweep.results import collect_results
+
     root = Path(sweep_dir)
     if not root.is_dir():
         raise ReportError(f"{root} is not a directory: expected a sweep directory with run directories in it")
     table = root / RESULTS_CSV
-    results, source = None, str(table)
-    if table.exists():
+    run_dirs = sorted(p for p in root.iterdir() if (p / "final.json").is_file() or (p / "failed.json").is_file())
+    if run_dirs:
+        results, source = collect_results(run_dirs), f"the {len(run_dirs)} run directories of {root}"
+    elif table.exists():
+        source = str(table)
         try:
             results = pd.read_csv(table)
         except (OSError, ValueError) as err:  # pandas' EmptyDataError is a ValueError
             raise ReportError(f"{table} is not a readable CSV table ({err})") from None
-    if results is None or results.empty:
-        from ..sweep.results import collect_results
-
-        run_dirs = sorted(p for p in root.iterdir() if (p / "final.json").is_file())
-        if run_dirs:
-            results, source = collect_results(run_dirs), f"final.json of {len(run_dirs)} run directories"
-        elif results is None:
-            raise ReportError(f"{root} holds no results: neither {RESULTS_CSV} nor run directories with a final.json")
+    else:
+        raise ReportError(f"{root} holds no results: neither {RESULTS_CSV} nor run directories with a final.json")
     missing = [c for c in ("alpha", "seed", "status") if c not in results.columns]
     if missing:
         raise ReportError(f"{source} lacks the column(s) {missing} "
