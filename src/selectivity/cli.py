@@ -54,7 +54,9 @@ def _measure(args) -> int:
     print(f"{'layer':<24} {'mean SI':>8}")
     for layer, value in summary["per_layer"].items():
         print(f"{layer:<24} {value:>8.4f}")
-    print(f"{'network':<24} {summary['mean_si']:>8.4f}   test accuracy {summary['accuracy']:.4f}")
+    print(f"{'network':<24} {summary['mean_si']:>8.4f}   accuracy {summary['accuracy']:.4f}")
+    # Say what was measured: training's final.json may have used a subset (data.test_limit).
+    print(f"measured on {summary['images']} images of the {summary['split']} split of {summary['data']}")
     print(f"per-unit SI: {summary['units_csv']}")
     return 0
 
@@ -63,7 +65,8 @@ def _demo(args) -> int:
     from .commands.demo import DEMO_ALPHAS, run_demo
 
     alphas = args.alphas or DEMO_ALPHAS
-    outputs = run_demo(args.out, alphas=alphas, seed=args.seed, overrides=args.set, progress=not args.no_progress)
+    outputs = run_demo(args.out, alphas=alphas, seed=args.seed, overrides=args.set, progress=not args.no_progress,
+                       jobs=args.jobs)
     import pandas as pd
 
     table = pd.read_csv(outputs["results"])
@@ -108,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--alphas", type=_alpha_list, help="comma-separated, e.g. -5,-1,0,1,5")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, help="runs at once, one thread each (default: one per core, at most 2)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo)

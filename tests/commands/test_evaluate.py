@@ -177,3 +177,31 @@ def test_find_runs_and_summary(robust, tmp_path):
     empty = tmp_path / "run"
     shutil.copytree(target.runs[0], empty, ignore=shutil.ignore_patterns(ROBUSTNESS_CSV, ANALYSIS_JSON))
     assert run_summary(empty) == {}
+
+
+def test_a_missing_optional_package_is_announced_skipped_and_recorded(sweep, tmp_path, capsys, monkeypatch):
+    """frost without imagecorruptions: said before the work, the rest runs, the CSV records the gap."""
+    import importlib.util
+
+    run = tmp_path / "run"
+    shutil.copytree(sorted(p for p in sweep.iterdir() if (p / "final.json").exists())[0], run)
+    (run / ROBUSTNESS_CSV).unlink(missing_ok=True)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "imagecorruptions" else real_find_spec(name, *a))
+    argv = ["robustness", str(run), "--corruptions", "frost,contrast", "--severities", "1", "--attacks", "fgsm",
+            "--eps", "1/255", "--limit", "40", "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "skipping frost" in err and "pip install imagecorruptions" in err
+    table = pd.read_csv(run / ROBUSTNESS_CSV)
+    frost = table[table["name"] == "frost"]
+    assert len(frost) == 1 and frost["accuracy"].isna().all()
+    assert table[table["name"] == "contrast"]["accuracy"].notna().all()
+    monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)  # installed later: only frost is computed
+    if real_find_spec("imagecorruptions") is not None:
+        assert main(argv) == 0
+        again = pd.read_csv(run / ROBUSTNESS_CSV)
+        assert again[again["name"] == "frost"]["accuracy"].notna().all()
+        assert again[again["name"] == "contrast"]["accuracy"].tolist() == table[table["name"] == "contrast"][
+            "accuracy"].tolist()

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -254,7 +255,8 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
     config, model, x, y = _load(run_dir, limit, progress)
     n = len(y)
     existing = existing[existing["n"] == n] if not force else existing.iloc[0:0]
-    have = {_key(r.kind, r.name, r.level) for r in existing.itertuples(index=False)}
+    # A row without accuracy records a corruption skipped for a missing package: redone when possible.
+    have = {_key(r.kind, r.name, r.level) for r in existing.itertuples(index=False) if pd.notna(r.accuracy)}
 
     wanted = [("clean", "clean", 0.0)]
     wanted += [("corruption", c, float(s)) for c in corruptions for s in severities]
@@ -280,9 +282,12 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
         kwargs = {"generator": torch.Generator(device=next(model.parameters()).device).manual_seed(SEED)} \
             if a == "pgd" else {}
         adv[a] = adversarial_accuracy(model, x, y, attack=a, eps=levels, batch_size=batch_size, **kwargs)
+    missing = unavailable_corruptions(corruptions)
     for kind, name, level in todo:
         if kind == "corruption":
-            rows.append((kind, name, level, _accuracy(model, _corrupted(x, name, int(level), preset), y, batch_size)))
+            accuracy = math.nan if name in missing else _accuracy(model, _corrupted(x, name, int(level), preset), y,
+                                                                  batch_size)
+            rows.append((kind, name, level, accuracy))
             bar.update()
         elif kind == "attack":
             rows.append((kind, name, level, float(adv[name][level])))
@@ -309,22 +314,43 @@ def _rewrite_results(target: Target) -> Path | None:
     return csv
 
 
+def unavailable_corruptions(names) -> dict[str, str]:
+    """Corruptions among ``names`` that cannot run here, with the reason (a missing optional package)."""
+    from ..analysis.corruptions.weather import frost_folder
+
+    missing = {}
+    if "frost" in names:
+        try:
+            frost_folder()
+        except ImportError as err:
+            missing["frost"] = str(err)
+    return missing
+
+
 def robustness(path: str | Path, *, corruptions=None, severities=None, attacks=None, eps=None,
                preset: str | None = None, limit: int | None = None, progress: bool = True,
                force: bool = False) -> dict:
     """:func:`evaluate_robustness` on a run directory, or on every completed run of a sweep directory.
 
-    Returns {"runs": [robustness.csv paths], "skipped": [run dirs not completed], "results": results.csv or None}.
+    A corruption that needs a missing optional package is announced (a warning) before any work,
+    the rest runs, and robustness.csv records the skipped rows without an accuracy (they are
+    computed by a later call once the package is there).
+
+    Returns {"runs": [robustness.csv paths], "skipped": [run dirs not completed], "results": results.csv or None,
+    "unavailable": {corruption: reason}}.
     """
     args = validate_robustness(corruptions, severities, attacks, eps, preset, limit)
     target = find_runs(path)
+    missing = unavailable_corruptions(args[0])
+    for name, reason in missing.items():
+        warnings.warn(f"skipping {name}: {reason}", stacklevel=2)
     done, skipped = [], []
     for run_dir in target.runs:
         if target.sweep is not None and completed(run_dir) is None:
             skipped.append(run_dir)
             continue
         done.append(evaluate_robustness(run_dir, *args, progress=progress, force=force))
-    return {"runs": done, "skipped": skipped, "results": _rewrite_results(target)}
+    return {"runs": done, "skipped": skipped, "results": _rewrite_results(target), "unavailable": missing}
 
 
 # --------------------------------------------------------------------------- analysis

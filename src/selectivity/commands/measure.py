@@ -53,7 +53,8 @@ def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test
     stem = f"measure-{split_data.name}-{split}"
     units_csv = paths.root / f"{stem}.csv"
     atomic_write(units_csv, lambda tmp: si.to_frame().to_csv(tmp, index=False))
-    summary = {"data": str(source), "split": split, "accuracy": result["test_acc"], "mean_si": si.mean,
+    summary = {"data": str(source), "split": split, "images": len(split_data.labels), "accuracy": result["test_acc"],
+               "mean_si": si.mean,
                "per_layer": si.per_layer, "units_csv": str(units_csv)}
     write_text(paths.root / f"{stem}.json", json.dumps(summary, indent=2))
     return summary

@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..core import EpochWindow, LinearWarmup, SelectivityMeter, SelectivityRegularizer
 from ..data import Augment, DatasetSplit, DeviceLoader, load_split
-from ..models import create_model
+from ..models import accepts_keyword, create_model
 from .config import Config, ConfigError, config_from_dict, config_to_dict
 from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
                    save_checkpoint, save_tensors, write_text)
@@ -73,8 +73,12 @@ def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
             f"model.kwargs.num_classes is {kwargs['num_classes']} but the data {data.name!r} has "
             f"{data.num_classes} classes"
         )
-    kwargs.update(num_classes=data.num_classes, mean=kwargs.get("mean", data.mean), std=kwargs.get("std", data.std))
+    kwargs["num_classes"] = data.num_classes
     try:
+        # A model of one's own that takes no mean/std gets images in [0, 1] and normalizes itself (or not).
+        for key, value in (("mean", data.mean), ("std", data.std)):
+            if accepts_keyword(config.model.name, key):
+                kwargs.setdefault(key, value)
         model = create_model(config.model.name, **kwargs)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model {config.model.name!r}: {err}") from None
