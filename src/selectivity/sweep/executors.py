@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -22,7 +23,10 @@ from typing import Any, Protocol
 
 from .grid import SweepError
 
-__all__ = ["Job", "JobFailed", "Executor", "DebugExecutor", "LocalExecutor"]
+__all__ = ["Job", "JobFailed", "Executor", "DebugExecutor", "LocalExecutor", "PARENT_PID_ENV"]
+
+#: Set for local workers: the process id of the sweep command they belong to.
+PARENT_PID_ENV = "SELECTIVITY_SWEEP_PID"
 
 
 class Job(Protocol):
@@ -197,7 +201,11 @@ class LocalExecutor(Executor):
             import submitit
 
             self._executor = submitit.LocalExecutor(folder=str(self.folder))
-            setup = []
+            # Workers watch this process and end with it (see runner.run_one); submitit's controller
+            # writes to a log, not to the terminal, so Ctrl-C prints no traceback of its own.
+            self.folder.mkdir(parents=True, exist_ok=True)
+            setup = [f"export {PARENT_PID_ENV}={os.getpid()}",
+                     f"exec >>{shlex.quote(str(self.folder / 'controller.log'))} 2>&1 </dev/null"]
             if self.max_in_flight > 1 and "OMP_NUM_THREADS" not in os.environ:
                 setup.append(f"export OMP_NUM_THREADS={max(1, (os.cpu_count() or 1) // self.max_in_flight)}")
             # A run may take days; submitit's local default is 2 minutes.

@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable
@@ -34,7 +35,7 @@ from ..train.config import Config, config_from_dict, config_to_dict
 from ..runs import RunPaths, atomic_write, read_json, write_text
 from ..train.trainer import train
 from .backends import make_executor
-from .executors import Executor, JobFailed, last_line
+from .executors import PARENT_PID_ENV, Executor, JobFailed, last_line
 from .grid import GridRun, SweepError, base_config_dict, load_sweep_config, make_grid
 from ..runs import exclusive
 from .manifest import Manifest, SweepPaths, now
@@ -55,20 +56,23 @@ def _job_id() -> str | None:
 
 
 def _die_with_parent() -> None:
-    """A local worker ends with the sweep command that started it (Linux), so a killed command
-    leaves no orphan training on in the background."""
-    if "SUBMITIT_LOCAL_JOB_ID" not in os.environ or not sys.platform.startswith("linux"):
+    """A local worker ends with the sweep command that started it, so a killed command leaves no
+    training going on in the background (its checkpoints are atomic, its lock dies with it)."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent or not parent.isdigit():
         return
-    import ctypes
-    import signal
 
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        return
-    if os.getppid() == 1:  # the parent died before the call above
-        os._exit(1)
+    def watch(pid: int) -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, under another user: not ours to judge
+                pass
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, args=(int(parent),), daemon=True, name="watch-sweep-command").start()
 
 
 def run_one(config_dict: dict, run_dir: str) -> dict:
