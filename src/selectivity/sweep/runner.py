@@ -263,13 +263,15 @@ def write_results(paths: SweepPaths, run_dirs: Iterable[Path]) -> tuple[pd.DataF
 def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: str | Path, *,
               executor: str = "local", jobs: int | None = None, retries: int = 1, overrides: list[str] | None = None,
               slurm: Any = None, wait: bool = True, progress: bool = True,
-              poll_seconds: float | None = None) -> SweepOutcome:
+              poll_seconds: float | None = None, schedules: Any = None) -> SweepOutcome:
     """Train every (alpha, seed) of the grid into ``out``; write ``results.csv`` and ``.parquet``.
 
     Args:
         config (Config | str | Path | dict): the base config: a preset name, a YAML file (which
             may hold a ``slurm:`` section of resources), a dict or a Config.
         alphas, seeds: ``"-1,0,1"`` or lists. alpha < 0 discourages selectivity, > 0 encourages it.
+            ``alphas=None`` with ``schedules``: per-epoch alpha schedules instead (``"0*20,0*5 -20*15"``),
+            each run's alpha being its schedule's strongest value.
         out (str | Path): the sweep directory (see :mod:`.manifest`).
         executor (str): ``debug`` (in this process), ``local`` (subprocesses) or ``slurm``.
         jobs (int | None): runs at once (local: processes, default 1; slurm: array parallelism).
@@ -286,7 +288,7 @@ def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: 
     if isinstance(config, Config):
         config = config_to_dict(config)
     base, slurm_section = load_sweep_config(config, overrides)
-    grid = make_grid(base, alphas, seeds)
+    grid = make_grid(base, alphas, seeds, schedules)
     if not isinstance(retries, int) or retries < 0:
         raise SweepError(f"--retries must be an integer >= 0, got {retries!r}")
     if not wait and executor != "slurm":

@@ -18,10 +18,11 @@ import yaml
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..core import EpochWindow, LinearWarmup, SelectivityMeter, SelectivityRegularizer
+from ..core import EpochWindow, LinearWarmup, PerEpochAlpha, SelectivityMeter, SelectivityRegularizer
 from ..data import Augment, DatasetSplit, DeviceLoader, load_split
 from ..models import accepts_keyword, create_model
 from .config import Config, ConfigError, config_from_dict, config_to_dict
+from .record import SelectivityRecorder, epoch_value
 from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
                    save_checkpoint, save_tensors, write_text)
 
@@ -93,6 +94,8 @@ def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
 
 def _alpha_schedule(config: Config):
     reg = config.regularizer
+    if reg.schedule is not None:
+        return PerEpochAlpha.parse(reg.schedule)
     if reg.epoch_window is not None:
         return EpochWindow(*reg.epoch_window)
     return LinearWarmup(reg.warmup_epochs)
@@ -260,6 +263,11 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
     # metrics.jsonl is rebuilt from the checkpoint: an epoch logged after the last checkpoint
     # (killed in between) is dropped here and logged again when it is redone.
     write_text(paths.metrics, "".join(json.dumps(h) + "\n" for h in history))
+    recorder = SelectivityRecorder(config, test_split, reg.layers, epochs, steps_per_epoch, device, paths)
+    recorder.resume(start_epoch)
+    if recorder.enabled and start_epoch == 0:
+        reg.set_epoch(0)
+        recorder.record(model, 0.0, 0, reg.current_alpha)  # initialization
 
     writer = _tensorboard(paths)
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
@@ -271,6 +279,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
             model.train()
             loader.set_epoch(epoch)
             reg.set_epoch(epoch)
+            inside = recorder.inside(epoch)
             sums = torch.zeros(3, device=device)  # summed on the device: loss, correct, selectivity
             for i, (x, y) in enumerate(loader):
                 step = epoch * steps_per_epoch + i
@@ -285,6 +294,8 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                 if config.optim.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
                 optimizer.step()
+                if i in inside:
+                    recorder.record(model, epoch_value(epoch, i, steps_per_epoch), step + 1, reg.current_alpha)
                 # reg tracks the batch selectivity even while alpha is 0 (without gradient).
                 sums += torch.stack([ce.detach() * len(y), (logits.argmax(1) == y).sum().float(), reg.last_selectivity])
                 bar.update(1)
@@ -303,6 +314,8 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                 result = evaluate(model, test_loader, num_classes, reg.layers, amp)
                 row.update(test_acc=result["test_acc"], test_loss=result["test_loss"], test_si=result["selectivity"].mean)
             history.append(row)
+            if recorder.recorded(epoch + 1):  # before the checkpoint: a resumed epoch records again
+                recorder.record(model, float(epoch + 1), (epoch + 1) * steps_per_epoch, row["alpha_now"])
             save_checkpoint(paths.checkpoint, model, optimizer,
                             {"epoch": epoch, "history": history, "train_seconds": elapsed})
             with paths.metrics.open("a") as f:
@@ -323,7 +336,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
 def _finish(paths, config, model, test_loader, num_classes, layers, amp, status, history, elapsed, train_split, device):
     """Final evaluation and files; final.json last, as the mark that the run is over."""
     final = {"status": status, "diverged": status == "diverged", "alpha": config.regularizer.alpha,
-             "seed": config.train.seed, "model": config.model.name, "dataset": train_split.name,
+             "seed": config.train.seed, "schedule": config.regularizer.schedule, "model": config.model.name, "dataset": train_split.name,
              "epochs": len(history), "train_seconds": elapsed, "device": str(device),
              "images_per_second": len(history) * len(train_split.labels) / elapsed if elapsed else None,
              "version": __version__, "torch": torch.__version__}
