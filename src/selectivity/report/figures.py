@@ -24,6 +24,7 @@ __all__ = [
     "plot_layer_selectivity",
     "plot_metric_vs_alpha",
     "plot_si_distribution",
+    "plot_selectivity_over_training",
     "plot_training_curves",
 ]
 
@@ -345,4 +346,37 @@ def plot_similarity_to_baseline(sim: pd.DataFrame, path: str | Path, title: str 
         ax.grid(alpha=0.3)
     axes[0][-1].legend(loc="best", fontsize=7, frameon=False, ncol=2 if len(layers) > 8 else 1, title="layer")
     fig.suptitle(title or "similarity to the baseline network, per layer")
+    return _save(fig, path)
+
+
+def plot_selectivity_over_training(rows: pd.DataFrame, path: str | Path, title: str = "",
+                                   level: float = 0.95) -> Path:
+    """Mean SI of each stage against the epoch: one panel per stage, one line per condition.
+
+    rows: si_over_training.csv rows of every run with ``condition`` and ``seed`` columns. Per
+    run and recording, SI is averaged over the stage's units; the line is the mean over seeds
+    with its ``level`` t interval as a band (none with one seed).
+    """
+    per_run = rows.groupby(["condition", "seed", "stage", "epoch"], as_index=False)["si"].mean()
+    stages = list(dict.fromkeys(rows["stage"]))
+    conditions = list(dict.fromkeys(rows["condition"]))
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.6 * len(stages) + 1.0, 3.6), squeeze=False, sharey=True)
+    cmap = plt.get_cmap("tab10")
+    for ax, stage in zip(axes[0], stages):
+        for k, condition in enumerate(conditions):
+            frame = per_run[(per_run["stage"] == stage) & (per_run["condition"] == condition)]
+            table = frame.pivot_table(index="epoch", columns="seed", values="si")
+            stats = np.array([_seed_ci(row.dropna().to_numpy(), level) for _, row in table.iterrows()])
+            if not len(stats):
+                continue
+            ax.plot(table.index, stats[:, 0], color=cmap(k % 10), lw=1.6, marker="o", ms=2.5,
+                    label=f"{condition} (n={table.shape[1]})")
+            if np.isfinite(stats[:, 1]).any():
+                ax.fill_between(table.index, stats[:, 1], stats[:, 2], color=cmap(k % 10), alpha=0.18, lw=0)
+        ax.set_title(stage, fontsize=10)
+        ax.set_xlabel("epoch (0 = initialization)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean class selectivity (SI)")
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="best")
+    fig.suptitle(title or f"Selectivity over training: mean and {int(level * 100)}% CI over seeds", fontsize=10)
     return _save(fig, path)

@@ -154,6 +154,20 @@ def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, colu
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def load_over_training(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
+    """Every completed run's si_over_training.csv with its seed and condition (schedule, else alpha)."""
+    rows = _load_run_csvs(sweep_dir, results, "si_over_training.csv", {"epoch", "stage", "si"})
+    if rows.empty:
+        return rows
+    schedules = {}
+    if "schedule" in results.columns and "run" in results.columns:
+        schedules = {(float(r.alpha), r.seed): r.schedule for r in results.itertuples(index=False)
+                     if isinstance(r.schedule, str)}
+    rows["condition"] = [f"schedule {schedules[(a, s)]}" if (a, s) in schedules else f"alpha {a:g}"
+                         for a, s in zip(rows["alpha"], rows["seed"])]
+    return rows
+
+
 def load_units(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
     """Every completed run's si_per_unit.csv (layer, layer_index, unit, si, ...) with alpha and seed."""
     return _load_run_csvs(sweep_dir, results, "si_per_unit.csv", {"si"})
@@ -586,6 +600,15 @@ def _evaluation_sections(root: Path, results: pd.DataFrame) -> list[tuple[str, s
     if paths:
         out.append(("Representations", "From each run's <code>analysis.json</code> (<code>selectivity analyze"
                     "</code>).", paths))
+    over = load_over_training(root, results)
+    if not over.empty:
+        figure = figures.plot_selectivity_over_training(over, root / "selectivity_over_training.png")
+        out.append(("Selectivity over training", "From each run's <code>si_over_training.csv</code> (training with "
+                    "<code>record.enabled=true</code>): mean SI of each stage's units on a fixed class-balanced "
+                    "subset of the test images, from initialization (epoch 0) on; one line per condition (alpha, "
+                    "or the per-epoch alpha schedule), mean and 95% t interval over seeds.",
+                    [(figure, "Does selectivity appear early and recede, and what does the regularizer change?",
+                      True)]))
     return out
 
 
