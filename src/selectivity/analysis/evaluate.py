@@ -547,19 +547,36 @@ def analyze(path: str | Path, *, limit: int | None = None, progress: bool = True
 def run_summary(run_dir: str | Path) -> dict:
     """Scalar summary columns of a run's robustness.csv and analysis.json (empty when neither exists).
 
-    ``corruption_acc``: mean accuracy over every corruption row; ``corruption_acc/s<k>``: at
-    severity k; ``clean_acc_eval``: the clean row; ``adv_acc/<attack>/<eps>`` (eps as '4/255');
+    ``corruption_acc``: mean accuracy over the full declared set, the 15 corruptions x 5
+    severities on one number of images; NaN when robustness.csv lacks some of them (a subset
+    run) or mixes image counts, with ``corruption_acc_reason`` saying which.
+    ``corruption_acc/s<k>``: over the 15 at severity k (NaN unless all 15 are there);
+    ``clean_acc_eval``: the clean row; ``adv_acc/<attack>/<eps>`` (eps as '4/255');
     then analysis.json's ``summary`` (``pc95/<layer>``, ``pc95_early``, ``pwcca/<layer>``, ...).
     """
+    from .corruptions import CORRUPTIONS
+
     run_dir = Path(run_dir)
     out: dict = {}
     table = _read_robustness(run_dir / ROBUSTNESS_CSV)
     if len(table):
-        corr = table[table["kind"] == "corruption"]
+        corr = table[(table["kind"] == "corruption") & table["name"].isin(CORRUPTIONS)]  # the extra 4 never count
         if len(corr):
-            out["corruption_acc"] = float(corr["accuracy"].mean())
+            pairs = set(zip(corr["name"], corr["level"].astype(float), strict=True))
+            declared = len(CORRUPTIONS) * len(DEFAULT_SEVERITIES)
+            have = len(pairs & {(c, float(s)) for c in CORRUPTIONS for s in DEFAULT_SEVERITIES})
+            sizes = sorted(int(n) for n in corr["n"].unique())
+            if have < declared or len(sizes) > 1:
+                out["corruption_acc"] = math.nan
+                out["corruption_acc_reason"] = (
+                    f"robustness.csv mixes image counts (n = {', '.join(map(str, sizes))})" if len(sizes) > 1 else
+                    f"robustness.csv has {have} of the {declared} declared (corruption, severity) pairs: run "
+                    "`selectivity robustness` with every corruption and severity")
+            else:
+                out["corruption_acc"] = float(corr["accuracy"].mean())
             for s, group in corr.groupby("level"):
-                out[f"corruption_acc/s{int(s)}"] = float(group["accuracy"].mean())
+                full = group["name"].nunique() == len(CORRUPTIONS) and len(sizes) == 1
+                out[f"corruption_acc/s{int(s)}"] = float(group["accuracy"].mean()) if full else math.nan
         clean = table[table["kind"] == "clean"]
         if len(clean):
             out["clean_acc_eval"] = float(clean["accuracy"].iloc[-1])

@@ -798,6 +798,9 @@ def evaluate_claim(results: pd.DataFrame, claim: Claim, *, level: float = 0.95, 
         frame = frame[frame["status"] == "completed"]
     if frame.empty:
         return ClaimResult(claim, NOT_TESTED, "no completed run")
+    why = f"{claim.metric}_reason"  # an evaluation that left the column empty says why (corruption_acc)
+    if frame[claim.metric].isna().all() and why in frame.columns and frame[why].notna().any():
+        return ClaimResult(claim, NOT_TESTED, f"no {claim.metric}: {frame[why].dropna().iloc[0]}")
     if keys:
         groups = [(tuple(zip(keys, map(str, k if isinstance(k, tuple) else (k,)), strict=True)), g)
                   for k, g in frame.groupby(keys if len(keys) > 1 else keys[0], dropna=False, sort=True)]
