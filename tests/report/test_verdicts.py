@@ -212,3 +212,15 @@ def test_claims_path_agrees_with_the_vectorized_family_verdict():
         expected = {1: SUPPORTED, 0: INCONCLUSIVE, -1: REFUTED}
         assert result.verdict == expected[int(code)]
         assert [c.verdict for c in result.comparisons] == [expected[int(v)] for v in per_alpha]
+
+
+def test_metric_figure_draws_one_panel_per_cell(tmp_path):
+    from PIL import Image
+
+    from selectivity.report.figures import plot_metric_vs_alpha
+
+    runs = two_models()
+    one = Image.open(plot_metric_vs_alpha(runs[runs["model"] == "resnet18"], "test_acc", tmp_path / "a.png",
+                                          by=["model", "dataset"]))
+    two = Image.open(plot_metric_vs_alpha(runs, "test_acc", tmp_path / "b.png", by=["model", "dataset"]))
+    assert two.width > 1.8 * one.width and two.height == pytest.approx(one.height, rel=0.1)

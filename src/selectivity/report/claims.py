@@ -858,4 +858,6 @@ def claims_table(results: list[ClaimResult], level: float = 0.95) -> pd.DataFram
                              "alpha_verdict": comp.verdict, "seeds_to_support": comp.seeds_to_support,
                              "seeds_to_refute": comp.seeds_to_refute})
     columns = CLAIMS_CSV_COLUMNS[:3] + extra + CLAIMS_CSV_COLUMNS[3:]
-    return pd.DataFrame(rows).reindex(columns=columns)
+    frame = pd.DataFrame(rows).reindex(columns=columns)
+    # Counts as integers and the design as a boolean, empty where a cell was not tested.
+    return frame.astype({"n_group": "Int64", "n_baseline": "Int64", "paired": "boolean"})

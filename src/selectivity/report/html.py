@@ -491,7 +491,8 @@ corrected: across different claims (each claim is its own family), and the choic
 units (accuracy in percentage points) with the {ci} t interval of the contrast (paired t, or Welch);
 for ratio claims the ratio of means with Fieller's {ci} interval (unbounded when the baseline's mean is
 not distinguishable from 0); for trends the slope with its {ci} t interval. These have their nominal
-coverage from 3 seeds on, for normal seed-to-seed variation.</li>{boot}
+coverage from 3 seeds on, for normal seed-to-seed variation. A one-sided test at level 0.05 matches a
+two-sided 90% interval, so a supported non-inferiority claim's {ci} interval may still cross its margin.</li>{boot}
 <li><b>Effect sizes</b>: d<sub>z</sub> (mean of the per-seed differences over their sd) when paired,
 Hedges' g (pooled sd, bias-corrected) when not, the ratio for ratio claims, the seeds' slopes' d<sub>z</sub>
 for trends and Pearson's r for associations.</li>
@@ -578,14 +579,15 @@ def _figures(root: Path, results: pd.DataFrame, title: str, level: float) -> tup
                                                      zoom=True),
                 "Test accuracy against mean class selectivity, one point per run, coloured by alpha (baseline "
                 "grey). Right: the runs within 5 points of the best accuracy.", True))
+    cells = cell_columns(results)
     out.append((figures.plot_metric_vs_alpha(results, "test_acc", root / "accuracy_vs_alpha.png", percent=True,
                                              ylabel="test accuracy (%)", title="test accuracy against alpha",
-                                             level=level),
+                                             level=level, by=cells),
                 f"Large dots: means over seeds with {ci} t intervals; small dots: single seeds; grey band: the "
-                "baseline's interval.", False))
+                "baseline's interval. One panel per cell (model, dataset, ...) when the sweep has several.", False))
     out.append((figures.plot_metric_vs_alpha(results, "mean_si", root / "selectivity_vs_alpha.png",
                                              ylabel="mean class selectivity (test set)",
-                                             title="mean selectivity against alpha", level=level),
+                                             title="mean selectivity against alpha", level=level, by=cells),
                 "Mean class selectivity (over units, then layers) against alpha, as on the left: the manipulation "
                 "check.", False))
     if any(c.startswith("si/") for c in results.columns):
