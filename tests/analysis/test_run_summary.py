@@ -20,7 +20,8 @@ def _write(run, rows):
 def _full(n=100):
     # accuracy = 0.5 + 0.01 * corruption index - 0.05 * severity: mean 0.5 + 0.07 - 0.15 = 0.42
     return [("clean", "clean", 0.0, 0.9, n)] + [
-        ("corruption", c, float(s), 0.5 + 0.01 * i - 0.05 * s, n) for i, c in enumerate(CORRUPTIONS) for s in range(1, 6)]
+        ("corruption", c, float(s), 0.5 + 0.01 * i - 0.05 * s, n)
+        for i, c in enumerate(CORRUPTIONS) for s in range(1, 6)]
 
 
 def test_full_declared_set_gives_the_mean(tmp_path):

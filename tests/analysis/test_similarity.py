@@ -192,7 +192,8 @@ def test_pwcca_matches_reference(weight_by):
     assert pwcca(torch.tensor(x), torch.tensor(y), weight_by=weight_by) == pytest.approx(ref, abs=1e-6)
     reduced = _pwcca_reference(x, y, weight_x=weight_by == "x", threshold=0.99)
     assert reduced != pytest.approx(ref, abs=1e-3)  # the SVD reduction changes the number ...
-    assert pwcca(torch.tensor(x), torch.tensor(y), 0.99, weight_by) == pytest.approx(reduced, abs=1e-6)  # ... on request
+    # ... when asked for
+    assert pwcca(torch.tensor(x), torch.tensor(y), 0.99, weight_by) == pytest.approx(reduced, abs=1e-6)
 
 
 @pytest.mark.parametrize(("p", "q", "rank_x", "rank_y"), [

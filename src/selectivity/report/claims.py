@@ -678,7 +678,8 @@ def _apply_where(results: pd.DataFrame, claim: Claim) -> tuple[pd.DataFrame, str
         keep = values.isin([str(o) for o in options])
         if not keep.any():
             present = ", ".join(sorted(results[column].astype(str).unique()))
-            return frame[keep], f"applies where {column} is {' or '.join(map(str, options))}; this sweep has {present}", []
+            why = f"applies where {column} is {' or '.join(map(str, options))}; this sweep has {present}"
+            return frame[keep], why, []
         frame = frame[keep]
     return frame, "", absent
 
@@ -727,7 +728,7 @@ def _evaluate_cell(claim: Claim, key: tuple, frame: pd.DataFrame, level: float, 
             return CellResult(key, NOT_TESTED, f"no completed run with {', '.join(subset)} at {lacking} "
                                                f"(alphas here: {_alphas_text(alphas)})")
         comparison, verdict = _compare_trend(claim, frame, found, level)
-        reason = "" if comparison.n_group > 2 else "too few points for a slope test"
+        reason = "" if not math.isnan(comparison.p_value) else "too few seeds or points (or no spread) for a slope test"
         return CellResult(key, verdict, reason, (comparison,))
     if not any(_same(claim.baseline, a) for a in alphas):
         return CellResult(key, NOT_TESTED, f"no completed run with {claim.metric} at the baseline alpha = "

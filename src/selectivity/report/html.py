@@ -297,7 +297,10 @@ def _claims_section(results: list[ClaimResult], level: float) -> str:
     counts = {v: sum(r.verdict == v for r in results) for v in (SUPPORTED, REFUTED, INCONCLUSIVE, NOT_TESTED)}
     chips = " ".join(f"{_badge(v)} × {n}" for v, n in counts.items() if n)
     rows = []
+    untested = [r for r in results if r.verdict == NOT_TESTED]
     for r in results:
+        if r.verdict == NOT_TESTED:
+            continue
         c = r.claim
         source = f"<div class='source'>{_e(c.source)}</div>" if c.source else ""
         over = f"{len(r.cells)} cells: supported only when every cell is" if len(r.cells) > 1 else ""
@@ -329,9 +332,15 @@ def _claims_section(results: list[ClaimResult], level: float) -> str:
     head = ("<tr><th class='wide'>claim · cell · comparison (m = the metric's mean over seeds)</th><th>seeds</th>"
             f"<th>estimate [{int(level * 100)}% CI]</th><th>effect</th><th>p (claim)</th>"
             "<th>p against (Holm)</th><th>verdict</th></tr>")
-    return (f"<p class='chips'>{chips}</p>"
-            f"<table class='claims'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
-            "<p class='sub'>The same table, one row per (claim, cell, alpha), is in <code>claims.csv</code> "
+    table = f"<table class='claims'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>" if rows else ""
+    skipped = ""
+    if untested:
+        items = "".join(f"<li><span class='cid'>{_e(r.claim.id)}</span>: {_e(r.claim.statement)}"
+                        f"<div class='sub'>{_e(r.reason)}</div></li>" for r in untested)
+        skipped = (f"<details><summary>{len(untested)} claim(s) not tested on this sweep</summary>"
+                   f"<ul class='notes'>{items}</ul></details>")
+    return (f"<p class='chips'>{chips}</p>{table}{skipped}"
+            "<p class='sub'>The same verdicts, one row per (claim, cell, alpha), are in <code>claims.csv</code> "
             "beside this page.</p>")
 
 
