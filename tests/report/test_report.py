@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -71,6 +72,16 @@ def test_page_shows_claims_and_results(sweep_dir, built_report):
         assert claim_id in page
     assert "1 diverged" in page
     assert "resnet20 on cifar10" in page
+    # one row per (claim, cell): the cell is named, and the methods say what is controlled
+    assert "model=resnet20, dataset=cifar10" in page
+    assert "Holm" in page and "Fieller" in page and "intersection-union" in page
+    table = pd.read_csv(sweep_dir / "claims.csv")
+    assert built_report.table == sweep_dir / "claims.csv"
+    assert {"claim", "model", "dataset", "alpha", "estimate", "ci_low", "ci_high", "p_support", "p_against",
+            "alpha_verdict", "verdict", "seeds_to_support", "seeds_to_refute"} <= set(table.columns)
+    assert set(table["claim"]) == set(verdicts)
+    halves = table[table["claim"] == "alpha-1-halves-si"].iloc[0]
+    assert halves["scale"] == "ratio" and halves["ci_low"] < halves["estimate"] < halves["ci_high"] < 0.5
     for alpha in ALPHAS:
         assert f"<td class='num'>{alpha:g}</td>" in page
 
@@ -121,6 +132,7 @@ def test_cli_subcommand(sweep_dir, tmp_path, capsys):
     assert re.search(r"deep-layer-more-selective\s+supported", out)
     assert re.search(r"needs-alpha-100\s+not tested", out)
     assert f"report: {copy / 'report.html'}" in out
+    assert f"claims table: {copy / 'claims.csv'}" in out
     strict = _parser().parse_args(["report", str(copy), "--claims", str(user), "--strict", "--no-default-claims"])
     with pytest.raises(ReportError, match="1 claim\\(s\\) not tested on this sweep: needs-alpha-100"):
         strict.func(strict)

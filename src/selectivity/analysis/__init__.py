@@ -15,7 +15,7 @@ from .dimensionality import (
     participation_ratio,
 )
 from .gradients import GradientVariability, gradient_variability, input_unit_gradients, variability_from_gradients
-from .similarity import cca, layer_similarity, linear_cka, mean_cca, pwcca
+from .similarity import cca, layer_similarity, linear_cka, mean_cca, pwcca, svcca
 
 __all__ = [
     "CORRUPTIONS",
@@ -45,6 +45,7 @@ __all__ = [
     "load_cifar10c",
     "load_tinyimagenet_c",
     "mean_cca",
+    "svcca",
     "n_components_for_variance",
     "participation_ratio",
     "pgd",

@@ -33,7 +33,8 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, PRESETS, corrupt, corruption_names
-from ..runs import ROBUSTNESS_COLUMNS, RunPaths, atomic_write, completed, eps_label, read_robustness, write_text
+from ..runs import (ROBUSTNESS_COLUMNS, SEVERITIES, RunPaths, atomic_write, completed, eps_label, read_robustness,
+                   write_text)
 
 __all__ = [
     "DEFAULT_ATTACK_EPS",
@@ -52,7 +53,7 @@ __all__ = [
 ]
 
 
-DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
+DEFAULT_SEVERITIES = SEVERITIES
 DEFAULT_ATTACKS = ("fgsm", "pgd")
 DEFAULT_ATTACK_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 ATTACKS = ("fgsm", "pgd")

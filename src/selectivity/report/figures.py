@@ -124,18 +124,10 @@ def _seed_ci(values: np.ndarray, level: float) -> tuple[float, float, float]:
     return float(mean), float(low), float(high)
 
 
-def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, title: str = "",
-                         ylabel: str | None = None, percent: bool = False, level: float = 0.95) -> Path:
-    """A metric against alpha: mean over seeds with its ``level`` t interval, seeds as dots.
-
-    The baseline's interval (alpha = 0) is drawn as a grey band across the plot, so an
-    alpha whose interval leaves the band is visibly different. Completed runs only.
-    """
-    done = results[results["status"] == "completed"].dropna(subset=[metric])
-    scale = 100.0 if percent else 1.0
+def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: float) -> None:
+    """One cell's metric against alpha: seeds as dots, mean and t interval, the baseline's band."""
     alphas = np.sort(done["alpha"].astype(float).unique())
     colors, _ = alpha_colors(alphas)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
     summary = []
     for alpha, color in zip(alphas, colors):
         values = scale * done.loc[done["alpha"] == alpha, metric].to_numpy(dtype=float)
@@ -157,9 +149,37 @@ def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, t
                        label=f"baseline (alpha = 0) {int(level * 100)}% CI")
             ax.legend(loc="best", fontsize=8, frameon=False)
         _symlog_alpha_axis(ax, alphas)
-    ax.set_ylabel(ylabel or metric)
-    ax.set_title(title or f"{metric} against alpha (mean and {int(level * 100)}% CI over seeds)")
     ax.grid(alpha=0.3)
+
+
+def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, title: str = "",
+                         ylabel: str | None = None, percent: bool = False, level: float = 0.95,
+                         by: list[str] | tuple[str, ...] = ()) -> Path:
+    """A metric against alpha: mean over seeds with its ``level`` t interval, seeds as dots.
+
+    The baseline's interval (alpha = 0) is drawn as a grey band across the plot, so an
+    alpha whose interval leaves the band is visibly different. Completed runs only. ``by``:
+    columns that split the runs into cells (model, dataset, ...): one panel per cell, so
+    different models are never averaged together.
+    """
+    done = results[results["status"] == "completed"].dropna(subset=[metric])
+    scale = 100.0 if percent else 1.0
+    by = [c for c in by if c in done.columns]
+    cells = list(done.groupby(by, dropna=False, sort=True)) if by else []
+    if len(cells) <= 1:
+        cells = [((), done)]
+    columns = min(len(cells), 3)
+    rows = -(-len(cells) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.4 * rows), squeeze=False)
+    heading = title or f"{metric} against alpha (mean and {int(level * 100)}% CI over seeds)"
+    for ax, (key, frame) in zip(axes.flat, cells):
+        _metric_panel(ax, frame, metric, scale, level)
+        ax.set_ylabel(ylabel or metric)
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{k}={v}" for k, v in zip(by, key)) if len(cells) > 1 else ""
+        ax.set_title(f"{heading}\n{label}" if label else heading, fontsize=10 if label else None)
+    for ax in list(axes.flat)[len(cells):]:
+        ax.set_visible(False)
     return _save(fig, path)
 
 
