@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Schedule", "LinearWarmup", "EpochWindow", "PerEpochAlpha", "constant"]
+__all__ = ["Schedule", "LinearWarmup", "EpochWindow", "PerEpochAlpha", "constant", "first_active_epoch"]
 
 Schedule = Callable[[int, "float | None"], float]
 
@@ -106,3 +106,17 @@ class PerEpochAlpha:
         if epoch is None:
             raise _need_epoch("per-epoch alpha")
         return self.alpha_at(epoch) / self.strength if self.strength else 0.0
+
+
+def first_active_epoch(schedule: Schedule, alpha: float, epochs: int) -> float | None:
+    """The epoch from which the selectivity term acts (a warm-up counts as acting), or None if never.
+
+    The condition Ranadive et al. vary: regularizing from the start against from a later epoch.
+    """
+    if alpha == 0:
+        return None
+    if isinstance(schedule, EpochWindow):
+        return schedule.start if schedule.start < epochs else None
+    if isinstance(schedule, PerEpochAlpha):
+        return next((float(e) for e in range(epochs) if schedule.alpha_at(e) != 0), None)
+    return 0.0

@@ -25,6 +25,8 @@ across every network of the cell. The schema is documented in ``claims.yaml``.
 
 from __future__ import annotations
 
+import dataclasses
+
 import math
 import re
 from dataclasses import dataclass, field
@@ -99,7 +101,7 @@ TESTS: dict[str, TestSpec] = {
 }
 _DIRECTIONS = {"increasing": "greater", "decreasing": "less"}
 
-_KEYS = {"id", "statement", "source", "metric", "group", "baseline", "test", "margin", "ratio", "alpha_level",
+_KEYS = {"id", "statement", "source", "metric", "group", "baseline", "by", "test", "margin", "ratio", "alpha_level",
          "power", "where", "against", "direction"}
 _DEFAULT_KEYS = {"alpha_level", "power", "baseline"}
 _REQUIRED = ("id", "statement", "metric", "group", "test")
@@ -199,6 +201,8 @@ class Claim:
     origin: str = ""
     against: str = "alpha"
     direction: str | None = None
+    by: str = "alpha"  # the column whose values define the group and the baseline
+    baseline_rule: AlphaSelector | None = None  # a baseline such as '> 0': the one other value that matches
 
     @property
     def spec(self) -> TestSpec:
@@ -232,7 +236,10 @@ class Claim:
             how = "per seed, " if self.test == "trend" else "across networks, "
             return f"slope of {self.metric} on {self.against} {op} 0 ({how}{self.group})".replace("-", "−")
         a = "α" if self.group.single is None else f"{self.group.single:g}"
-        x, y = f"m({a})", f"m({self.baseline:g})"
+        if self.by != "alpha":
+            a = f"{self.by} = {a}"
+        rule = self.baseline_rule
+        x, y = f"m({a})", (f"m({self.baseline:g})" if rule is None else f"m({self.by} {rule.op} {rule.bound:g})")
         if self.spec.side == "equivalence":
             text = f"|{x} − {y}| < {self.margin:g}"
         else:
@@ -303,17 +310,25 @@ def _parse_claim(raw, index: int, origin: str, defaults: dict) -> Claim:
         raise ClaimsError(f"{where}: alpha_level must be a number in (0, 0.5), got {settings.get('alpha_level')!r}")
     if power is None or not 0 < power < 1:
         raise ClaimsError(f"{where}: power must be a number in (0, 1), got {settings.get('power')!r}")
+    by = raw.get("by", "alpha")
+    if not isinstance(by, str) or not by or by in ("seed", raw["metric"]):
+        raise ClaimsError(f"{where}: 'by' must name a column of the results (alpha, reg_from, ...), got {by!r}")
+    if by != "alpha" and spec.side == "trend":
+        raise ClaimsError(f"{where}: 'by' is for contrasts; a trend or association names its x axis in 'against'")
     group = AlphaSelector.parse(raw["group"], f"{where}, group")
     baseline = AlphaSelector.parse(raw.get("baseline", defaults.get("baseline", 0.0)), f"{where}, baseline")
+    rule = None
     if baseline.single is None:
-        raise ClaimsError(f"{where}: baseline must be one alpha value (e.g. 0), got {raw.get('baseline')!r}")
+        if by == "alpha" or baseline.op is None:
+            raise ClaimsError(f"{where}: baseline must be one alpha value (e.g. 0), got {raw.get('baseline')!r}")
+        rule, baseline = baseline, AlphaSelector(values=(math.nan,))
     filters = raw.get("where") or {}
     if not isinstance(filters, dict) or any(not isinstance(v, (str, int, float, list)) for v in filters.values()):
         raise ClaimsError(f"{where}: 'where' must map results columns to a value or a list of values, got {filters!r}")
     return Claim(id=raw["id"], statement=" ".join(raw["statement"].split()), metric=raw["metric"], group=group,
                  test=test, baseline=baseline.single, margin=values["margin"], ratio=values["ratio"],
                  alpha_level=alpha_level, power=power, where=dict(filters), source=raw.get("source", ""),
-                 origin=origin, against=against, direction=direction)
+                 origin=origin, against=against, direction=direction, by=by, baseline_rule=rule)
 
 
 def parse_claims(data, origin: str = "<claims>") -> list[Claim]:
@@ -604,7 +619,7 @@ def _compare_alphas(claim: Claim, frame: pd.DataFrame, found: list[float], level
                          mean_group=float(xv.mean()), mean_baseline=float(yv.mean()), estimate=estimate, ci=ci,
                          effect_size=float(effect), effect_name=effect_name, p_value=float(support.p_value),
                          p_against_raw=p_against, scale="ratio" if claim.ratio is not None else "difference",
-                         interval=name, label=f"alpha = {alpha:g} vs {claim.baseline:g}",
+                         interval=name, label=f"{claim.by} = {alpha:g} vs {claim.baseline:g}",
                          seeds_to_support=_seeds(claim, to_support, paired, sd_x, sd_y, claim.alpha_level),
                          seeds_to_refute=_seeds(claim, to_refute, paired, sd_x, sd_y,
                                                 claim.alpha_level / len(found))))
@@ -730,8 +745,14 @@ def _evaluate_cell(claim: Claim, key: tuple, frame: pd.DataFrame, level: float, 
         comparison, verdict = _compare_trend(claim, frame, found, level)
         reason = "" if not math.isnan(comparison.p_value) else "too few seeds or points (or no spread) for a slope test"
         return CellResult(key, verdict, reason, (comparison,))
+    if claim.baseline_rule is not None:  # e.g. '> 0': exactly one other value of `by` must match
+        matched = [a for a in claim.baseline_rule.select(alphas)[0] if a not in claim.group.select(alphas)[0]]
+        if len(matched) != 1:
+            return CellResult(key, NOT_TESTED, f"the baseline {claim.baseline_rule} must match one {claim.by} value "
+                                               f"of this cell, it matches {_alphas_text(matched)}")
+        claim = dataclasses.replace(claim, baseline=matched[0])
     if not any(_same(claim.baseline, a) for a in alphas):
-        return CellResult(key, NOT_TESTED, f"no completed run with {claim.metric} at the baseline alpha = "
+        return CellResult(key, NOT_TESTED, f"no completed run with {claim.metric} at the baseline {claim.by} = "
                                            f"{claim.baseline:g} (alphas here: {_alphas_text(alphas)})")
     found, missing = claim.group.select(alphas - {a for a in alphas if _same(claim.baseline, a)})
     if missing or not found:
@@ -791,6 +812,12 @@ def evaluate_claim(results: pd.DataFrame, claim: Claim, *, level: float = 0.95, 
         return ClaimResult(claim, NOT_TESTED, reason)
     columns = [claim.metric] + ([claim.against] if claim.is_trend and claim.against != "alpha" else [])
     results = results.assign(**{c: _metric_values(results, claim, c) for c in columns})
+    if claim.by != "alpha" and claim.by not in results.columns:
+        return ClaimResult(claim, NOT_TESTED, f"the results have no {claim.by} column (runs trained by an older "
+                                              "version, or not with this kind of condition)")
+    if claim.by != "alpha":  # groups by another config value: it plays alpha's part below
+        by = _metric_values(results, claim, claim.by)
+        results = results.assign(alpha=by)[by.notna()]
     keys = cell_columns(results)
     frame, reason, absent = _apply_where(results, claim)
     if reason:

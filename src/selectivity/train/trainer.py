@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from ..core import EpochWindow, LinearWarmup, PerEpochAlpha, SelectivityMeter, SelectivityRegularizer
+from ..core.schedule import first_active_epoch
 from ..data import Augment, DatasetSplit, DeviceLoader, load_split
 from ..models import accepts_keyword, create_model
 from .config import Config, ConfigError, config_from_dict, config_to_dict
@@ -336,7 +337,9 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
 def _finish(paths, config, model, test_loader, num_classes, layers, amp, status, history, elapsed, train_split, device):
     """Final evaluation and files; final.json last, as the mark that the run is over."""
     final = {"status": status, "diverged": status == "diverged", "alpha": config.regularizer.alpha,
-             "seed": config.train.seed, "schedule": config.regularizer.schedule, "model": config.model.name, "dataset": train_split.name,
+             "seed": config.train.seed, "schedule": config.regularizer.schedule,
+             "reg_from": first_active_epoch(_alpha_schedule(config), config.regularizer.alpha, config.train.epochs),
+             "model": config.model.name, "dataset": train_split.name,
              "epochs": len(history), "train_seconds": elapsed, "device": str(device),
              "images_per_second": len(history) * len(train_split.labels) / elapsed if elapsed else None,
              "version": __version__, "torch": torch.__version__}
