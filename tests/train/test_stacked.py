@@ -6,6 +6,7 @@ SelectivityRegularizer, optimizer and clip_grad_norm_, or the ordinary ``train``
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -113,13 +114,19 @@ def test_twenty_stacked_steps_equal_three_runs_alone_and_write_the_same_run_dire
     assert again == stacked
 
 
+@pytest.mark.slow
 def test_two_epochs_of_the_demo_recipe_give_the_same_accuracy_and_selectivity(tmp_path, cache_dir):
-    configs = _configs(_tiny(cache_dir, "data.train_per_class=30", "train.epochs=2"))
+    configs = _configs(_tiny(cache_dir, "data.train_per_class=30", "train.epochs=2", "record.enabled=true",
+                             "record.per_epoch=2", "record.per_class=5"))
     data = load_data(configs[0], progress=False)
     alone = [train(c, tmp_path / f"a{i}", progress=False, data=data) for i, c in enumerate(configs)]
     stacked = train_stacked(configs, [tmp_path / f"s{i}" for i in range(3)], progress=False, data=data)
-    for a, s in zip(alone, stacked):
+    for i, (a, s) in enumerate(zip(alone, stacked)):
         assert abs(s["test_acc"] - a["test_acc"]) <= 0.005 and abs(s["mean_si"] - a["mean_si"]) <= 0.005
+        # Selectivity over training is recorded at the same points (init, mid-epoch, epoch ends).
+        ra, rs = (pd.read_csv(tmp_path / f"{d}{i}" / "si_over_training.csv") for d in "as")
+        assert ra[["epoch", "step", "alpha", "layer", "unit"]].equals(rs[["epoch", "step", "alpha", "layer", "unit"]])
+        assert (ra.si - rs.si).abs().max() < 0.005
 
 
 def test_a_diverging_network_is_finished_as_diverged_and_the_others_go_on(tmp_path, cache_dir):
@@ -136,7 +143,7 @@ def test_a_diverging_network_is_finished_as_diverged_and_the_others_go_on(tmp_pa
 
 def test_runs_of_different_recipes_cannot_share_a_stack(tmp_path, cache_dir):
     configs = [load_config("demo", _tiny(cache_dir)), load_config("demo", _tiny(cache_dir, "optim.lr=0.05"))]
-    with pytest.raises(StackError, match="differ only in regularizer.alpha and train.seed"):
+    with pytest.raises(StackError, match="differ only in regularizer.alpha, regularizer.schedule and train.seed"):
         train_stacked(configs, [tmp_path / "a", tmp_path / "b"], progress=False)
     assert not (tmp_path / "a").exists()
 

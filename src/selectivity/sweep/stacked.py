@@ -18,11 +18,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..runs import RunPaths
 from ..train.config import config_from_dict
 from ..train.stacked import prepare_stack, stack_key, train_stacked
 from .executors import DebugJob, Executor, JobFailed, last_line
 from .grid import SweepError
-from .manifest import SweepRunPaths, now
+from .manifest import now
 
 __all__ = ["StackedExecutor", "group_stacks", "run_stack"]
 
@@ -46,7 +47,7 @@ def run_stack(config_dicts: list[dict], run_dirs: list[str], data=None) -> list[
     time divided by its size), so the results table's sums stay honest.
     """
     configs = [config_from_dict(c) for c in config_dicts]
-    paths = [SweepRunPaths(Path(d)) for d in run_dirs]
+    paths = [RunPaths(Path(d)) for d in run_dirs]
     for p in paths:
         p.root.mkdir(parents=True, exist_ok=True)
     attempt = {"started": now(), "host": socket.gethostname(), "pid": os.getpid(), "job_id": None,
@@ -54,7 +55,8 @@ def run_stack(config_dicts: list[dict], run_dirs: list[str], data=None) -> list[
     started = time.perf_counter()
     outcomes: list[dict] = [dict(attempt) for _ in configs]
     try:
-        finals = train_stacked(configs, [p.root for p in paths], progress=False, data=data)
+        # As run_one: wait for a worker of an earlier, killed command that may still hold a run.
+        finals = train_stacked(configs, [p.root for p in paths], progress=False, data=data, wait_for_lock=True)
         for outcome, final in zip(outcomes, finals):
             outcome["outcome"] = final.get("status", "completed")
         return finals

@@ -25,6 +25,7 @@ under vmap each network draws its own masks, which are not the masks of its lone
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import time
@@ -34,33 +35,36 @@ from types import SimpleNamespace
 
 import torch
 import torch.nn.functional as F
+import yaml
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from ..core.functional import _class_sums, _selectivity_from_sums
 from ..core.probe import Probe
 from ..data import Augment, DeviceLoader
+from ..runs import RunPaths, exclusive, load_checkpoint, read_json, remove_orphans, save_checkpoint, write_text
 from .config import Config, ConfigError, config_to_dict
-from .run import RunPaths, load_checkpoint, read_json, save_checkpoint
+from .record import SelectivityRecorder, epoch_value
 from .trainer import (
     _alpha_schedule,
     _finish,
     _optimizer,
     _optimizer_for,
-    _prepare_run_dir,
     _tensorboard,
     _use_amp,
     build_model,
+    check_run_dir,
     evaluate,
     load_data,
     lr_at,
     resolve_device,
+    resolve_source,
 )
 
 __all__ = ["StackError", "stack_key", "train_stacked", "prepare_stack", "check_stackable", "StackedModel"]
 
-#: The keys in which the networks of one stack may differ.
-PER_NETWORK = (("regularizer", "alpha"), ("train", "seed"))
+#: The keys in which the networks of one stack may differ (a sweep's grid keys).
+PER_NETWORK = (("regularizer", "alpha"), ("regularizer", "schedule"), ("train", "seed"))
 
 
 class StackError(ConfigError):
@@ -204,6 +208,7 @@ class _Net:
     elapsed: float = 0.0
     status: str = "completed"
     writer: object = None
+    recorder: SelectivityRecorder | None = None
     final: dict | None = None
 
     @property
@@ -217,7 +222,8 @@ class _Net:
         return self.alpha * float(_alpha_schedule(self.config)(step, step / steps_per_epoch))
 
 
-def train_stacked(configs: list[Config], out_dirs: list[str | Path], progress: bool = True, data=None) -> list[dict]:
+def train_stacked(configs: list[Config], out_dirs: list[str | Path], progress: bool = True, data=None,
+                  wait_for_lock: bool = False) -> list[dict]:
     """Train ``configs[i]`` into ``out_dirs[i]``, all at once; returns their final.json dicts.
 
     The configs must differ only in alpha and seed (:func:`stack_key`); otherwise, or if the
@@ -229,26 +235,41 @@ def train_stacked(configs: list[Config], out_dirs: list[str | Path], progress: b
         raise StackError(f"need one run directory per config, got {len(configs)} configs and {len(out_dirs)} dirs")
     keys = {stack_key(c) for c in configs}
     if len(keys) > 1:
-        raise StackError("the runs of one stack must differ only in regularizer.alpha and train.seed")
+        raise StackError("the runs of one stack must differ only in regularizer.alpha, regularizer.schedule "
+                         "and train.seed")
     paths = [RunPaths(Path(d)) for d in out_dirs]
     if len({p.root.resolve() for p in paths}) != len(paths):
         raise StackError("two networks of one stack were given the same run directory")
-    for config, p in zip(configs, paths):
-        _prepare_run_dir(p, config)
-    results: dict[int, dict] = {i: read_json(p.final) for i, p in enumerate(paths) if p.final.exists()}
+    configs = [resolve_source(c) for c in configs]
+    # As train() does: everything is checked before a run directory is created or locked.
+    results = {i: read_json(p.final) for i, (c, p) in enumerate(zip(configs, paths))
+               if check_run_dir(p, c) and p.final.exists()}
     todo = [i for i in range(len(configs)) if i not in results]
     if not todo:
         return [results[i] for i in range(len(configs))]
-
     config = configs[todo[0]]
     device = resolve_device(config.train.device)
     (train_split, test_split), template = prepare_stack(config, progress, data)
-
-    nets = {i: _load_net(configs[i], paths[i], train_split, device) for i in todo}
-    for epoch in sorted({n.start_epoch for n in nets.values()}):
-        group = [i for i in todo if nets[i].start_epoch == epoch]
-        _train_group([nets[i] for i in group], template, train_split, test_split, device, progress)
-        results.update({i: nets[i].final for i in group})
+    if config.train.batch_size > len(train_split.labels):
+        raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_split.labels)} "
+                          "training images")
+    with contextlib.ExitStack() as locks:
+        for i in todo:
+            p = paths[i]
+            p.root.mkdir(parents=True, exist_ok=True)
+            locks.enter_context(exclusive(p.lock, f"{p.root} is being trained by another process", wait=wait_for_lock))
+            if check_run_dir(p, configs[i]) and p.final.exists():  # finished while we waited
+                results[i] = read_json(p.final)
+                continue
+            remove_orphans(p.root, p.written_files())
+            if not p.config.exists():
+                write_text(p.config, yaml.safe_dump(config_to_dict(configs[i]), sort_keys=False))
+        todo = [i for i in todo if i not in results]
+        nets = {i: _load_net(configs[i], paths[i], train_split, device) for i in todo}
+        for epoch in sorted({n.start_epoch for n in nets.values()}):
+            group = [i for i in todo if nets[i].start_epoch == epoch]
+            _train_group([nets[i] for i in group], template, train_split, test_split, device, progress)
+            results.update({i: nets[i].final for i in group})
     return [results[i] for i in range(len(configs))]
 
 
@@ -330,10 +351,16 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
     model = StackedModel(template, [n.state for n in nets], config.regularizer.layers)
     optimizer = _stack_optimizer(config, model, [n.optim_state for n in nets])
     live = list(nets)  # the networks still in the stack, in slice order
-    for net in nets:
+    for m, net in enumerate(nets):
         # metrics.jsonl is rebuilt from the checkpoint, as train() does
-        net.paths.metrics.write_text("".join(json.dumps(h) + "\n" for h in net.history))
+        write_text(net.paths.metrics, "".join(json.dumps(h) + "\n" for h in net.history))
+        net.recorder = SelectivityRecorder(net.config, test_split, model.layers, epochs, steps_per_epoch, device,
+                                           net.paths)
+        net.recorder.resume(start_epoch)
+        if net.recorder.enabled and start_epoch == 0:
+            net.recorder.record(_network(template, model, m), 0.0, 0, net.alpha_at(0, steps_per_epoch))
         net.writer = _tensorboard(net.paths)
+    recording = nets[0].recorder  # when to record depends on the shared recipe only
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
                desc=f"{config.name} stack of {len(nets)}", unit="step")
     lr = optimizer.param_groups[0]["lr"]
@@ -344,6 +371,7 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
             started = time.perf_counter()
             model.train()
             batches = [iter(_epoch(net.loader, epoch)) for net in live]
+            inside = recording.inside(epoch)
             sums = torch.zeros(len(live), 3, device=device)  # per network: loss, correct, selectivity
             for i in range(steps_per_epoch):
                 step = epoch * steps_per_epoch + i
@@ -371,6 +399,10 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                 optimizer.step()
                 correct = (logits.argmax(dim=2) == y).sum(dim=1).float()
                 sums += torch.stack([ce.detach() * batch, correct, si.detach()], dim=1)
+                if i in inside:
+                    for m, net in enumerate(live):
+                        net.recorder.record(_network(template, model, m), epoch_value(epoch, i, steps_per_epoch),
+                                            step + 1, net.alpha_at(step + 1, steps_per_epoch))
                 bar.update(1)
                 if i % 50 == 49 and not torch.isfinite(sums[:, 0]).any():
                     break  # every network has diverged
@@ -394,6 +426,8 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                     row.update(test_acc=result["test_acc"], test_loss=result["test_loss"],
                                test_si=result["selectivity"].mean)
                 net.history.append(row)
+                if net.recorder.recorded(epoch + 1):  # before the checkpoint, as train() does
+                    net.recorder.record(scratch, float(epoch + 1), (epoch + 1) * steps_per_epoch, row["alpha_now"])
                 view = SimpleNamespace(state_dict=lambda m=m: _slice_optimizer(optimizer, m))
                 save_checkpoint(net.paths.checkpoint, scratch, view,
                                 {"epoch": epoch, "history": net.history, "train_seconds": net.elapsed})
