@@ -5,6 +5,10 @@ SelectivityRegularizer, optimizer and clip_grad_norm_, or the ordinary ``train``
 """
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -189,3 +193,62 @@ def test_every_registered_model_stacks(name):
     (logits.sum() + stacked_selectivity(acts, torch.tensor([[0, 1], [2, 3]]), 5, 1e-7).sum()).backward()
     assert all(p.grad is not None and p.grad.shape == p.shape for p in stacked.params.values() if p.requires_grad)
     stacked.close()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_stacked_step_is_each_networks_own_step_on_cuda(monkeypatch):
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    config = load_config("demo", ["optim.grad_clip=0.5"])
+    alone = []
+    for seed in (0, 1, 2):
+        torch.manual_seed(seed)
+        alone.append(create_model("resnet20", num_classes=4).cuda().train())
+    stacked = StackedModel(alone[0], [{k: v.clone() for k, v in m.state_dict().items()} for m in alone])
+    stacked.train()
+    optimizer, optimizers = _optimizer_for(config, *stacked.param_groups()), [_optimizer(config, m) for m in alone]
+    regs = [SelectivityRegularizer(m, a, 4, schedule=None, track=True) for m, (a, _) in zip(alone, GRID)]
+    x, y = torch.rand(3, 16, 3, 32, 32, device="cuda"), torch.randint(0, 4, (3, 16), device="cuda")
+    logits, acts = stacked.forward(x)
+    ce = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(3, 16).mean(1)
+    si = stacked_selectivity(acts, y, 4, 1e-7)
+    (ce - torch.tensor([a for a, _ in GRID], device="cuda") * si).sum().backward()
+    _clip_per_network(list(stacked.params.values()), 0.5)
+    optimizer.step()
+    for m, (model, opt, reg) in enumerate(zip(alone, optimizers, regs)):
+        (F.cross_entropy(model(x[m]), y[m]) + reg.loss(y[m])).backward()
+        nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+        opt.step()
+        for name, value in model.state_dict().items():
+            if value.is_floating_point():
+                assert _relative(stacked.state(m)[name], value) < 1e-4, name
+
+
+def test_the_training_path_imports_without_matplotlib_pyarrow_or_submitit():
+    """The GPU machine's python3 may lack them: training, stacking and sweeps must not import them."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('matplotlib', 'pyarrow', 'submitit'):\n"
+        "            raise ImportError(f'blocked: {name}')\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import selectivity.train.trainer, selectivity.train.stacked, selectivity.sweep.stacked, selectivity.cli\n"
+        "from selectivity.sweep import run_sweep\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_gpu_script_runs_its_cpu_dry_run(tmp_path, cache_dir):
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHON": sys.executable, "SELECTIVITY_CACHE": cache_dir}
+    done = subprocess.run([str(root / "benchmarks/gpu.sh"), "--dry-run"], capture_output=True, text=True,
+                          timeout=600, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    table = done.stdout
+    for row in ("| CUDA tests |", "alpha=-1 |", "alpha=+0 |", "alpha=+1 |", "| regularizer overhead |",
+                "| stacked vs one after another |", "| SelectivityMeter throughput |"):
+        assert row in table, row
+    assert "failed" not in table
