@@ -107,3 +107,21 @@ def test_a_stacked_sweep_killed_with_sigkill_resumes_to_the_uninterrupted_result
             torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
     ka, wa = pd.read_csv(killed / "results.csv"), pd.read_csv(whole / "results.csv")
     assert ka.test_acc.tolist() == wa.test_acc.tolist()
+
+
+def test_a_stack_that_does_not_fit_in_gpu_memory_is_halved_until_it_fits(monkeypatch):
+    from selectivity.sweep import stacked
+
+    calls = []
+
+    def fake(configs, dirs, data=None):
+        calls.append(len(configs))
+        if len(configs) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return [{"run": d} for d in dirs]
+
+    monkeypatch.setattr(stacked, "run_stack", fake)
+    monkeypatch.setattr(torch.cuda, "empty_cache", lambda: None)
+    args = [({}, f"r{i}") for i in range(5)]
+    assert stacked._fitting(list(range(5)), args, None) == [{"run": f"r{i}"} for i in range(5)]
+    assert calls == [5, 2, 3, 1, 2]

@@ -3,7 +3,8 @@
 ``selectivity sweep ... --executor stacked [--stack M]`` groups the runs by everything but
 alpha and seed (:func:`~selectivity.train.stacked.stack_key`), cuts each group into stacks of
 at most M networks (default: the whole group) and trains each stack in this process with
-:func:`~selectivity.train.stacked.train_stacked`. Every run still gets its own run directory,
+:func:`~selectivity.train.stacked.train_stacked`. A stack that runs out of GPU memory is
+split in two and each half trained (resuming from any checkpoints), down to single networks. Every run still gets its own run directory,
 ``attempts.jsonl`` line and result, so the sweep's driver, retries, manifest and results table
 work as for any executor. A model that cannot be stacked is refused before anything trains.
 """
@@ -17,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from ..runs import RunPaths
 from ..train.config import config_from_dict
@@ -72,6 +75,18 @@ def run_stack(config_dicts: list[dict], run_dirs: list[str], data=None) -> list[
                 f.write(json.dumps(outcome) + "\n")
 
 
+def _fitting(members: list[int], args: list[tuple], data) -> list[dict]:
+    """run_stack, halving the stack while it does not fit in GPU memory."""
+    try:
+        return run_stack([args[i][0] for i in members], [args[i][1] for i in members], data=data)
+    except torch.cuda.OutOfMemoryError:
+        if len(members) == 1:
+            raise
+    torch.cuda.empty_cache()
+    half = len(members) // 2
+    return _fitting(members[:half], args, data) + _fitting(members[half:], args, data)
+
+
 class StackedExecutor(Executor):
     """Trains the runs it is given as stacks, in this process; ``size``: networks per stack (None: all)."""
 
@@ -98,8 +113,8 @@ class StackedExecutor(Executor):
             job_id = f"stack-{self._stacks}"
             self._stacks += 1
             try:
-                finals = run_stack([args[i][0] for i in members], [args[i][1] for i in members], data=data)
-            except Exception as err:  # KeyboardInterrupt stops the sweep, as it should
+                finals = _fitting(members, args, data)
+            except Exception:  # KeyboardInterrupt stops the sweep, as it should
                 import traceback
 
                 trace = traceback.format_exc()
