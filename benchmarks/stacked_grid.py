@@ -6,8 +6,9 @@
 
 Each round trains the whole grid once per way, into fresh directories, in a rotated order,
 so that drifts of the machine hit all three alike; the medians over rounds are compared.
-The in-process ways use all CPU threads (``train.threads``); the two processes of jobs2
-share them. Evaluation and run-directory files are inside the timings, as in a real sweep.
+The in-process ways use ``--threads`` torch threads (default: all CPUs); each of the two
+processes of jobs2 gets half the CPUs. On a busy machine, compare with ``--threads 1`` too:
+threads that wait on each other suffer most when other processes take the cores. Evaluation and run-directory files are inside the timings, as in a real sweep.
 
 Usage:
   PYTHONPATH=src python benchmarks/stacked_grid.py [--networks 8] [--epochs 2] [--per-class 200]
@@ -66,11 +67,12 @@ def main() -> None:
     parser.add_argument("--config", default="demo")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--ways", default="stacked,sequential,jobs2")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="torch threads, in-process ways")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     ways = args.ways.split(",")
     alphas, seeds = grid(args.networks)
-    threads = os.cpu_count() or 1
+    threads = args.threads
     seconds: dict[str, list[float]] = {w: [] for w in ways}
     with tempfile.TemporaryDirectory() as tmp:
         # A first tiny sweep decodes the data into the cache, outside the timings.
@@ -84,7 +86,8 @@ def main() -> None:
     median = {w: statistics.median(s) for w, s in seconds.items()}
     base = median.get("stacked", next(iter(median.values())))
     print(f"\n{len(alphas) * len(seeds)} networks ({args.config}, {args.epochs} epochs, "
-          f"{args.per_class or 'all'} images/class, {args.device}, {threads} CPU threads), {args.rounds} rounds\n")
+          f"{args.per_class or 'all'} images/class, {args.device}, {threads} torch threads in-process, "
+          f"{os.cpu_count()} CPUs), {args.rounds} rounds\n")
     print("| way | median wall s | time / stacked |")
     print("| --- | --- | --- |")
     for way in ways:
