@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import re
 import sys
 from pathlib import Path
 
@@ -74,6 +76,8 @@ def _alpha_list(text: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
     if not values:
         raise argparse.ArgumentTypeError("the list is empty")
     return values
@@ -89,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--data", help="dataset path (CIFAR-10 pickles, Tiny ImageNet, ImageFolder) or 'demo'")
     p.add_argument("--out", help="run directory (default runs/<config>/alpha<A>_seed<S>)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=6")
+    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="override config keys, e.g. --set train.epochs=6 train.batch_size=64")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -104,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--alphas", type=_alpha_list, help="comma-separated, e.g. -5,-1,0,1,5")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="override config keys")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo)
 
@@ -119,7 +124,40 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose values are numbers, with how many tokens each takes (None: a list).
+_NUMBER_OPTIONS = {"--alpha": 1, "--seed": 1, "--alphas": None, "--seeds": None}
+_NUMBERS = re.compile(r"^,*[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf|infinity)"
+                      r"(,+[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf|infinity))*,*$", re.IGNORECASE)
+
+
+def _join_numbers(argv: list[str]) -> list[str]:
+    """``--alphas -1,0,1`` -> ``--alphas=-1,0,1``: argparse takes "-1,0,1" for an option.
+
+    The tokens after a number option that read as numbers (``-1,0,1``, ``-1 0 1``, ``-1e-3``)
+    become one ``--opt=a,b,c``; anything else is left for argparse to judge.
+    """
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token not in _NUMBER_OPTIONS:
+            out.append(token)
+            i += 1
+            continue
+        limit = _NUMBER_OPTIONS[token] or len(argv)
+        values = []
+        while i + 1 + len(values) < len(argv) and len(values) < limit and _NUMBERS.match(argv[i + 1 + len(values)]):
+            values.append(argv[i + 1 + len(values)].strip(","))
+        if any(v.startswith("-") for v in values):
+            out.append(f"{token}={','.join(values)}")
+            i += 1 + len(values)
+        else:
+            out.append(token)
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = _join_numbers(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

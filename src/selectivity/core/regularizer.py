@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -67,6 +69,10 @@ class SelectivityRegularizer:
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
+        if not math.isfinite(float(alpha)):
+            raise ValueError(f"alpha must be a finite number, got {alpha!r}")
+        if not (eps > 0 and math.isfinite(eps)):
+            raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
         self.alpha = float(alpha)
         self.num_classes = num_classes
         self.schedule = schedule if schedule is not None else constant

@@ -34,7 +34,10 @@ __all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device"]
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {name!r} but no CUDA device is available")
     return device
@@ -195,6 +198,7 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None)
     A finished run (final.json present) is returned as it is. A run killed at any point
     resumes from its last finished epoch and logs no epoch twice.
     """
+    config.validate()  # a Config built in code has not been through load_config's checks
     paths = RunPaths(Path(out_dir))
     _prepare_run_dir(paths, config)
     if paths.final.exists():
