@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Options whose values are numbers, with how many tokens each takes (None: a list).
+# Options whose values are numbers: 1 takes one token, None a comma or space separated list.
 _NUMBER_OPTIONS = {"--alpha": 1, "--seed": 1, "--alphas": None, "--seeds": None}
 _NUMBERS = re.compile(r"^,*[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf|infinity)"
                       r"(,+[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf|infinity))*,*$", re.IGNORECASE)
@@ -133,8 +133,9 @@ _NUMBERS = re.compile(r"^,*[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf
 def _join_numbers(argv: list[str]) -> list[str]:
     """``--alphas -1,0,1`` -> ``--alphas=-1,0,1``: argparse takes "-1,0,1" for an option.
 
-    The tokens after a number option that read as numbers (``-1,0,1``, ``-1 0 1``, ``-1e-3``)
-    become one ``--opt=a,b,c``; anything else is left for argparse to judge.
+    A single number (``--alpha -1e-3``) is taken when it reads as one; a list (``-1,0,1``,
+    ``-1 0 1``) runs to the next ``--option`` and becomes one ``--alphas=-1,0,1``, so that
+    its parser judges every item. Anything else is left for argparse.
     """
     out, i = [], 0
     while i < len(argv):
@@ -143,10 +144,13 @@ def _join_numbers(argv: list[str]) -> list[str]:
             out.append(token)
             i += 1
             continue
-        limit = _NUMBER_OPTIONS[token] or len(argv)
+        single = _NUMBER_OPTIONS[token] == 1
         values = []
-        while i + 1 + len(values) < len(argv) and len(values) < limit and _NUMBERS.match(argv[i + 1 + len(values)]):
-            values.append(argv[i + 1 + len(values)].strip(","))
+        while i + 1 + len(values) < len(argv):
+            nxt = argv[i + 1 + len(values)]
+            if (single and (values or not _NUMBERS.match(nxt))) or (not single and nxt.startswith("--")):
+                break
+            values.append(nxt.strip(","))
         if any(v.startswith("-") for v in values):
             out.append(f"{token}={','.join(values)}")
             i += 1 + len(values)

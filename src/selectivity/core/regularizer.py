@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .functional import DEFAULT_EPS, _check_inputs, _class_sums, _selectivity_from_sums
+from .functional import DEFAULT_EPS, NO_CONTRAST_WARNING, _check_inputs, _class_sums, _selectivity_from_sums
 from .meter import NEGATIVE_WARNING
 from .probe import LayerSpec, Probe
 from .schedule import LinearWarmup, Schedule, constant
@@ -125,8 +125,10 @@ class SelectivityRegularizer:
         # All layers side by side: one scatter and one SI computation for the whole network.
         units = torch.cat(list(acts.values()), dim=1)
         labels = labels.to(units.device)
-        if self.check:
-            _check_inputs(units, labels, self.num_classes)
+        if self.check:  # the host sync is paid here already; check=False (training) skips both
+            if not _check_inputs(units, labels, self.num_classes):
+                self.probe.warn_once("*", "no contrast", NO_CONTRAST_WARNING.format(
+                    where=f"the batch of {labels.shape[0]} labels", n=int(labels.unique().numel())))
             self._warn_once_if_negative(acts)
         sums, counts = _class_sums(units, labels, self.num_classes)
         si = _selectivity_from_sums(sums, counts, self.eps)
