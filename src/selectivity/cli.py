@@ -176,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         print(f"selectivity {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a read-only or full disk met outside the run files' own writers
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"selectivity {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"selectivity {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130

@@ -325,7 +325,11 @@ def read_config_source(source: str | Path | dict | None) -> dict:
     if not path.is_file():
         raise ConfigError(f"config {str(source)!r} is neither a YAML file nor a preset; presets: {', '.join(list_presets())}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):
