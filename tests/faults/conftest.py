@@ -54,3 +54,27 @@ def tiny_sets(cache_dir):
     """``--set`` arguments that cut the demo recipe to about a second of training."""
     return ["--set", f"data.cache_dir={cache_dir}", "data.train_per_class=10", "data.test_limit=50",
             "train.epochs=1", "train.batch_size=50", "train.threads=1", "regularizer.warmup_epochs=0"]
+
+
+@pytest.fixture(scope="session")
+def _trained_run(tmp_path_factory, cache_dir):
+    """One finished tiny run of the demo recipe, trained once per session (about a second)."""
+    out = tmp_path_factory.mktemp("trained") / "alpha+0_seed0"
+    code = main(["train", "demo", "--out", str(out), "--no-progress", "--set", f"data.cache_dir={cache_dir}",
+                 "data.train_per_class=10", "data.test_limit=50", "train.epochs=1", "train.batch_size=50",
+                 "train.threads=1", "regularizer.warmup_epochs=0"])
+    assert code == 0
+    return out
+
+
+@pytest.fixture
+def finished_run(_trained_run, tmp_path):
+    """A private copy of the finished run, inside a sweep-like folder ``tmp_path/sweep``."""
+    import shutil
+
+    return Path(shutil.copytree(_trained_run, tmp_path / "sweep" / _trained_run.name))
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    """Every file below ``folder`` with its bytes: what "nothing lost" compares."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
