@@ -245,3 +245,15 @@ def test_a_claim_can_compare_groups_of_another_column_than_alpha():
     assert evaluate_claim(results.drop(columns="reg_from"), claim).verdict == "not tested"
     with pytest.raises(ClaimsError, match="baseline must be one alpha value"):
         parse_claims([dict(id="x", statement="s", metric="test_acc", group=0, baseline="> 0", test="less")])
+
+
+def test_a_claim_on_an_epsilon_the_robustness_run_lacks_says_which():
+    from selectivity.report.claims import evaluate_claim, parse_claims
+
+    results = pd.DataFrame([dict(alpha=a, seed=s, status="completed", test_acc=0.5, **{"adv_acc/pgd/1/255": 0.3})
+                            for a in (-1.0, 0.0) for s in range(3)])
+    (claim,) = parse_claims([dict(id="pgd", statement="s", metric="adv_acc/pgd/4/255", group=-1, test="less")])
+    result = evaluate_claim(results, claim)
+    assert result.verdict == "not tested"
+    assert "ran without pgd at epsilon 4/255 (it has pgd/1/255)" in result.reason
+    assert "--attacks pgd --eps 4/255" in result.reason

@@ -713,7 +713,15 @@ def _not_evaluated(results: pd.DataFrame, claim: Claim) -> str:
     for column in (claim.metric, claim.against):
         if column == "alpha" or column in results.columns:
             continue
-        command = next((cmd for prefix, cmd in EVALUATION_COLUMNS.items() if column.startswith(prefix)), "")
+        prefix, command = next(((pre, cmd) for pre, cmd in EVALUATION_COLUMNS.items() if column.startswith(pre)),
+                               ("", ""))
+        if command and column.startswith("adv_acc/") and any(str(c).startswith("adv_acc/") for c in results.columns):
+            attack, eps = column.split("/", 2)[1:]
+            ran = sorted(str(c)[len("adv_acc/"):] for c in results.columns if str(c).startswith("adv_acc/"))
+            return (f"`selectivity robustness` ran without {attack} at epsilon {eps} (it has {', '.join(ran)}): run "
+                    f"`selectivity robustness DIR --attacks {attack} --eps {eps}`")
+        if command and any(str(c).startswith(prefix) for c in results.columns):
+            return f"`selectivity {command}` ran, but the results have no {column} column"
         if command:
             return f"the results have no {column} column: run `selectivity {command} DIR` first"
     return ""

@@ -77,10 +77,17 @@ def plot_accuracy_vs_selectivity(results: pd.DataFrame, path: str | Path, title:
         rows = done if k == 0 else done[near_best]
         cols = colors if k == 0 else [c for c, keep in zip(colors, near_best) if keep]
         ax.scatter(rows["mean_si"], 100 * rows["test_acc"], c=cols, s=60, edgecolors="black", linewidths=0.6, zorder=3)
-        # One label per alpha, beside the mean of its seeds (one label per point with one seed).
+        # One label per alpha, on a drawn point: the run itself with one seed, else a cross at
+        # the mean of the seeds (a label in the void between seeds reads as a missing point).
         for alpha, group in rows.groupby("alpha"):
-            ax.annotate(f"{alpha:g}", (group["mean_si"].mean(), 100 * group["test_acc"].mean()),
-                        textcoords="offset points", xytext=(6, 5), fontsize=8)
+            x, y = group["mean_si"].mean(), 100 * group["test_acc"].mean()
+            if len(group) > 1:
+                ax.scatter([x], [y], marker="+", s=90, color="black", linewidths=1.2, zorder=4)
+            ax.annotate(f"{alpha:g}", (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8)
+        if k == 0 and "seed" in rows.columns and rows.groupby("alpha")["seed"].nunique().max() < 2:
+            ax.text(0.01, 0.01, "one seed per alpha: differences between points may be seed noise; "
+                    "run `selectivity sweep --seeds 0,1,2` to test them", transform=ax.transAxes, fontsize=7,
+                    color="#a33", va="bottom")
         ax.set_xlabel("mean class selectivity (test set)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
@@ -128,8 +135,12 @@ def _seed_ci(values: np.ndarray, level: float) -> tuple[float, float, float]:
     return float(mean), float(low), float(high)
 
 
-def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: float) -> None:
-    """One cell's metric against alpha: seeds as dots, mean and t interval, the baseline's band."""
+def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: float,
+                  bounds: tuple[float, float] | None = None) -> None:
+    """One cell's metric against alpha: seeds as dots, mean and t interval, the baseline's band.
+
+    ``bounds``: the metric's possible range (accuracy 0-100%): the axis never shows values the
+    metric cannot take; an interval that reaches past it is cut at the edge and says so."""
     alphas = np.sort(done["alpha"].astype(float).unique())
     colors, _ = alpha_colors(alphas)
     summary = []
@@ -141,6 +152,8 @@ def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: floa
         ax.scatter(alpha * (1 + jitter) if alpha else jitter * 0.1, values, s=12, color=color, alpha=0.55,
                    edgecolors="none", zorder=2)
         if np.isfinite(low):
+            if bounds is not None:
+                low, high = max(low, bounds[0]), min(high, bounds[1])
             ax.errorbar(alpha, mean, yerr=[[mean - low], [high - mean]], fmt="none", ecolor="black", elinewidth=1.2,
                         capsize=3, zorder=3)
         ax.scatter(alpha, mean, s=58, color=color, edgecolors="black", linewidths=0.7, zorder=4)
@@ -153,6 +166,14 @@ def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: floa
                        label=f"baseline (alpha = 0) {int(level * 100)}% CI")
             ax.legend(loc="best", fontsize=8, frameon=False)
         _symlog_alpha_axis(ax, alphas)
+        seeds = done.groupby("alpha")["seed"].nunique().min() if "seed" in done.columns else 1
+        if seeds < 3:
+            note = ("one seed per alpha: no interval; differences may be seed noise" if seeds < 2 else
+                    f"{seeds} seeds: the t interval has {seeds - 1} degree(s) of freedom and is wide; run 3 or more")
+            ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7, color="#a33", va="bottom")
+    if bounds is not None:
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, bounds[0]), min(high, bounds[1]))
     ax.grid(alpha=0.3)
 
 
@@ -176,8 +197,9 @@ def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, t
     rows = -(-len(cells) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.4 * rows), squeeze=False)
     heading = title or f"{metric} against alpha (mean and {int(level * 100)}% CI over seeds)"
+    bounds = (0.0, 100.0) if percent else ((0.0, 1.0) if metric == "mean_si" or metric.startswith("si/") else None)
     for ax, (key, frame) in zip(axes.flat, cells):
-        _metric_panel(ax, frame, metric, scale, level)
+        _metric_panel(ax, frame, metric, scale, level, bounds)
         ax.set_ylabel(ylabel or metric)
         key = key if isinstance(key, tuple) else (key,)
         label = ", ".join(f"{k}={v}" for k, v in zip(by, key)) if len(cells) > 1 else ""
