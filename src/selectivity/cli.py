@@ -134,8 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Options whose values are numbers: 1 takes one token, None a comma or space separated list.
 _NUMBER_OPTIONS = {"--alpha": 1, "--seed": 1, "--alphas": None, "--seeds": None}
-_NUMBERS = re.compile(r"^,*[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf|infinity)"
-                      r"(,+[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf|infinity))*,*$", re.IGNORECASE)
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf|infinity)$", re.IGNORECASE)
 
 
 def _join_numbers(argv: list[str]) -> list[str]:
@@ -156,7 +155,7 @@ def _join_numbers(argv: list[str]) -> list[str]:
         values = []
         while i + 1 + len(values) < len(argv):
             nxt = argv[i + 1 + len(values)]
-            if (single and (values or not _NUMBERS.match(nxt))) or (not single and nxt.startswith("--")):
+            if (single and (values or not _NUMBER.match(nxt))) or (not single and nxt.startswith("--")):
                 break
             values.append(nxt.strip(","))
         if any(v.startswith("-") for v in values):

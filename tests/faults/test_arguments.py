@@ -48,6 +48,7 @@ def test_sweep_set_pairs_all_apply(tmp_path, cli, one_line):
     code, _, err = cli(["sweep", "demo", "--alphas", "-1,0", "--seeds", "0", "--out", tmp_path / "sw",
                         "--set", "train.epochs=1", "train.device=gpu0"])
     assert code == 2 and "train.device" in one_line(err) and "gpu0" in err
+    assert not (tmp_path / "sw").exists()  # refused before the sweep directory was made
 
 
 def test_train_with_several_sets_and_a_negative_alpha(tmp_path, cli, tiny_sets):
