@@ -9,7 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .functional import DEFAULT_EPS, NO_CONTRAST_WARNING, _check_inputs, _class_sums, _means_from_sums, _selectivity_from_sums
+from .functional import (DEFAULT_EPS, NO_CONTRAST_WARNING, _check_inputs, _class_sums, _means_from_sums,
+                         _selectivity_from_sums)
 from .probe import LayerSpec, Probe, unit_activations
 
 __all__ = ["SelectivityMeter", "SelectivityResult"]

@@ -151,7 +151,8 @@ class Config:
             (
                 self.regularizer.epoch_window is None or len(self.regularizer.epoch_window) != 2
                 or 0 <= self.regularizer.epoch_window[0] < self.regularizer.epoch_window[1],
-                f"regularizer.epoch_window must be [start, end] with 0 <= start < end, got {self.regularizer.epoch_window}",
+                "regularizer.epoch_window must be [start, end] with 0 <= start < end, "
+                f"got {self.regularizer.epoch_window}",
             ),
             (self.lr_schedule.gamma > 0, f"lr_schedule.gamma must be > 0, got {self.lr_schedule.gamma}"),
             (self.lr_schedule.warmup_epochs >= 0, "lr_schedule.warmup_epochs must be >= 0"),
