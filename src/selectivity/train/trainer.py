@@ -262,9 +262,13 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
 
     history: list[dict] = []
     start_epoch, elapsed = 0, 0.0
+    data_id = {"train": train_split.checksum, "test": test_split.checksum}
     if paths.checkpoint.exists():
         info = load_checkpoint(paths.checkpoint, model, optimizer)
         history, start_epoch, elapsed = info["history"], info["epoch"] + 1, info["train_seconds"]
+        if info.get("data", data_id) != data_id:  # the same path, other images: not this run's data
+            raise RunError(f"the data at {config.data.source} differs from the data {paths.root} was trained on "
+                           "(its checksum changed); restore it, or train into another --out")
     # metrics.jsonl is rebuilt from the checkpoint: an epoch logged after the last checkpoint
     # (killed in between) is dropped here and logged again when it is redone.
     write_text(paths.metrics, "".join(json.dumps(h) + "\n" for h in history))
@@ -322,7 +326,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
             if recorder.recorded(epoch + 1):  # before the checkpoint: a resumed epoch records again
                 recorder.record(model, float(epoch + 1), (epoch + 1) * steps_per_epoch, row["alpha_now"])
             save_checkpoint(paths.checkpoint, model, optimizer,
-                            {"epoch": epoch, "history": history, "train_seconds": elapsed})
+                            {"epoch": epoch, "history": history, "train_seconds": elapsed, "data": data_id})
             with paths.metrics.open("a") as f:
                 f.write(json.dumps(row) + "\n")
             if writer is not None:
@@ -343,7 +347,7 @@ def _finish(paths, config, model, test_loader, num_classes, layers, amp, status,
     final = {"status": status, "diverged": status == "diverged", "alpha": config.regularizer.alpha,
              "seed": config.train.seed, "schedule": config.regularizer.schedule,
              "reg_from": first_active_epoch(_alpha_schedule(config), config.regularizer.alpha, config.train.epochs),
-             "model": config.model.name, "dataset": train_split.name,
+             "model": config.model.name, "data_sha256": train_split.checksum, "dataset": train_split.name,
              "epochs": len(history), "train_seconds": elapsed, "device": str(device),
              "images_per_second": len(history) * len(train_split.labels) / elapsed if elapsed else None,
              "version": __version__, "torch": torch.__version__}
