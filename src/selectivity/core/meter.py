@@ -9,7 +9,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .functional import DEFAULT_EPS, _check_inputs, _class_sums, _means_from_sums, _selectivity_from_sums
+from .functional import (DEFAULT_EPS, NO_CONTRAST_WARNING, _check_inputs, _class_sums, _means_from_sums,
+                         _selectivity_from_sums)
 from .probe import LayerSpec, Probe, unit_activations
 
 __all__ = ["SelectivityMeter", "SelectivityResult"]
@@ -102,6 +103,7 @@ class SelectivityMeter:
         self.sums: dict[str, Tensor] = {}
         self.counts: Tensor | None = None
         self._warned_negative: set[str] = set()
+        self._warned_no_contrast = False
 
     # -- update -------------------------------------------------------------------------
     @torch.no_grad()
@@ -176,6 +178,11 @@ class SelectivityMeter:
     def compute(self) -> SelectivityResult:
         """Divide: per-unit SI, per-layer means and the network mean (summed over ranks)."""
         sums, counts = self._reduced_state()
+        present = int((counts > 0).sum())
+        if present < 2 and not self._warned_no_contrast:
+            self._warned_no_contrast = True
+            warnings.warn(NO_CONTRAST_WARNING.format(where=f"the data seen ({int(counts.sum())} samples)", n=present),
+                          RuntimeWarning, stacklevel=2)
         per_unit = {n: _selectivity_from_sums(sums[n], counts, self.eps).cpu() for n in self.layers}
         per_layer = {n: float(si.mean()) for n, si in per_unit.items()}
         means = {n: _means_from_sums(sums[n], counts).cpu() for n in self.layers}

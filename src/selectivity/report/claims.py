@@ -367,7 +367,9 @@ def load_claims(*paths: str | Path, defaults: bool = True) -> list[Claim]:
     claims: list[Claim] = []
     for path in sources:
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ClaimsError(f"claims file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         except OSError as err:
             raise ClaimsError(f"cannot read claims file {path}: {err.strerror or err}") from None
         try:

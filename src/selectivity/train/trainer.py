@@ -36,7 +36,10 @@ __all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device"]
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {name!r} but no CUDA device is available")
     return device
@@ -209,6 +212,7 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None,
     resumes from its last finished epoch and logs no epoch twice. One process trains a run
     directory at a time: another one fails at once (RunBusy), or waits with ``wait_for_lock``.
     """
+    config.validate()  # a Config built in code has not been through load_config's checks
     paths = RunPaths(Path(out_dir))
     config = resolve_source(config)
     if check_run_dir(paths, config) and paths.final.exists():
