@@ -132,8 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Options whose values are numbers: 1 takes one token, None a comma or space separated list.
-_NUMBER_OPTIONS = {"--alpha": 1, "--seed": 1, "--alphas": None, "--seeds": None}
+# Options whose values start with a minus: 1 takes one number, None a comma or space separated list.
+_NUMBER_OPTIONS = {"--alpha": 1, "--seed": 1, "--alphas": None, "--seeds": None, "--schedules": None}
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf|infinity)$", re.IGNORECASE)
 
 

@@ -60,3 +60,11 @@ def test_train_with_several_sets_and_a_negative_alpha(tmp_path, cli, tiny_sets):
     assert config["regularizer"]["alpha"] == -1e-3 and config["optim"]["lr"] == 0.05
     assert config["train"]["seed"] == 4 and config["train"]["epochs"] == 1 and config["data"]["test_limit"] == 50
     assert json.loads((out / "final.json").read_text())["alpha"] == -1e-3
+
+
+def test_schedules_starting_with_a_minus_are_accepted():
+    from selectivity.cli import _join_numbers
+
+    assert _join_numbers(["sweep", "demo", "--schedules", "-5*8,0*2 -5*6", "--seeds", "0"]) == [
+        "sweep", "demo", "--schedules=-5*8,0*2 -5*6", "--seeds", "0"]
+    assert _join_numbers(["sweep", "--schedules", "0*8", "-5*8"]) == ["sweep", "--schedules=0*8,-5*8"]
