@@ -178,7 +178,9 @@ def dprime_from_halves(sums: Tensor, sumsq: Tensor, counts: Tensor) -> Tensor:
     diff = m_p - m_r
     denom = ((v_p + v_r) / 2).sqrt()
     # sums of squares leave rounding noise of ~1e-16 * mean^2 in the variance: treat it as 0.
-    noiseless = denom <= 1e-7 * (m_p.abs() + m_r.abs())
+    scale = m_p.abs() + m_r.abs()
+    noiseless = denom <= 1e-7 * scale
+    diff = torch.where(diff.abs() <= 1e-12 * scale, torch.zeros_like(diff), diff)
     d = torch.where(noiseless, torch.where(diff.abs() > 0, diff.sign() * math.inf, torch.zeros_like(diff)),
                     diff / denom.clamp(min=1e-300))
     valid = (n_p > 0) & (n_r > 0)
