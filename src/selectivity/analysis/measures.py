@@ -456,6 +456,10 @@ class UnitMeasureAccumulator:
                     out[name] = sample_fns[name]()
         return {name: value.cpu() for name, value in out.items()}
 
+    def to_frame(self, layer: str | None = None):
+        """:meth:`compute` as a DataFrame: [layer,] unit, preferred_class, one column per measure."""
+        return _frame(self.compute(), self.measures, layer)
+
     def _permutation(self, n: int) -> Tensor:
         gen = torch.Generator().manual_seed(self.seed)
         return torch.randperm(n, generator=gen).to(self.seen.device)
@@ -505,7 +509,7 @@ def unit_measures(acts, labels: Tensor, num_classes: int, measures="all", **opti
     for name, layer_acts in layers.items():
         meter = UnitMeasureAccumulator(num_classes, measures, **options)
         meter.update(layer_acts, labels)
-        frames.append(_frame(meter.compute(), meter.measures, name))
+        frames.append(meter.to_frame(name))
     return pd.concat(frames, ignore_index=True)
 
 
