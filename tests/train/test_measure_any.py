@@ -174,3 +174,22 @@ def test_exemplar_page_thumbnails_render_in_chromium(setup, capsys):
     green = (g > 150) & (r < 90) & (b < 90)
     blue = (b > 150) & (r < 90) & (g < 90)
     assert green.sum() > 64 * 64 and blue.sum() > 64 * 64, (green.sum(), blue.sum())
+
+
+@pytest.mark.slow  # trains one tiny epoch first (~5 s on 2 cores)
+def test_measure_a_run_with_every_measure(tmp_path, tiny_overrides, capsys):
+    run_dir = tmp_path / "run"
+    sets = [a for o in tiny_overrides + ["train.epochs=1"] for a in ("--set", o)]
+    code, out, err = run(["train", "demo", "--out", str(run_dir), "--no-progress"] + sets, capsys)
+    assert code == 0, err
+    code, out, err = run(["measure", str(run_dir), "--measures", "all", "--no-progress"], capsys)
+    assert code == 0, err
+    units = pd.read_csv(run_dir / "unit_measures.csv")
+    final = json.loads((run_dir / "final.json").read_text())
+    layers = {k[3:] for k in final if k.startswith("si/")}
+    assert set(units.layer) == layers and list(units.columns[3:]) == list(ALL_MEASURES)
+    # SI is the same number the meter reports (the run's own per-unit table, on the whole test split)
+    meter = pd.read_csv(run_dir / "measure-cifar10-demo-test.csv")
+    np.testing.assert_allclose(units.si.to_numpy(), meter.si.to_numpy(), rtol=1e-5, atol=1e-7)
+    agreement = pd.read_csv(run_dir / "measure_agreement.csv")
+    assert set(agreement.layer) == layers and agreement.spearman.dropna().between(-1, 1).all()
