@@ -194,11 +194,12 @@ def test_average_ranks_match_scipy(random_data):
     np.testing.assert_allclose(M.average_ranks(torch.from_numpy(a)).numpy(), stats.rankdata(a, axis=0))
 
 
-def test_informedness_in_chunks_matches_one_chunk(random_data, monkeypatch):
-    a, y = (torch.from_numpy(v) for v in random_data)
-    whole = M.max_informedness(a, y, C)
-    monkeypatch.setattr(M, "_INFORMEDNESS_CHUNK", 2 * len(y) * C)  # two units per chunk
-    torch.testing.assert_close(M.max_informedness(a, y, C), whole)
+def test_informedness_with_many_classes_and_ties_matches_the_reference():
+    rng = np.random.default_rng(10)
+    y = rng.integers(0, 30, size=120)
+    a = np.round(rng.gamma(1.0, size=(120, 3)) * 3) / 3 + (y[:, None] == 7) * 0.5  # many ties
+    got = M.max_informedness(torch.from_numpy(a), torch.from_numpy(y), 30)
+    np.testing.assert_allclose(got.numpy(), [ref_informedness(a[:, u], y, 30) for u in range(3)], atol=1e-12)
 
 
 def test_si_is_the_core_implementation(random_data):

@@ -26,7 +26,8 @@ Streaming (:class:`UnitMeasureAccumulator`): the "sums" measures are exact over 
 samples (per-class sums, sums of squares and counts, in float64, per d' half). The "sample"
 measures need the samples themselves: the accumulator keeps a class-balanced reservoir of at
 most ``per_class`` samples of every class (default :data:`DEFAULT_PER_CLASS` = 100; memory
-``C * per_class * U`` floats per layer, e.g. 10 classes x 100 x 512 units = 2 MB), filled by
+``C * per_class * U`` float32 per layer, e.g. 10 classes x 100 x 512 units = 2 MB,
+1000 classes x 100 x 2048 units = 820 MB: lower ``per_class`` for ImageNet-sized layers), filled by
 reservoir sampling (Vitter's algorithm R). While a class has at most ``per_class`` samples the
 reservoir holds all of them and the sample measures are exact. Random choices (reservoir
 slots, d' halves) come from a hash of (seed, global sample index) rather than a generator,
@@ -68,8 +69,6 @@ ALL_MEASURES = ("si", "sparseness", "dprime", "precision", "top_class", "localis
 STREAMED = ("si", "sparseness", "dprime")
 #: Reservoir size per class of :class:`UnitMeasureAccumulator`.
 DEFAULT_PER_CLASS = 100
-#: Elements of the (N, C, units) work tensor of :func:`max_informedness`, per chunk of units.
-_INFORMEDNESS_CHUNK = 1 << 24
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -93,20 +92,28 @@ def split_halves(sample_index: Tensor, seed: int = 0) -> Tensor:
     return _seeded_hash(sample_index, seed, salt=1) & 1
 
 
-def average_ranks(values: Tensor) -> Tensor:
-    """Ranks 1..N along dim 0 of (N, U), ties given their average rank (scipy's rankdata 'average')."""
+def _sorted_runs(values: Tensor, descending: bool = False):
+    """Sort (N, U) along dim 0; for every sorted position, the first and last position of its run of ties.
+
+    Returns (order, ordered, first, last), all (N, U).
+    """
     n = values.shape[0]
-    order = values.argsort(dim=0, stable=True)
+    order = values.argsort(dim=0, descending=descending, stable=True)
     ordered = values.gather(0, order)
     position = torch.arange(n, device=values.device).unsqueeze(1).expand_as(ordered)
-    new_group = torch.ones_like(ordered, dtype=torch.bool)
-    new_group[1:] = ordered[1:] != ordered[:-1]
-    first = torch.where(new_group, position, torch.zeros_like(position)).cummax(dim=0).values
-    end_group = torch.ones_like(new_group)
-    end_group[:-1] = new_group[1:]
-    # last index of each group: a reversed cummin of the group ends.
-    big = torch.full_like(position, n)
-    last = torch.where(end_group, position, big).flip(0).cummin(dim=0).values.flip(0)
+    new_run = torch.ones_like(ordered, dtype=torch.bool)
+    new_run[1:] = ordered[1:] != ordered[:-1]
+    first = torch.where(new_run, position, torch.zeros_like(position)).cummax(dim=0).values
+    end_run = torch.ones_like(new_run)
+    end_run[:-1] = new_run[1:]
+    # the last position of each run: a reversed running min over the run ends.
+    last = torch.where(end_run, position, torch.full_like(position, n)).flip(0).cummin(dim=0).values.flip(0)
+    return order, ordered, first, last
+
+
+def average_ranks(values: Tensor) -> Tensor:
+    """Ranks 1..N along dim 0 of (N, U), ties given their average rank (scipy's rankdata 'average')."""
+    order, _, first, last = _sorted_runs(values)
     ranks_sorted = (first + last).to(torch.float64) / 2 + 1
     return torch.empty_like(ranks_sorted).scatter_(0, order, ranks_sorted)
 
@@ -261,30 +268,32 @@ def class_auroc(acts: Tensor, labels: Tensor, num_classes: int) -> Tensor:
 def max_informedness(acts: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     """max over classes c and thresholds t of H - F, (U,), in [0, 1].
 
-    H = P(A > t | y = c), F = P(A > t | y != c). Sorting each unit's activations once, the
-    items of c above every cut are a cumulative count, so H and F at every cut come from one
-    cumsum; cuts inside a run of tied values are not thresholds and are skipped.
-    Vectorized over classes; units are processed in chunks to bound the (N, C, units) work tensor.
+    H = P(A > t | y = c), F = P(A > t | y != c). Sort each unit's activations, descending;
+    a threshold is a cut after the last item of a run of tied values. Moving a cut past an
+    item of another class only lowers H - F for c, so the best cut for c lies at the end of
+    the tie run of one of c's items: each item i is scored for its own class at the end g_i
+    of its run, with r_i = items of its class at or above i,
+
+        H - F = r_i / n_c - (g_i + 1 - r_i) / (N - n_c),
+
+    (an item followed by more of its class within the run scores lower than the last one,
+    so the max is unaffected). O(N U log N) time and O(N U) memory, for any number of classes.
     """
     n, u = acts.shape
     n_c = _class_counts(labels, num_classes)
-    present = (n_c > 0) & (n_c < n)
-    onehot = (labels.unsqueeze(1) == torch.arange(num_classes, device=labels.device)).to(torch.float64)  # (N, C)
-    seen = torch.arange(1, n + 1, dtype=torch.float64, device=acts.device).view(n, 1, 1)
-    out = torch.zeros(u, dtype=torch.float64, device=acts.device)
-    chunk = max(1, _INFORMEDNESS_CHUNK // max(1, n * num_classes))
-    for start in range(0, u, chunk):
-        a = acts[:, start : start + chunk]
-        order = a.argsort(dim=0, descending=True, stable=True)  # (N, u')
-        ordered = a.gather(0, order)
-        hits = onehot[order].cumsum(dim=0)  # (N, u', C): items of c at or above each cut (exact counts)
-        curve = hits / n_c.clamp(min=1) - (seen - hits) / (n - n_c).clamp(min=1)
-        curve = curve.masked_fill(~present, float("-inf"))
-        is_cut = torch.ones_like(ordered, dtype=torch.bool)
-        is_cut[:-1] = ordered[1:] != ordered[:-1]
-        curve = curve.masked_fill(~is_cut.unsqueeze(2), float("-inf"))
-        out[start : start + chunk] = curve.amax(dim=(0, 2)).clamp(min=0)
-    return out
+    order, _, _, last = _sorted_runs(acts, descending=True)
+    ys = labels[order]  # (N, U) classes in descending order of activation
+    # r_i: sort positions by (class, position); an item's place in that order minus the
+    # number of items of smaller classes is its 0-based index within its class.
+    position = torch.arange(n, device=acts.device).unsqueeze(1)
+    by_class = (ys * n + position).argsort(dim=0)
+    place = torch.empty_like(by_class).scatter_(0, by_class, position.expand_as(by_class))
+    before = torch.cumsum(n_c, 0) - n_c  # items of smaller classes
+    r = (place - before[ys].long() + 1).to(torch.float64)
+    n_y = n_c[ys]
+    value = r / n_y - (last.to(torch.float64) + 1 - r) / (n - n_y).clamp(min=1)
+    value = torch.where(n_y < n, value, torch.zeros_like(value))  # one class only: no contrast
+    return value.amax(dim=0).clamp(min=0)
 
 
 def default_bins(num_samples: int, num_classes: int) -> int:
@@ -345,8 +354,9 @@ def _resolve_measures(measures) -> tuple[str, ...]:
 class UnitMeasureAccumulator:
     """Stream (acts, labels) batches of one layer; :meth:`compute` gives every measure per unit.
 
-    State (float64): per-class sums, sums of squares and counts for each d' half (2, C, U);
-    a class-balanced reservoir (C, per_class, U) with the number of samples seen per class.
+    State: per-class sums, sums of squares and counts for each d' half (2, C, U), float64;
+    a class-balanced reservoir (C, per_class, U) (float32, or float64 for float64 input) with
+    the number of samples seen per class.
     See the module docstring for what streams exactly and what is sampled.
 
     Args:
@@ -387,7 +397,9 @@ class UnitMeasureAccumulator:
             self.counts = torch.zeros(2, c, dtype=torch.float64, device=acts.device)
             self.seen = torch.zeros(c, dtype=torch.long, device=acts.device)
             if self.needs_samples:
-                self.reservoir = torch.zeros(c, self.per_class, u, dtype=torch.float64, device=acts.device)
+                # float32 halves the memory; float64 input stays float64 (the measures rank, so little is lost).
+                dtype = torch.float64 if acts.dtype == torch.float64 else torch.float32
+                self.reservoir = torch.zeros(c, self.per_class, u, dtype=dtype, device=acts.device)
         elif self.sums.shape[2] != u:
             raise ValueError(f"acts have {u} units in this batch but {self.sums.shape[2]} before")
         x = acts.to(torch.float64)
@@ -414,7 +426,7 @@ class UnitMeasureAccumulator:
         rows = torch.arange(n, device=acts.device)
         winner.scatter_reduce_(0, slot[keep], rows[keep], reduce="amax")
         filled = (winner >= 0).nonzero().squeeze(1)
-        self.reservoir.view(c * self.per_class, u)[filled] = x[winner[filled]]
+        self.reservoir.view(c * self.per_class, u)[filled] = x[winner[filled]].to(self.reservoir.dtype)
 
     def samples(self) -> tuple[Tensor, Tensor]:
         """The reservoir as (acts (M, U), labels (M,)): min(seen, per_class) samples per class."""
