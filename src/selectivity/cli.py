@@ -50,6 +50,10 @@ def _measure(args) -> int:
 
     if args.run_dir is None:
         raise ConfigError("measure needs a run directory, or --model with --weights and --data")
+    model_only = [f"--{k.replace('_', '-')}" for k in ("weights", "set", "layers", "out", "mean", "std", "size")
+                  if getattr(args, k) is not None]
+    if model_only:
+        raise ConfigError(f"{', '.join(model_only)} only apply with --model; a run is measured with its own model")
     if args.split == "val":
         raise ConfigError("--split val is for --model image folders; a run is measured on train or test")
     args.split = args.split or "test"

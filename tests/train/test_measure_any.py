@@ -193,3 +193,14 @@ def test_measure_a_run_with_every_measure(tmp_path, tiny_overrides, capsys):
     np.testing.assert_allclose(units.si.to_numpy(), meter.si.to_numpy(), rtol=1e-5, atol=1e-7)
     agreement = pd.read_csv(run_dir / "measure_agreement.csv")
     assert set(agreement.layer) == layers and agreement.spearman.dropna().between(-1, 1).all()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["measure"], "needs a run directory, or --model"),
+    (["measure", "somerun", "--weights", "w.safetensors"], "--weights only apply with --model"),
+    (["measure", "somerun", "--split", "val"], "--split val is for --model"),
+    (["measure", "--model", "resnet20", "--data", "x"], "takes --weights FILE.safetensors and --data DIR"),
+])
+def test_measure_argument_mistakes_exit_2(argv, match, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2 and match in err, err
