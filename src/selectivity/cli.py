@@ -50,8 +50,8 @@ def _measure(args) -> int:
 
     if args.run_dir is None:
         raise ConfigError("measure needs a run directory, or --model with --weights and --data")
-    model_only = [f"--{k.replace('_', '-')}" for k in ("weights", "set", "layers", "out", "mean", "std", "size")
-                  if getattr(args, k) is not None]
+    model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device")
+    model_only = [f"--{k}" for k in model_flags if getattr(args, k) is not None]
     if model_only:
         raise ConfigError(f"{', '.join(model_only)} only apply with --model; a run is measured with its own model")
     if args.split == "val":
@@ -73,6 +73,8 @@ def _measure(args) -> int:
 
 
 def _measure_any(args) -> int:
+    import torch
+
     from .data.imageset import open_image_set
     from .train.measure_any import build_measured_model, measure_model, model_kwargs
 
@@ -89,6 +91,7 @@ def _measure_any(args) -> int:
     out = Path(args.out) if args.out else Path("runs") / "measure" / Path(args.weights).stem
     summary = measure_model(model, images, out, layers=layers, measures=args.measures or "all", mean=args.mean,
                             std=args.std, size=args.size, crop_fraction=args.crop_fraction,
+                            device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
                             progress=not args.no_progress)
     print(f"{summary['images']} images, {summary['classes']} classes, layers {', '.join(summary['layers'])}")
     for name, path in summary["files"].items():
@@ -150,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--std", type=_alpha_list, help="with --model: per-channel std to normalize [0, 1] images")
     p.add_argument("--size", type=int, help="with --model: input side (default: the model's input_size)")
     p.add_argument("--crop-fraction", type=float, default=1.0, help="resize to size/fraction, then centre-crop")
+    p.add_argument("--device", help="with --model: cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_measure)
 

@@ -500,8 +500,9 @@ def unit_measures(acts, labels: Tensor, num_classes: int, measures="all", **opti
         num_classes (int): C.
         measures: ``"all"`` (default) or a list of column names (see the module table).
         **options: ``per_class``, ``seed``, ``top_k``, ``bins``, ``eps`` of
-            :class:`UnitMeasureAccumulator`. With N above ``per_class`` per class the sample
-            measures use the class-balanced reservoir.
+            :class:`UnitMeasureAccumulator`. ``per_class`` defaults to the largest class
+            size here (every sample is kept: the sample measures are exact); a smaller value
+            makes them use the class-balanced reservoir.
 
     Returns:
         DataFrame: one row per unit: [layer,] unit, preferred_class, then one column per measure.
@@ -517,6 +518,8 @@ def unit_measures(acts, labels: Tensor, num_classes: int, measures="all", **opti
     import pandas as pd
 
     layers = acts if isinstance(acts, dict) else {None: acts}
+    if "per_class" not in options and labels.numel():  # all in memory already: keep every sample, exact
+        options["per_class"] = max(1, int(torch.bincount(labels).max()))
     frames = []
     for name, layer_acts in layers.items():
         meter = UnitMeasureAccumulator(num_classes, measures, **options)
