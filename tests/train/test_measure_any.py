@@ -204,3 +204,47 @@ def test_measure_a_run_with_every_measure(tmp_path, tiny_overrides, capsys):
 def test_measure_argument_mistakes_exit_2(argv, match, capsys):
     code, out, err = run(argv, capsys)
     assert code == 2 and match in err, err
+
+
+def test_open_image_set_reads_cifar_pickles_and_tiny_imagenet(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "data"))
+    from builders import CIFAR_NAMES, make_cifar, make_tiny
+
+    folder, expected = make_cifar(tmp_path / "c")
+    images = open_image_set(folder.parent)
+    assert images.classes == CIFAR_NAMES and images.labels.tolist() == expected["test"][1].tolist()
+    assert torch.equal(images.batch([0, 1], 32), torch.from_numpy(expected["test"][0][:2]))
+    assert images.batch([0], 16).shape == (1, 3, 16, 16)
+    make_tiny(tmp_path / "t")
+    tiny = open_image_set(tmp_path / "t", "val")  # Tiny ImageNet's val split, labels from its annotations
+    assert tiny.classes == ["goldfish", "tabby", "school bus"] and tiny.labels.tolist() == [2, 0, 1, 0]
+    assert tiny.batch([0, 3], 32).shape == (2, 3, 32, 32)
+
+
+class Normalized(torch.nn.Module):
+    """A fixed preprocessing step in front of the factory's network (layers ``net.features.*``)."""
+
+    selectivity_layers = ("net.features.1", "net.features.3")
+
+    def __init__(self, pre, net):
+        super().__init__()
+        self.pre, self.net = pre, net
+
+    def forward(self, x):
+        return self.net(self.pre(x))
+
+
+def test_mean_and_std_normalize_the_unit_interval_images(setup, factory):
+    from selectivity.models import Normalize
+    from selectivity.train.measure_any import measure_model
+
+    tmp, _, data = setup
+    net = factory(num_classes=3, width=5)
+    mean, std = [0.2, 0.5, 0.4], [0.5, 0.25, 0.3]
+    inside = measure_model(Normalized(Normalize(mean, std), net), data, tmp / "inside", size=16, progress=False)
+    given = measure_model(Normalized(torch.nn.Identity(), net), data, tmp / "given", size=16, mean=mean, std=std,
+                          progress=False)
+    plain = measure_model(Normalized(torch.nn.Identity(), net), data, tmp / "plain", size=16, progress=False)
+    read = [pd.read_csv(s["files"]["unit_measures"]) for s in (inside, given, plain)]
+    pd.testing.assert_frame_equal(read[0], read[1], rtol=1e-5)
+    assert not np.allclose(read[0].si, read[2].si)
