@@ -73,26 +73,15 @@ def _measure(args) -> int:
 
 
 def _measure_any(args) -> int:
-    import torch
-
-    from .data.imageset import open_image_set
-    from .train.measure_any import build_measured_model, measure_model, model_kwargs
+    from .train.measure_any import measure_any, model_kwargs
 
     if args.run_dir is not None or not args.weights or not args.data:
         raise ConfigError("measure --model takes --weights FILE.safetensors and --data DIR, and no run directory")
-    kwargs = model_kwargs(args.set)
-    images = open_image_set(args.data, args.split)
-    try:
-        model = build_measured_model(args.model, args.weights, len(images.classes), kwargs)
-    except Exception:
-        images.close()
-        raise
     layers = [p.strip() for p in args.layers.split(",") if p.strip()] if args.layers else None
-    out = Path(args.out) if args.out else Path("runs") / "measure" / Path(args.weights).stem
-    summary = measure_model(model, images, out, layers=layers, measures=args.measures or "all", mean=args.mean,
-                            std=args.std, size=args.size, crop_fraction=args.crop_fraction,
-                            device=args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
-                            progress=not args.no_progress)
+    summary = measure_any(args.model, args.weights, args.data, args.out, model_kwargs(args.set), split=args.split,
+                          device=args.device, layers=layers, measures=args.measures or "all", mean=args.mean,
+                          std=args.std, size=args.size, crop_fraction=args.crop_fraction,
+                          progress=not args.no_progress)
     print(f"{summary['images']} images, {summary['classes']} classes, layers {', '.join(summary['layers'])}")
     for name, path in summary["files"].items():
         print(f"{name}: {path}")

@@ -123,6 +123,7 @@ def test_bad_weights_give_one_clear_error(setup, factory, capsys):
     (["--measures", "si,grandmother"], "measures must be 'all'"),
     (["--std", "0,1,1"], "--std must be 1 or 3 positive numbers"),
     (["--split", "train"], "has no 'train' folder"),
+    (["--crop-fraction", "1.5"], "crop fraction must lie in (0, 1]"),
 ])
 def test_user_mistakes_exit_2(setup, capsys, extra, match):
     tmp, weights, data = setup

@@ -1,7 +1,7 @@
 """Every selectivity measure of a network the tool did not train, or of a run, to CSV (and a page).
 
-- :func:`measure_model`: a model (registered name or ``package.module:factory``) with weights
-  from a ``.safetensors`` file, on labelled images of any size (:mod:`selectivity.data.imageset`),
+- :func:`measure_any` / :func:`measure_model`: a model (registered name or
+  ``package.module:factory``) with weights from a ``.safetensors`` file, on labelled images of any size (:mod:`selectivity.data.imageset`),
   resized and centre-cropped to the model's input size. Images enter the model in [0, 1]
   unless ``mean``/``std`` are given. Writes ``unit_measures.csv``, ``measure_agreement.csv``,
   ``exemplars.html`` and ``measure.json`` to ``out``.
@@ -30,8 +30,8 @@ from .config import ConfigError
 from .exemplars import TopK, class_histogram_svg, exemplar_page, png_data_uri
 from .run import RunError, atomic_write, write_text
 
-__all__ = ["WeightsError", "load_safetensors_weights", "measure_model", "measure_run_units", "model_kwargs",
-           "build_measured_model"]
+__all__ = ["WeightsError", "build_measured_model", "load_safetensors_weights", "measure_any", "measure_model",
+           "measure_run_units", "model_kwargs"]
 
 _LISTED = 8  # keys shown per kind in a weights error
 
@@ -224,6 +224,8 @@ def measure_model(
         dict: paths of the files written, the number of images and classes, the layers.
     """
     _check_measures(measures)
+    if not 0 < crop_fraction <= 1:
+        raise ConfigError(f"crop fraction must lie in (0, 1], got {crop_fraction}")
     images = data if isinstance(data, ImageSet) else open_image_set(data, split)
     out = Path(out)
     mean_t, std_t = _channel_stats(mean, "mean"), _channel_stats(std, "std")
@@ -257,6 +259,24 @@ def measure_model(
                "layers": list(states), "files": paths}
     write_text(out / "measure.json", json.dumps(summary, indent=2))
     return summary
+
+
+def measure_any(model: str, weights: str | Path, data: str | Path, out: str | Path | None = None,
+                kwargs: dict | None = None, split: str | None = None, device: str | None = None, **options) -> dict:
+    """:func:`measure_model` of a model given by name (or ``package.module:factory``) and safetensors weights.
+
+    ``out`` defaults to ``runs/measure/<weights file stem>``; ``device`` to cuda when available;
+    ``num_classes`` (in ``kwargs``) to the number of class folders. ``options`` go to :func:`measure_model`.
+    """
+    images = open_image_set(data, split)
+    try:
+        net = build_measured_model(model, weights, len(images.classes), kwargs)
+    except BaseException:
+        images.close()
+        raise
+    out = Path(out) if out else Path("runs") / "measure" / Path(weights).stem
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return measure_model(net, images, out, device=device, **options)
 
 
 def measure_run_units(run_dir: str | Path, data: str | None = None, split: str = "test", measures="all",
