@@ -92,13 +92,12 @@ def split_halves(sample_index: Tensor, seed: int = 0) -> Tensor:
     return _seeded_hash(sample_index, seed, salt=1) & 1
 
 
-def _sorted_runs(values: Tensor, descending: bool = False):
-    """Sort (N, U) along dim 0; for every sorted position, the first and last position of its run of ties.
-
-    Returns (order, ordered, first, last), all (N, U).
-    """
+def _sorted_runs(values: Tensor):
+    """Sort (N, U) along dim 0, ascending; for every sorted position, the first and last position
+    of its run of ties. Returns (order, ordered, first, last), all (N, U). The measures that
+    rank share one call (sorting is most of their cost)."""
     n = values.shape[0]
-    order = values.argsort(dim=0, descending=descending, stable=True)
+    order = values.argsort(dim=0, stable=True)
     ordered = values.gather(0, order)
     position = torch.arange(n, device=values.device).unsqueeze(1).expand_as(ordered)
     new_run = torch.ones_like(ordered, dtype=torch.bool)
@@ -111,9 +110,9 @@ def _sorted_runs(values: Tensor, descending: bool = False):
     return order, ordered, first, last
 
 
-def average_ranks(values: Tensor) -> Tensor:
+def average_ranks(values: Tensor, runs=None) -> Tensor:
     """Ranks 1..N along dim 0 of (N, U), ties given their average rank (scipy's rankdata 'average')."""
-    order, _, first, last = _sorted_runs(values)
+    order, _, first, last = runs if runs is not None else _sorted_runs(values)
     ranks_sorted = (first + last).to(torch.float64) / 2 + 1
     return torch.empty_like(ranks_sorted).scatter_(0, order, ranks_sorted)
 
@@ -250,14 +249,15 @@ def localist_gap(acts: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     return (low - others).to(torch.float64)
 
 
-def class_auroc(acts: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+def class_auroc(acts: Tensor, labels: Tensor, num_classes: int, ranks: Tensor | None = None) -> Tensor:
     r"""One-vs-rest AUROC of every class for every unit, (C, U), via Mann-Whitney U with ties.
 
     .. math:: AUROC_c = \frac{R_c - n_c (n_c + 1) / 2}{n_c (N - n_c)}
 
-    R_c the sum of the (tie-averaged) ranks of class c's samples. Absent classes: NaN.
+    R_c the sum of the (tie-averaged) ranks of class c's samples (``ranks``: :func:`average_ranks`
+    of ``acts``, if already computed). Absent classes: NaN.
     """
-    ranks = average_ranks(acts)
+    ranks = average_ranks(acts) if ranks is None else ranks
     rank_sums = torch.zeros(num_classes, acts.shape[1], dtype=torch.float64, device=acts.device)
     rank_sums.index_add_(0, labels, ranks)
     n_c = _class_counts(labels, num_classes).unsqueeze(1)
@@ -265,7 +265,7 @@ def class_auroc(acts: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     return torch.where((n_c > 0) & (n_c < acts.shape[0]), auc, torch.full_like(auc, float("nan")))
 
 
-def max_informedness(acts: Tensor, labels: Tensor, num_classes: int) -> Tensor:
+def max_informedness(acts: Tensor, labels: Tensor, num_classes: int, runs=None) -> Tensor:
     """max over classes c and thresholds t of H - F, (U,), in [0, 1].
 
     H = P(A > t | y = c), F = P(A > t | y != c). Sort each unit's activations, descending;
@@ -281,12 +281,16 @@ def max_informedness(acts: Tensor, labels: Tensor, num_classes: int) -> Tensor:
     """
     n, u = acts.shape
     n_c = _class_counts(labels, num_classes)
-    order, _, _, last = _sorted_runs(acts, descending=True)
+    order, _, first, _ = runs if runs is not None else _sorted_runs(acts)
+    # Descending = the ascending order reversed (the order within a tie run does not matter here);
+    # the end of a run, descending, is its first position ascending.
+    order, last = order.flip(0), (n - 1 - first).flip(0)
     ys = labels[order]  # (N, U) classes in descending order of activation
     # r_i: sort positions by (class, position); an item's place in that order minus the
     # number of items of smaller classes is its 0-based index within its class.
     position = torch.arange(n, device=acts.device).unsqueeze(1)
-    by_class = (ys * n + position).argsort(dim=0)
+    key = ys * n + position  # unique keys: no stable sort needed; int32 sorts faster when it fits
+    by_class = (key.int() if num_classes * n < 2**31 else key).argsort(dim=0)
     place = torch.empty_like(by_class).scatter_(0, by_class, position.expand_as(by_class))
     before = torch.cumsum(n_c, 0) - n_c  # items of smaller classes
     r = (place - before[ys].long() + 1).to(torch.float64)
@@ -304,7 +308,8 @@ def default_bins(num_samples: int, num_classes: int) -> int:
     return int(min(16, max(2, round(math.sqrt(num_samples / max(1, num_classes))))))
 
 
-def mutual_information(acts: Tensor, labels: Tensor, num_classes: int, bins: int | None = None) -> Tensor:
+def mutual_information(acts: Tensor, labels: Tensor, num_classes: int, bins: int | None = None,
+                       ranks: Tensor | None = None) -> Tensor:
     r"""I(unit; class) / H(class), (U,), Miller-Madow corrected.
 
     The activations are cut into ``bins`` equal-frequency bins from their tie-averaged ranks
@@ -319,7 +324,7 @@ def mutual_information(acts: Tensor, labels: Tensor, num_classes: int, bins: int
     n, u = acts.shape
     if bins is None:
         bins = default_bins(n, int((_class_counts(labels, num_classes) > 0).sum()))
-    ranks = average_ranks(acts)
+    ranks = average_ranks(acts) if ranks is None else ranks
     b = ((ranks - 1) * bins / n).floor().long().clamp(max=bins - 1)  # (N, U)
     cell = b * num_classes + labels.unsqueeze(1)
     joint = torch.zeros(bins * num_classes, u, dtype=torch.float64, device=acts.device)
@@ -454,14 +459,16 @@ class UnitMeasureAccumulator:
             out["dprime"] = dprime_from_halves(self.sums, self.sumsq, self.counts)
         if self.needs_samples:
             a, y = self.samples()
+            runs = _sorted_runs(a)
+            ranks = average_ranks(a, runs)
             sample_fns = {
                 "precision": lambda: top_k_precision(a, y, c, self.top_k),
                 "top_class": lambda: top_class_selectivity(a, y, c),
                 "localist_gap": lambda: localist_gap(a, y, c),
-                "auroc": lambda: class_auroc(a, y, c).nan_to_num(nan=float("-inf")).amax(dim=0),
-                "informedness": lambda: max_informedness(a, y, c),
-                "mi": lambda: mutual_information(a, y, c, self.bins),
-                "mi_shuffled": lambda: mutual_information(a, y[self._permutation(y.numel())], c, self.bins),
+                "auroc": lambda: class_auroc(a, y, c, ranks).nan_to_num(nan=float("-inf")).amax(dim=0),
+                "informedness": lambda: max_informedness(a, y, c, runs),
+                "mi": lambda: mutual_information(a, y, c, self.bins, ranks),
+                "mi_shuffled": lambda: mutual_information(a, y[self._permutation(y.numel())], c, self.bins, ranks),
             }
             for name in self.measures:
                 if name in sample_fns:
