@@ -68,6 +68,9 @@ def _measure(args) -> int:
     for layer, value in summary["per_layer"].items():
         print(f"{layer:<24} {value:>8.4f}")
     print(f"{'network':<24} {summary['mean_si']:>8.4f}   accuracy {summary['accuracy']:.4f}")
+    live = summary["mean_si_live"]
+    print(f"dead units {100 * summary['dead_fraction']:.1f}%, mean SI of the live units "
+          f"{'- (none alive)' if live is None else f'{live:.4f}'}")
     # Say what was measured: training's final.json may have used a subset (data.test_limit).
     print(f"measured on {summary['images']} images of the {summary['split']} split of {summary['data']}")
     print(f"per-unit SI: {summary['units_csv']}")
