@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..data import DeviceLoader, load_split
@@ -25,6 +26,12 @@ def load_run_model(run_dir: str | Path, data_split):
         raise RunError(f"{paths.root} has no weights yet (neither weights.safetensors nor a checkpoint)")
     tensors, _ = load_tensors(source)
     state = {k.removeprefix("model."): v for k, v in tensors.items() if source == paths.weights or k.startswith("model.")}
+    own = model.state_dict()  # a class count that differs shows as the output layer's first dimension
+    n = data_split.num_classes
+    outputs = [k for k, v in state.items() if k in own and v.ndim and own[k].shape[0] == n != v.shape[0]]
+    if outputs:
+        raise RunError(f"{paths.root} was trained on {state[outputs[0]].shape[0]} classes but the data "
+                       f"{data_split.name!r} has {n}; measure on data with the run's classes")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
@@ -54,7 +61,8 @@ def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test
     units_csv = paths.root / f"{stem}.csv"
     atomic_write(units_csv, lambda tmp: si.to_frame().to_csv(tmp, index=False))
     summary = {"data": str(source), "split": split, "images": len(split_data.labels), "accuracy": result["test_acc"],
-               "mean_si": si.mean,
+               "mean_si": si.mean, "dead_fraction": si.dead_fraction,
+               "mean_si_live": None if math.isnan(si.live_mean) else si.live_mean,
                "per_layer": si.per_layer, "units_csv": str(units_csv)}
     write_text(paths.root / f"{stem}.json", json.dumps(summary, indent=2))
     return summary

@@ -13,6 +13,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import SymLogNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ..runs import atomic_write  # noqa: E402
+
 __all__ = [
     "CURVES",
     "alpha_colors",
@@ -22,6 +24,7 @@ __all__ = [
     "plot_dimensionality_by_layer",
     "plot_similarity_to_baseline",
     "plot_layer_selectivity",
+    "plot_measure_agreement",
     "plot_metric_vs_alpha",
     "plot_si_distribution",
     "plot_selectivity_over_training",
@@ -34,8 +37,10 @@ BASELINE_GREY = "#8c8c8c"
 def _save(fig, path: str | Path) -> Path:
     """Lay out, write as PNG and free the figure: the one ending of every plot."""
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:  # written whole or not at all; a full or read-only disk names the figure
+        atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
@@ -73,10 +78,17 @@ def plot_accuracy_vs_selectivity(results: pd.DataFrame, path: str | Path, title:
         rows = done if k == 0 else done[near_best]
         cols = colors if k == 0 else [c for c, keep in zip(colors, near_best) if keep]
         ax.scatter(rows["mean_si"], 100 * rows["test_acc"], c=cols, s=60, edgecolors="black", linewidths=0.6, zorder=3)
-        # One label per alpha, beside the mean of its seeds (one label per point with one seed).
+        # One label per alpha, on a drawn point: the run itself with one seed, else a cross at
+        # the mean of the seeds (a label in the void between seeds reads as a missing point).
         for alpha, group in rows.groupby("alpha"):
-            ax.annotate(f"{alpha:g}", (group["mean_si"].mean(), 100 * group["test_acc"].mean()),
-                        textcoords="offset points", xytext=(6, 5), fontsize=8)
+            x, y = group["mean_si"].mean(), 100 * group["test_acc"].mean()
+            if len(group) > 1:
+                ax.scatter([x], [y], marker="+", s=90, color="black", linewidths=1.2, zorder=4)
+            ax.annotate(f"{alpha:g}", (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8)
+        if k == 0 and "seed" in rows.columns and rows.groupby("alpha")["seed"].nunique().max() < 2:
+            ax.text(0.01, 0.01, "one seed per alpha: differences between points may be seed noise; "
+                    "run `selectivity sweep --seeds 0,1,2` to test them", transform=ax.transAxes, fontsize=7,
+                    color="#a33", va="bottom")
         ax.set_xlabel("mean class selectivity (test set)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
@@ -124,8 +136,12 @@ def _seed_ci(values: np.ndarray, level: float) -> tuple[float, float, float]:
     return float(mean), float(low), float(high)
 
 
-def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: float) -> None:
-    """One cell's metric against alpha: seeds as dots, mean and t interval, the baseline's band."""
+def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: float,
+                  bounds: tuple[float, float] | None = None) -> None:
+    """One cell's metric against alpha: seeds as dots, mean and t interval, the baseline's band.
+
+    ``bounds``: the metric's possible range (accuracy 0-100%): the axis never shows values the
+    metric cannot take; an interval that reaches past it is cut at the edge and says so."""
     alphas = np.sort(done["alpha"].astype(float).unique())
     colors, _ = alpha_colors(alphas)
     summary = []
@@ -137,6 +153,8 @@ def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: floa
         ax.scatter(alpha * (1 + jitter) if alpha else jitter * 0.1, values, s=12, color=color, alpha=0.55,
                    edgecolors="none", zorder=2)
         if np.isfinite(low):
+            if bounds is not None:
+                low, high = max(low, bounds[0]), min(high, bounds[1])
             ax.errorbar(alpha, mean, yerr=[[mean - low], [high - mean]], fmt="none", ecolor="black", elinewidth=1.2,
                         capsize=3, zorder=3)
         ax.scatter(alpha, mean, s=58, color=color, edgecolors="black", linewidths=0.7, zorder=4)
@@ -149,6 +167,14 @@ def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: floa
                        label=f"baseline (alpha = 0) {int(level * 100)}% CI")
             ax.legend(loc="best", fontsize=8, frameon=False)
         _symlog_alpha_axis(ax, alphas)
+        seeds = done.groupby("alpha")["seed"].nunique().min() if "seed" in done.columns else 1
+        if seeds < 3:
+            note = ("one seed per alpha: no interval; differences may be seed noise" if seeds < 2 else
+                    f"{seeds} seeds: the t interval has {seeds - 1} degree(s) of freedom and is wide; run 3 or more")
+            ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7, color="#a33", va="bottom")
+    if bounds is not None:
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, bounds[0]), min(high, bounds[1]))
     ax.grid(alpha=0.3)
 
 
@@ -172,8 +198,9 @@ def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, t
     rows = -(-len(cells) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.4 * rows), squeeze=False)
     heading = title or f"{metric} against alpha (mean and {int(level * 100)}% CI over seeds)"
+    bounds = (0.0, 100.0) if percent else ((0.0, 1.0) if metric == "mean_si" or metric.startswith("si/") else None)
     for ax, (key, frame) in zip(axes.flat, cells):
-        _metric_panel(ax, frame, metric, scale, level)
+        _metric_panel(ax, frame, metric, scale, level, bounds)
         ax.set_ylabel(ylabel or metric)
         key = key if isinstance(key, tuple) else (key,)
         label = ", ".join(f"{k}={v}" for k, v in zip(by, key)) if len(cells) > 1 else ""
@@ -340,8 +367,10 @@ def plot_dimensionality_by_layer(dims: pd.DataFrame, path: str | Path, title: st
     fig.suptitle(title or "dimensionality of each layer's representation")
     if norm is not None:
         _colorbar(fig, [row[-1] for row in axes], norm)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:
+        atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
@@ -399,4 +428,33 @@ def plot_selectivity_over_training(rows: pd.DataFrame, path: str | Path, title: 
     axes[0][0].set_ylabel("mean class selectivity (SI)")
     axes[0][-1].legend(fontsize=7, frameon=False, loc="best")
     fig.suptitle(title or f"Selectivity over training: mean and {int(level * 100)}% CI over seeds", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_measure_agreement(agreement: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Spearman rank correlation between every pair of selectivity measures across units.
+
+    agreement: rows of measure_agreement.csv (layer, measure_a, measure_b, spearman) of one or
+    more runs; each cell is the mean over layers and runs (Gale et al. report it per layer).
+    """
+    mean = agreement.groupby(["measure_a", "measure_b"])["spearman"].mean()
+    names = list(dict.fromkeys(list(agreement["measure_a"]) + list(agreement["measure_b"])))
+    grid = np.full((len(names), len(names)), np.nan)
+    np.fill_diagonal(grid, 1.0)
+    for (a, b), value in mean.items():
+        i, j = names.index(a), names.index(b)
+        grid[i, j] = grid[j, i] = value
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(names), 0.6 + 0.55 * len(names)))
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(grid[i, j]) > 0.6 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    fig.colorbar(image, ax=ax, label="Spearman rank correlation across units")
+    layers, runs = agreement["layer"].nunique(), agreement["run"].nunique() if "run" in agreement else 1
+    ax.set_title(title or f"Agreement of selectivity measures (mean over {layers} layers, {runs} run(s))",
+                 fontsize=9)
     return _save(fig, path)
