@@ -2,13 +2,16 @@
 
 The device machine receives the working tree and at most 64 MiB in all (the tree is about
 7.5 MiB); ``../shared`` does not travel and the whole CIFAR-10 JPEG zip (60 MiB) is too big
-beside the tree. This copies, without recompressing, the JPEGs of the full train split
-(50,000 images, about 44 MiB) and of the first ``--test-per-class`` test images of each class
-(default 500: 5,000 images, about 4.4 MiB) into an imagefolder zip (``train/<class>/<n>.jpg``, ``test/...``) under ``.cache/gpu-data/``,
-which ``.gitignore`` already ignores; they are decoded there, on 16 cores, into the cache.
+beside the tree. This copies the JPEG files (not decoded arrays) of the full train split
+(50,000 images) and of the first ``--test-per-class`` test images of each class (default 500:
+5,000 images) into one deflated imagefolder zip with short member names
+(``train/<class>/<n>.jpg``, ``test/...``; 45 MiB, 52 MiB with the tree) under
+``.cache/gpu-data/``, which ``.gitignore`` already ignores. They are decoded there, on its 16
+cores, into the cache.
 
 Usage (here, before a device run):
-  python3 benchmarks/pack_gpu_data.py [--source ../shared/data/cifar10-jpeg.zip] [--out .cache/gpu-data/cifar10-gpu.zip]
+  python3 benchmarks/pack_gpu_data.py [--source ../shared/data/cifar10-jpeg.zip]
+                                      [--out .cache/gpu-data/cifar10-gpu.zip]
 then run with ``carry: [".cache/gpu-data"]`` and ``benchmarks/gpu.sh`` (it looks there by default).
 Standard library only; prints what it wrote and what will travel.
 """

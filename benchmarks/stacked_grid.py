@@ -8,7 +8,8 @@ Each round trains the whole grid once per way, into fresh directories, in a rota
 so that drifts of the machine hit all three alike; the medians over rounds are compared.
 The in-process ways use ``--threads`` torch threads (default: all CPUs); each of the two
 processes of jobs2 gets half the CPUs. On a busy machine, compare with ``--threads 1`` too:
-threads that wait on each other suffer most when other processes take the cores. Evaluation and run-directory files are inside the timings, as in a real sweep.
+threads that wait on each other suffer most when other processes take the cores.
+Evaluation and run-directory files are inside the timings, as in a real sweep.
 
 Usage:
   PYTHONPATH=src python benchmarks/stacked_grid.py [--networks 8] [--epochs 2] [--per-class 200]

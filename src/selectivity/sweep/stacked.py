@@ -4,9 +4,9 @@
 alpha and seed (:func:`~selectivity.train.stacked.stack_key`), cuts each group into stacks of
 at most M networks (default: the whole group) and trains each stack in this process with
 :func:`~selectivity.train.stacked.train_stacked`. A stack that runs out of GPU memory is
-split in two and each half trained (resuming from any checkpoints), down to single networks. Every run still gets its own run directory,
-``attempts.jsonl`` line and result, so the sweep's driver, retries, manifest and results table
-work as for any executor. A model that cannot be stacked is refused before anything trains.
+split in two and each half trained (resuming from any checkpoints), down to single networks.
+Every run still gets its own run directory, ``attempts.jsonl`` line and result, so the sweep's
+driver, retries, manifest and results table work as for any executor. A model that cannot be stacked is refused before anything trains.
 """
 
 from __future__ import annotations

@@ -339,7 +339,8 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
     first = DeviceLoader(train_split, config.train.batch_size, device, shuffle=True, drop_last=True,
                          augment=augment, seed=config.train.seed)
     if len(first) == 0:
-        raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_split.labels)} training images")
+        raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_split.labels)} "
+                          "training images")
     for net in nets:  # one padded copy of the images, one seed (data order) per network
         net.loader = copy.copy(first)
         net.loader.seed = net.config.train.seed
