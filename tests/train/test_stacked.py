@@ -254,3 +254,39 @@ def test_the_gpu_script_runs_its_cpu_dry_run(tmp_path, cache_dir):
                 "| stacked vs one after another |", "| SelectivityMeter throughput |"):
         assert row in table, row
     assert "failed" not in table
+
+
+@pytest.mark.slow
+def test_networks_killed_at_different_epochs_resume_as_separate_stacks(tmp_path, cache_dir, monkeypatch):
+    """A kill between two networks' checkpoints leaves them an epoch apart: each resumes from its own."""
+    from selectivity.train import stacked as module
+
+    configs = _configs(_tiny(cache_dir, "train.epochs=3", "data.train_per_class=10", "optim.lr=0.002"))[:2]
+    data = load_data(configs[0], progress=False)
+    whole = train_stacked(configs, [tmp_path / f"w{i}" for i in range(2)], progress=False, data=data)
+    saves, real_save = [], module.save_checkpoint
+
+    def save_then_die(path, *args):
+        if len(saves) == 3:  # epoch 0 of both and epoch 1 of the first are on disk
+            raise KeyboardInterrupt
+        saves.append(path)
+        real_save(path, *args)
+
+    monkeypatch.setattr(module, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_stacked(configs, [tmp_path / f"k{i}" for i in range(2)], progress=False, data=data)
+    monkeypatch.setattr(module, "save_checkpoint", real_save)
+    epochs = [len((tmp_path / f"k{i}/metrics.jsonl").read_text().splitlines()) for i in range(2)]
+    assert epochs == [2, 1]
+    groups = []
+    real_group = module._train_group
+    monkeypatch.setattr(module, "_train_group", lambda nets, *a: groups.append(len(nets)) or real_group(nets, *a))
+    resumed = train_stacked(configs, [tmp_path / f"k{i}" for i in range(2)], progress=False, data=data)
+    assert groups == [1, 1]  # the network at epoch 1, then the one at epoch 2
+    for i in range(2):
+        rows = [json.loads(line) for line in (tmp_path / f"k{i}/metrics.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in rows] == [0, 1, 2] and resumed[i]["epochs"] == 3
+        a, b = (load_file(str(tmp_path / f"{d}{i}/weights.safetensors")) for d in "kw")
+        floats = [k for k in a if a[k].is_floating_point()]
+        assert _relative(_flat(a, floats), _flat(b, floats)) < 1e-4
+        assert abs(resumed[i]["test_acc"] - whole[i]["test_acc"]) <= 0.005
