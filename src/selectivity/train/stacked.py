@@ -63,7 +63,7 @@ from .trainer import (
 
 __all__ = ["StackError", "stack_key", "train_stacked", "prepare_stack", "check_stackable", "StackedModel"]
 
-#: The keys in which the networks of one stack may differ (a sweep's grid keys).
+#: The keys in which the networks of one stack may differ: a sweep's grid keys (sweep.grid.GRID_KEYS).
 PER_NETWORK = (("regularizer", "alpha"), ("regularizer", "schedule"), ("train", "seed"))
 
 
@@ -72,7 +72,7 @@ class StackError(ConfigError):
 
 
 def stack_key(config: Config | dict) -> str:
-    """Runs with equal keys can share a stack: the resolved config without alpha and seed."""
+    """Runs with equal keys can share a stack: the resolved config without alpha, schedule and seed."""
     data = copy.deepcopy(config_to_dict(config) if isinstance(config, Config) else config)
     for section, key in PER_NETWORK:
         data.get(section, {}).pop(key, None)
