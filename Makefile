@@ -24,12 +24,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e .
+	# The frost corruption's photos (for `selectivity robustness`): only its image files are
+	# used, so its own dependencies (OpenCV, numba) are not installed.
+	$(PY) -m pip install -q --no-deps imagecorruptions==1.1.2
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test]'
-	# Only the frost photos of imagecorruptions are used: its own deps (OpenCV, numba) are not needed.
-	$(PY) -m pip install -q --no-deps imagecorruptions==1.1.2
 	touch $(TEST_STAMP)
 
 clean:

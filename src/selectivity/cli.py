@@ -11,22 +11,23 @@ import json
 import sys
 from pathlib import Path
 
-from .analysis.evaluate import EvaluationError
+from .commands.evaluate import EvaluationError
 from .core import LayerSelectionError
 from .data import DatasetError
 from .report.claims import ReportError
+from .runs import RunError
 from .sweep.grid import SweepError
 from .train.config import ConfigError
-from .train.run import RunError
 
 USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, ReportError, SweepError, EvaluationError,
                FileNotFoundError)
 
 
 def _train(args) -> int:
+    from .runs import run_name
+    from .sweep.grid import run_id
     from .train.config import load_config
-    from .train.demo import run_name
-    from .train.trainer import train
+    from .train.trainer import resolve_source, train
 
     overrides = list(args.set or [])
     if args.alpha is not None:
@@ -35,8 +36,11 @@ def _train(args) -> int:
         overrides.append(f"train.seed={args.seed}")
     if args.data is not None:
         overrides.append(f"data.source={args.data}")
-    config = load_config(args.config, overrides)
-    out = Path(args.out) if args.out else Path("runs") / config.name / run_name(config.regularizer.alpha, config.train.seed)
+    config = resolve_source(load_config(args.config, overrides))
+    # The default directory carries the config's id: another config never lands in (and is
+    # refused by) an existing run, such as the demo's, and the same command resumes its own.
+    default = Path("runs") / config.name / f"{run_name(config.regularizer.alpha, config.train.seed)}-{run_id(config)}"
+    out = Path(args.out) if args.out else default
     final = train(config, out, progress=not args.no_progress)
     print(json.dumps({k: v for k, v in final.items() if not k.startswith("si/")}, indent=2))
     print(f"run directory: {out}")
@@ -44,22 +48,25 @@ def _train(args) -> int:
 
 
 def _measure(args) -> int:
-    from .train.measure import measure_run
+    from .commands.measure import measure_run
 
     summary = measure_run(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress)
     print(f"{'layer':<24} {'mean SI':>8}")
     for layer, value in summary["per_layer"].items():
         print(f"{layer:<24} {value:>8.4f}")
-    print(f"{'network':<24} {summary['mean_si']:>8.4f}   test accuracy {summary['accuracy']:.4f}")
+    print(f"{'network':<24} {summary['mean_si']:>8.4f}   accuracy {summary['accuracy']:.4f}")
+    # Say what was measured: training's final.json may have used a subset (data.test_limit).
+    print(f"measured on {summary['images']} images of the {summary['split']} split of {summary['data']}")
     print(f"per-unit SI: {summary['units_csv']}")
     return 0
 
 
 def _demo(args) -> int:
-    from .train.demo import DEMO_ALPHAS, run_demo
+    from .commands.demo import DEMO_ALPHAS, run_demo
 
     alphas = args.alphas or DEMO_ALPHAS
-    outputs = run_demo(args.out, alphas=alphas, seed=args.seed, overrides=args.set, progress=not args.no_progress)
+    outputs = run_demo(args.out, alphas=alphas, seed=args.seed, overrides=args.set, progress=not args.no_progress,
+                       jobs=args.jobs)
     import pandas as pd
 
     table = pd.read_csv(outputs["results"])
@@ -104,11 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--alphas", type=_alpha_list, help="comma-separated, e.g. -5,-1,0,1,5")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--jobs", type=int, help="runs at once, one thread each (default: one per core, at most 2)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo)
 
-    from .analysis.cli import add_analyze_parser, add_robustness_parser
+    from .commands.evaluate_cli import add_analyze_parser, add_robustness_parser
     from .report.cli import add_report_parser
     from .sweep.cli import add_sweep_parser
 

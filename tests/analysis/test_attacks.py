@@ -304,3 +304,28 @@ def test_agrees_with_foolbox_pgd(trained, norm, epsilons):
     for eps, acc in zip(epsilons, theirs, strict=True):
         assert math.isclose(ours[eps], acc, abs_tol=0.05), (eps, ours[eps], acc)
     assert theirs[-1] < theirs[0]  # the comparison is not vacuous
+
+
+def test_pgd_random_starts_are_seeded_per_eps_and_batch(trained):
+    """A resumed evaluation (some epsilons, other order, a used generator) equals a full one."""
+    model, x, y = trained
+    kw = {"steps": 1, "step_size": 0.0, "batch_size": 64}  # the random start alone decides
+    epsilons = [4 / 255, 8 / 255, 32 / 255]
+    full = adversarial_accuracy(model, x, y, eps=epsilons, generator=torch.Generator().manual_seed(5), **kw)
+    used = torch.Generator().manual_seed(5)
+    torch.rand(100, generator=used)  # a generator whose state has moved on
+    resumed = adversarial_accuracy(model, x, y, eps=[32 / 255], generator=used, **kw)
+    assert resumed[32 / 255] == full[32 / 255]
+    assert adversarial_accuracy(model, x, y, eps=epsilons[::-1], seed=5, **kw) == full
+    one = adversarial_examples(model, x, y, eps=32 / 255, seed=5, **kw)
+    again = adversarial_examples(model, x, y, eps=32 / 255, generator=used, **kw)
+    torch.testing.assert_close(one, again, rtol=0, atol=0)
+    other = adversarial_examples(model, x, y, eps=32 / 255, seed=6, **kw)
+    assert not torch.equal(one, other)
+    # Each batch draws its own starts: batch 1 is not batch 0's stream continued.
+    first = adversarial_examples(model, x[:64], y[:64], eps=32 / 255, seed=5, **kw)
+    torch.testing.assert_close(one[:64], first, rtol=0, atol=0)
+    assert not torch.equal(one[64:128] - x[64:128], first - x[:64])
+    # FGSM has no random start: a seed is accepted and changes nothing.
+    assert adversarial_accuracy(model, x, y, attack="fgsm", eps=epsilons, seed=1) == \
+        adversarial_accuracy(model, x, y, attack="fgsm", eps=epsilons)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from selectivity.analysis import similarity
-from selectivity.analysis.similarity import cca, layer_similarity, linear_cka, mean_cca, pwcca
+from selectivity.analysis.similarity import cca, layer_similarity, linear_cka, mean_cca, pwcca, svcca
 
 scipy_linalg = pytest.importorskip("scipy.linalg", reason="the CCA reference uses scipy.linalg.subspace_angles")
 
@@ -57,24 +57,46 @@ def _reduce(a: np.ndarray, threshold: float) -> np.ndarray:
     return u[:, :k] * s[:k]
 
 
-def _pwcca_reference(x: np.ndarray, y: np.ndarray, threshold: float, weight_x: bool) -> float:
-    xr, yr = _reduce(x, threshold), _reduce(y, threshold)
+def _inv_sqrt_psd(m: np.ndarray) -> np.ndarray:
+    """Pseudo-inverse square root of a covariance matrix (its null space maps to 0)."""
+    w, v = np.linalg.eigh(m)
+    keep = w > w.max() * 1e-10
+    return (v[:, keep] / np.sqrt(w[keep])) @ v[:, keep].T
+
+
+def _pwcca_reference(x: np.ndarray, y: np.ndarray, weight_x: bool, threshold: float | None = None) -> float:
+    """PWCCA written from Morcos et al. 2018 and google/svcca's compute_pwcca, on covariances.
+
+    CCA as the reference computes it: Sigma_xx^{-1/2} Sigma_xy Sigma_yy^{-1/2} = U S V^T (full
+    SVD, pseudo-inverses for rank-deficient views); canonical variates h_i = X_c Sigma_xx^{-1/2} u_i
+    for every u_i (the uncorrelated ones with rho_i = 0); alpha_i = sum_j |<h_i/|h_i|, x_j>| over
+    the centred neurons; variates of zero norm (the null space of a rank-deficient view) drop out.
+    """
+    neurons_x, neurons_y = x - x.mean(0), y - y.mean(0)  # weights come from the original neurons
+    if threshold is not None:
+        x, y = _reduce(x, threshold), _reduce(y, threshold)
+    xc, yc = x - x.mean(0), y - y.mean(0)
     n = x.shape[0]
-    sxx, syy, sxy = xr.T @ xr / (n - 1), yr.T @ yr / (n - 1), xr.T @ yr / (n - 1)
-
-    def inv_sqrt(m):
-        w, v = np.linalg.eigh(m)
-        return v @ np.diag(w**-0.5) @ v.T
-
-    m = inv_sqrt(sxx) @ sxy @ inv_sqrt(syy)
-    a, rho, bt = np.linalg.svd(m, full_matrices=False)
+    sxx, syy, sxy = xc.T @ xc / (n - 1), yc.T @ yc / (n - 1), xc.T @ yc / (n - 1)
+    wx, wy = _inv_sqrt_psd(sxx), _inv_sqrt_psd(syy)
+    u, rho, vt = np.linalg.svd(wx @ sxy @ wy, full_matrices=True)
     if weight_x:
-        h, neurons = xr @ inv_sqrt(sxx) @ a, x - x.mean(0)
+        h, neurons, k = xc @ wx @ u, neurons_x, x.shape[1]
     else:
-        h, neurons = yr @ inv_sqrt(syy) @ bt.T, y - y.mean(0)
-    h = h / np.linalg.norm(h, axis=0)
+        h, neurons, k = yc @ wy @ vt.T, neurons_y, y.shape[1]
+    rho = np.concatenate([rho, np.zeros(k - rho.size)])
+    norms = np.linalg.norm(h, axis=0)
+    keep = norms > norms.max() * 1e-8
+    h, rho = h[:, keep] / norms[keep], rho[keep]
     alpha = np.abs(h.T @ neurons).sum(axis=1)
     return float((alpha / alpha.sum() * rho).sum())
+
+
+def _rank_deficient(a: np.ndarray, rank: int, seed: int) -> np.ndarray:
+    """``a`` mapped through a rank-``rank`` linear map of its columns (same width), plus an offset."""
+    rng = np.random.default_rng(seed)
+    w = rng.normal(size=(a.shape[1], rank)) @ rng.normal(size=(rank, a.shape[1]))
+    return a @ w + 3.0
 
 
 def _data(n=200, p=12, q=9, seed=0, shared=4):
@@ -153,16 +175,41 @@ def test_cca_after_svd_reduction_matches_reference():
     xr, yr = _reduce(x, 0.99), _reduce(y, 0.99)
     assert xr.shape[1] < 30 and yr.shape[1] < 25  # the reduction does something
     expected = np.sort(np.cos(scipy_linalg.subspace_angles(xr, yr)))[::-1]
-    np.testing.assert_allclose(cca(torch.tensor(x), torch.tensor(y)).numpy(), expected, atol=1e-10)
+    ours = cca(torch.tensor(x), torch.tensor(y), variance_threshold=0.99).numpy()
+    np.testing.assert_allclose(ours, expected, atol=1e-10)
+    assert svcca(torch.tensor(x), torch.tensor(y)) == pytest.approx(expected.mean(), rel=1e-10)
+    # The default reduces nothing: every direction of both views.
+    full = np.sort(np.cos(scipy_linalg.subspace_angles(x - x.mean(0), y - y.mean(0))))[::-1]
+    np.testing.assert_allclose(cca(torch.tensor(x), torch.tensor(y)).numpy(), full, atol=1e-10)
 
 
 @pytest.mark.parametrize("weight_by", ["x", "y"])
 def test_pwcca_matches_reference(weight_by):
-    x, y = _data(p=30, q=25, shared=3)
-    ref = _pwcca_reference(x, y, 0.99, weight_x=weight_by == "x")
-    assert pwcca(torch.tensor(x), torch.tensor(y), weight_by=weight_by) == pytest.approx(ref, rel=1e-8)
-    ref_full = _pwcca_reference(x, y, 1.0, weight_x=weight_by == "x")
-    assert pwcca(torch.tensor(x), torch.tensor(y), 1.0, weight_by) == pytest.approx(ref_full, rel=1e-8)
+    # The weighting view is the narrower one: each of its directions has a partner (a wider one
+    # would have several uncorrelated directions, whose split of the weight depends on a basis).
+    x, y = _data(p=25, q=30, shared=3) if weight_by == "x" else _data(p=30, q=25, shared=3)
+    ref = _pwcca_reference(x, y, weight_x=weight_by == "x")
+    assert pwcca(torch.tensor(x), torch.tensor(y), weight_by=weight_by) == pytest.approx(ref, abs=1e-6)
+    reduced = _pwcca_reference(x, y, weight_x=weight_by == "x", threshold=0.99)
+    assert reduced != pytest.approx(ref, abs=1e-3)  # the SVD reduction changes the number ...
+    # ... when asked for
+    assert pwcca(torch.tensor(x), torch.tensor(y), 0.99, weight_by) == pytest.approx(reduced, abs=1e-6)
+
+
+@pytest.mark.parametrize(("p", "q", "rank_x", "rank_y"), [
+    (7, 12, None, 9),   # the wider view rank-deficient, still above the narrower view's width
+    (7, 12, 5, None),   # the weighting (narrower) view rank-deficient
+    (7, 12, None, 6),   # the wider view's rank below the narrower's width: one direction uncorrelated
+    (12, 7, 6, None),   # weights from y (narrower), x's rank one below y's width
+])
+def test_pwcca_equals_independent_reference_unequal_widths_rank_deficient(p, q, rank_x, rank_y):
+    x, y = _data(n=400, p=p, q=q, shared=3, seed=p + q)
+    if rank_x:
+        x = _rank_deficient(x, rank_x, 1)
+    if rank_y:
+        y = _rank_deficient(y, rank_y, 2)
+    ref = _pwcca_reference(x, y, weight_x=p <= q)
+    assert pwcca(torch.tensor(x), torch.tensor(y)) == pytest.approx(ref, abs=1e-6)
 
 
 def test_pwcca_weights_by_the_smaller_view():
@@ -178,6 +225,7 @@ def test_pwcca_of_an_invertible_map_is_one_and_of_independent_data_lower():
     assert pwcca(x, x @ r) == pytest.approx(1.0, abs=1e-10)
     assert pwcca(x, x @ r, weight_by="y") == pytest.approx(1.0, abs=1e-10)
     assert mean_cca(x, x @ r) == pytest.approx(1.0, abs=1e-10)
+    assert svcca(x, x @ r, 1.0) == pytest.approx(1.0, abs=1e-10)
     independent = pwcca(x, torch.randn(500, 10, generator=g, dtype=torch.float64))
     related = pwcca(*(torch.tensor(a) for a in _data(n=500)))
     assert independent < 0.3 < related < 1
@@ -190,6 +238,8 @@ def test_cca_warns_with_too_few_samples_and_checks_inputs():
     assert float(rho[0]) == pytest.approx(1.0)
     with pytest.raises(ValueError, match="variance_threshold"):
         cca(torch.randn(10, 2), torch.randn(10, 2), variance_threshold=0)
+    with pytest.raises(ValueError, match="variance_threshold"):
+        svcca(torch.randn(10, 2), torch.randn(10, 2), variance_threshold=None)
     with pytest.raises(ValueError, match="no variance"):
         cca(torch.ones(10, 2), torch.randn(10, 2))
     with pytest.raises(ValueError, match="weight_by"):
@@ -206,7 +256,7 @@ def test_layer_similarity_between_networks():
     x = torch.rand(300, 1, 8, generator=torch.Generator().manual_seed(0))
     a, b = _net(0), _net(1)
     layers = ["2", "4"]
-    for measure in ("pwcca", "mean_cca", "cka"):
+    for measure in ("pwcca", "mean_cca", "svcca", "cka"):
         same = layer_similarity(a, a, x, layers=layers, measure=measure, batch_size=128)
         assert list(same) == layers
         assert all(v == pytest.approx(1.0, abs=1e-8) for v in same.values()), (measure, same)
@@ -219,4 +269,4 @@ def test_layer_similarity_between_networks():
     with pytest.raises(ValueError, match="one to one"):
         layer_similarity(a, b, x, layers=layers, layers_b=["2"])
     with pytest.raises(ValueError, match="unknown measure"):
-        layer_similarity(a, b, x, layers=layers, measure="svcca")
+        layer_similarity(a, b, x, layers=layers, measure="pearson")

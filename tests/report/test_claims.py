@@ -219,3 +219,41 @@ def test_a_claim_on_an_evaluation_not_yet_run_is_not_tested_by_the_library():
     robust = verdicts["low-si-more-corruption-robust"]
     assert robust.verdict == "not tested" and "selectivity robustness" in robust.reason
     assert "selectivity analyze" in verdicts["early-dimensionality-inverse-to-si"].reason
+
+
+def test_a_claim_can_compare_groups_of_another_column_than_alpha():
+    """Ranadive's comparison: regularizing from epoch 0 against from a later epoch (reg_from)."""
+    from selectivity.report.claims import evaluate_claim, parse_claims
+
+    rows = []
+    for seed in range(4):
+        noise = 0.002 * seed
+        rows.append(dict(alpha=-5.0, reg_from=0.0, seed=seed, status="completed", test_acc=0.60 + noise))
+        rows.append(dict(alpha=-5.0, reg_from=2.0, seed=seed, status="completed", test_acc=0.65 + noise * 1.5))
+        rows.append(dict(alpha=0.0, reg_from=None, seed=seed, status="completed", test_acc=0.66 + noise))
+    results = pd.DataFrame(rows)
+    (claim,) = parse_claims([dict(id="early", statement="s", metric="test_acc", by="reg_from", group=0,
+                                  baseline="> 0", test="less")])
+    result = evaluate_claim(results, claim)
+    assert result.verdict == "supported"
+    (comparison,) = result.cells[0].comparisons
+    assert comparison.label == "reg_from = 0 vs 2" and comparison.paired
+    assert comparison.estimate == pytest.approx(-0.05 - 0.001 * 1.5, abs=1e-9)
+    # a sweep over alphas alone has one reg_from value: the baseline rule finds nothing to compare
+    plain = results[results["reg_from"] != 2.0]
+    assert "must match one reg_from value" in evaluate_claim(plain, claim).reason
+    assert evaluate_claim(results.drop(columns="reg_from"), claim).verdict == "not tested"
+    with pytest.raises(ClaimsError, match="baseline must be one alpha value"):
+        parse_claims([dict(id="x", statement="s", metric="test_acc", group=0, baseline="> 0", test="less")])
+
+
+def test_a_claim_on_an_epsilon_the_robustness_run_lacks_says_which():
+    from selectivity.report.claims import evaluate_claim, parse_claims
+
+    results = pd.DataFrame([dict(alpha=a, seed=s, status="completed", test_acc=0.5, **{"adv_acc/pgd/1/255": 0.3})
+                            for a in (-1.0, 0.0) for s in range(3)])
+    (claim,) = parse_claims([dict(id="pgd", statement="s", metric="adv_acc/pgd/4/255", group=-1, test="less")])
+    result = evaluate_claim(results, claim)
+    assert result.verdict == "not tested"
+    assert "ran without pgd at epsilon 4/255 (it has pgd/1/255)" in result.reason
+    assert "--attacks pgd --eps 4/255" in result.reason

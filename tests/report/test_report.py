@@ -10,6 +10,7 @@ import shutil
 import subprocess
 
 import numpy as np
+import pandas as pd
 import pytest
 from PIL import Image
 
@@ -71,22 +72,34 @@ def test_page_shows_claims_and_results(sweep_dir, built_report):
         assert claim_id in page
     assert "1 diverged" in page
     assert "resnet20 on cifar10" in page
+    # one row per (claim, cell): the cell is named, and the methods say what is controlled
+    assert "model=resnet20, dataset=cifar10" in page
+    assert "Holm" in page and "Fieller" in page and "intersection-union" in page
+    table = pd.read_csv(sweep_dir / "claims.csv")
+    assert built_report.table == sweep_dir / "claims.csv"
+    assert {"claim", "model", "dataset", "alpha", "estimate", "ci_low", "ci_high", "p_support", "p_against",
+            "alpha_verdict", "verdict", "seeds_to_support", "seeds_to_refute"} <= set(table.columns)
+    assert set(table["claim"]) == set(verdicts)
+    halves = table[table["claim"] == "alpha-1-halves-si"].iloc[0]
+    assert halves["scale"] == "ratio" and halves["ci_low"] < halves["estimate"] < halves["ci_high"] < 0.5
     for alpha in ALPHAS:
         assert f"<td class='num'>{alpha:g}</td>" in page
 
 
-def test_results_csv_is_read_when_present(tmp_path):
+def test_the_run_directories_are_the_record_and_results_csv_only_a_copy(tmp_path):
     root = write_sweep(tmp_path / "sweep", alphas=(-1.0, 0.0), seeds=(0, 1), diverged=False, units=False)
     frame = load_sweep(root)  # from final.json files
     assert len(frame) == 4 and frame["alpha"].tolist() == [-1.0, -1.0, 0.0, 0.0]
-    frame.iloc[:0].to_csv(root / "results.csv", index=False)  # a sweep still running: header only
+    frame.iloc[:1].to_csv(root / "results.csv", index=False)  # cut short by a crash: one row of four
     assert len(load_sweep(root)) == 4
-    edited = frame.assign(test_acc=0.5)
-    edited.to_csv(root / "results.csv", index=False)
-    assert (load_sweep(root)["test_acc"] == 0.5).all()
+    frame.assign(test_acc=0.5).to_csv(root / "results.csv", index=False)  # a stale copy does not win either
+    assert (load_sweep(root)["test_acc"] == frame["test_acc"]).all()
     outputs = build_report(root, n_boot=200)
     assert "si_distribution" not in outputs.figures  # no si_per_unit.csv in these runs
     assert "No si_per_unit.csv" in outputs.page.read_text()
+    (tmp_path / "only").mkdir()
+    frame.to_csv(tmp_path / "only" / "results.csv", index=False)  # the table alone: used as it is
+    assert len(load_sweep(tmp_path / "only")) == 4
 
 
 def test_single_seed_sweep_reports_seeds_needed(tmp_path):
@@ -119,6 +132,7 @@ def test_cli_subcommand(sweep_dir, tmp_path, capsys):
     assert re.search(r"deep-layer-more-selective\s+supported", out)
     assert re.search(r"needs-alpha-100\s+not tested", out)
     assert f"report: {copy / 'report.html'}" in out
+    assert f"claims table: {copy / 'claims.csv'}" in out
     strict = _parser().parse_args(["report", str(copy), "--claims", str(user), "--strict", "--no-default-claims"])
     with pytest.raises(ReportError, match="1 claim\\(s\\) not tested on this sweep: needs-alpha-100"):
         strict.func(strict)

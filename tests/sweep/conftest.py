@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from selectivity.train.run import write_text
+from selectivity.runs import write_text
 
 from .slurm_cluster import SlurmCluster, SlurmUnavailable
 
@@ -39,7 +39,7 @@ class FakeTrain:
         self.fail_alphas = set(fail_alphas)
         self.interrupt_after = interrupt_after
 
-    def __call__(self, config, out_dir, progress=True):
+    def __call__(self, config, out_dir, progress=True, wait_for_lock=False):
         alpha, seed = config.regularizer.alpha, config.train.seed
         self.calls.append((alpha, seed))
         if self.interrupt_after is not None and len(self.calls) > self.interrupt_after:

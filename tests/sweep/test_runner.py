@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from selectivity.sweep import SweepError, run_sweep
-from selectivity.sweep.manifest import SweepRunPaths
+from selectivity.runs import RunPaths
 
 FAST = ["train.epochs=1"]
 
@@ -67,10 +67,10 @@ def test_a_failing_run_is_retried_then_marked_failed_while_the_others_complete(t
     assert fake.calls.count((1.0, 0)) == 3 and fake.calls.count((0.0, 0)) == 1
     assert not outcome.ok and len(outcome.failed) == 1 and len(outcome.finished) == 1
     (failed_dir,) = [p.parent for p in (tmp_path / "s").glob("*/failed.json")]
-    record = json.loads(SweepRunPaths(failed_dir).failed.read_text())
+    record = json.loads(RunPaths(failed_dir).failed.read_text())
     assert record["error"] == "RuntimeError: boom at alpha 1" and record["attempts"] == 3
     assert "Traceback" in record["trace"] and len(record["jobs"]) == 3
-    attempts = SweepRunPaths(failed_dir).attempts.read_text().splitlines()
+    attempts = RunPaths(failed_dir).attempts.read_text().splitlines()
     assert [json.loads(line)["outcome"] for line in attempts] == ["error"] * 3
     table = outcome.results.set_index("alpha")
     assert table.loc[0.0, "status"] == "completed" and table.loc[1.0, "status"] == "failed"
@@ -80,7 +80,7 @@ def test_a_failing_run_is_retried_then_marked_failed_while_the_others_complete(t
     fake = fake_train()
     outcome = _sweep(tmp_path / "s", alphas="0,1", retries=2)
     assert fake.calls == [(1.0, 0)] and outcome.ok
-    assert not SweepRunPaths(failed_dir).failed.exists()
+    assert not RunPaths(failed_dir).failed.exists()
     assert (outcome.results.status == "completed").all()
 
 
@@ -139,12 +139,28 @@ def test_slurm_without_sbatch_is_a_clear_error(tmp_path, fake_train, monkeypatch
 
 
 def test_a_second_sweep_command_on_the_same_directory_is_refused(tmp_path, fake_train):
-    from selectivity.sweep.manifest import SweepPaths, exclusive
+    from selectivity.runs import RunBusy, exclusive
+    from selectivity.sweep.manifest import SweepPaths
 
     fake = fake_train()
     paths = SweepPaths(tmp_path / "s")
     with exclusive(paths.lock, "busy"):
         # flock locks are per open file: a second open in this process conflicts like another process
-        with pytest.raises(SweepError, match="another sweep command is running"):
+        with pytest.raises(RunBusy, match="another sweep command is running"):
             _sweep(tmp_path / "s")
     assert fake.calls == []
+
+
+def test_a_sweep_over_per_epoch_alpha_schedules(tmp_path, fake_train):
+    """Ranadive's conditions as a grid: each schedule sets its run's alpha; ids differ per schedule."""
+    fake = fake_train()
+    outcome = run_sweep("demo", None, "0,1", tmp_path / "s", executor="debug", progress=False, overrides=FAST,
+                        schedules=["0*1", "-2*1", "0*1 -2*1"])
+    assert outcome.ok and outcome.submitted == 6
+    assert sorted(fake.calls) == sorted([(0.0, 0), (0.0, 1), (-2.0, 0), (-2.0, 1), (-2.0, 0), (-2.0, 1)])
+    manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert len(manifest["runs"]) == 6 and len({e["dir"] for e in manifest["runs"].values()}) == 6
+    with pytest.raises(SweepError, match="not both"):
+        run_sweep("demo", "-1", "0", tmp_path / "t", executor="debug", progress=False, schedules=["0*1"])
+    with pytest.raises(SweepError, match="alpha schedule 'x\\*1'"):
+        run_sweep("demo", None, "0", tmp_path / "t", executor="debug", progress=False, schedules="x*1")

@@ -22,7 +22,7 @@ def test_train_then_measure(tmp_path, tiny_overrides, capsys):
     assert final["alpha"] == -2.0 and final["seed"] == 1
     code, out, err = _run(["measure", str(run), "--no-progress"], capsys)
     assert code == 0, err
-    assert "network" in out
+    assert "network" in out and "measured on 1000 images of the test split" in out
     # the demo config limits the test set during training only; measure uses the whole test split
     summary = json.loads((run / "measure-cifar10-demo-test.json").read_text())
     assert set(summary["per_layer"]) == {k[3:] for k in final if k.startswith("si/")}
@@ -84,3 +84,18 @@ def test_unwritable_output_directory(tmp_path, tiny_overrides, capsys):
 def test_cli_runs_as_a_program():
     out = subprocess.run([sys.executable, "-m", "selectivity.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "train" in out.stdout and "demo" in out.stdout
+
+
+def test_a_model_of_ones_own_from_the_current_directory(tmp_path, tiny_overrides, capsys, monkeypatch):
+    """examples/my_model.py as the README shows it: no mean/std in the factory, run by name."""
+    from pathlib import Path
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # the repository root, where examples/ lies
+    run = tmp_path / "own"
+    sets = [a for o in tiny_overrides + ["train.epochs=1", "model.name=examples.my_model:small_cnn",
+                                         "model.kwargs.width=8"] for a in ("--set", o)]
+    code, out, err = _run(["train", "demo", "--out", str(run), "--no-progress"] + sets, capsys)
+    assert code == 0, err
+    final = json.loads((run / "final.json").read_text())
+    assert final["model"] == "examples.my_model:small_cnn" and set(k for k in final if k.startswith("si/")) == {
+        "si/2", "si/6"}

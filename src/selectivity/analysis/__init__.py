@@ -1,5 +1,6 @@
-"""Evaluations of trained networks: corruptions, attacks, dimensionality, similarity,
-ablation and input-unit gradients."""
+"""Pure functions on models and tensors: corruptions, attacks, dimensionality, similarity,
+ablation, input-unit gradients and the statistics of the report. Nothing here reads or writes
+a run directory: the commands that do (:mod:`selectivity.commands`) call these."""
 
 from .ablation import DEFAULT_FRACTIONS, AblationCurve, ablate_units, ablated_accuracy, ablation_curves
 from .attacks import DEFAULT_EPSILONS, adversarial_accuracy, adversarial_examples, fgsm, pgd
@@ -14,7 +15,7 @@ from .dimensionality import (
     participation_ratio,
 )
 from .gradients import GradientVariability, gradient_variability, input_unit_gradients, variability_from_gradients
-from .similarity import cca, layer_similarity, linear_cka, mean_cca, pwcca
+from .similarity import cca, layer_similarity, linear_cka, mean_cca, pwcca, svcca
 
 __all__ = [
     "CORRUPTIONS",
@@ -44,6 +45,7 @@ __all__ = [
     "load_cifar10c",
     "load_tinyimagenet_c",
     "mean_cca",
+    "svcca",
     "n_components_for_variance",
     "participation_ratio",
     "pgd",

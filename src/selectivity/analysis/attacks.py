@@ -17,11 +17,14 @@ pixel space and epsilon is in pixel units (8/255 is the usual CIFAR L-inf radius
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
+import struct
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -295,6 +298,29 @@ def _epsilons(eps: float | Sequence[float]) -> list[float]:
     return values
 
 
+def _seeded_generator(seed: int, eps: float, batch: int, device: torch.device) -> torch.Generator:
+    """A generator for one (eps, batch): its random starts depend on nothing that ran before.
+
+    The seed mixes the base seed, the exact bits of eps and the batch's index (SeedSequence),
+    so an evaluation resumed at some epsilons, or run in another order, draws the same starts.
+    """
+    bits = struct.unpack("<Q", struct.pack("<d", float(eps)))[0]
+    state = np.random.SeedSequence([int(seed) & 0xFFFFFFFFFFFFFFFF, bits, int(batch)]).generate_state(2)
+    return torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+
+
+def _per_batch_seed(fn, kwargs: dict, seed: int | None) -> int | None:
+    """The base seed of the per-(eps, batch) generators: ``seed``, else the initial seed of a
+    ``generator`` passed in kwargs (removed from kwargs: its running state is never used).
+    None for an attack without random starts (no ``generator`` parameter)."""
+    if "generator" not in inspect.signature(fn).parameters:
+        return None
+    generator = kwargs.pop("generator", None)
+    if seed is None and generator is not None:
+        seed = generator.initial_seed()
+    return seed
+
+
 def adversarial_examples(
     model: nn.Module,
     x: Tensor,
@@ -302,20 +328,25 @@ def adversarial_examples(
     attack: str | Callable[..., Tensor] = "pgd",
     eps: float = 8 / 255,
     batch_size: int = 256,
+    seed: int | None = None,
     **kwargs,
 ) -> Tensor:
     """Attack ``x`` in batches of ``batch_size`` on the model's device; returns (N, ...) on x's device.
 
     ``attack`` is "pgd", "fgsm" or a callable ``attack(model, x, y, eps, **kwargs)``;
-    ``kwargs`` go to the attack (norm, steps, restarts, generator, ...).
+    ``kwargs`` go to the attack (norm, steps, restarts, ...). ``seed`` (or a ``generator``,
+    whose initial seed is used) seeds each batch's random starts on its own, from (seed, eps,
+    batch index), as :func:`adversarial_accuracy` does.
     """
     _check_batch(x, y)
     fn = _attack_fn(attack)
     device = _model_device(model, x.device)
-    out = [
-        fn(model, x[i : i + batch_size].to(device), y[i : i + batch_size].to(device), eps, **kwargs).to(x.device)
-        for i in range(0, x.shape[0], batch_size)
-    ]
+    seed = _per_batch_seed(fn, kwargs, seed)
+    out = []
+    for b, i in enumerate(range(0, x.shape[0], batch_size)):
+        extra = {} if seed is None else {"generator": _seeded_generator(seed, eps, b, device)}
+        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+        out.append(fn(model, xb, yb, eps, **kwargs, **extra).to(x.device))
     return torch.cat(out)
 
 
@@ -326,6 +357,7 @@ def adversarial_accuracy(
     attack: str | Callable[..., Tensor] = "pgd",
     eps: float | Sequence[float] = DEFAULT_EPSILONS,
     batch_size: int = 256,
+    seed: int | None = None,
     **kwargs,
 ) -> dict[float, float]:
     r"""Robust accuracy at each radius of an epsilon sweep, in one call.
@@ -347,8 +379,12 @@ def adversarial_accuracy(
         eps (float | sequence of float): radii in pixel units. Default: 1/255, 2/255,
             4/255, 8/255.
         batch_size (int): samples attacked at once. Default: 256.
-        **kwargs: passed to the attack (``norm``, ``steps``, ``step_size``, ``restarts``,
-            ``generator``, ...).
+        seed (int | None): seeds the random starts of each (eps, batch) on its own (from the
+            seed, eps and the batch's index), so a result at one eps does not depend on which
+            epsilons ran before it: an evaluation resumed at some epsilons equals a full one
+            (with the same batch_size). A ``generator`` in kwargs gives its initial seed
+            instead (its running state is not used). Default: None (the global RNG).
+        **kwargs: passed to the attack (``norm``, ``steps``, ``step_size``, ``restarts``, ...).
 
     Returns:
         dict: eps (float, in the order given) -> accuracy (float in [0, 1]).
@@ -368,9 +404,10 @@ def adversarial_accuracy(
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
     fn = _attack_fn(attack)
     device = _model_device(model, x.device)
+    seed = _per_batch_seed(fn, kwargs, seed)
     correct = dict.fromkeys(epsilons, 0)
     with eval_mode(model):
-        for i in range(0, x.shape[0], batch_size):
+        for b, i in enumerate(range(0, x.shape[0], batch_size)):
             xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
             with torch.no_grad():
                 logits = model(xb)
@@ -379,7 +416,8 @@ def adversarial_accuracy(
             for e in epsilons:
                 ok = clean
                 if e > 0:
-                    x_adv = fn(model, xb, yb, e, **kwargs)
+                    extra = {} if seed is None else {"generator": _seeded_generator(seed, e, b, device)}
+                    x_adv = fn(model, xb, yb, e, **kwargs, **extra)
                     with torch.no_grad():
                         ok = clean & (model(x_adv).argmax(dim=1) == yb)
                 correct[e] += int(ok.sum())

@@ -9,10 +9,21 @@ transform. Everything is computed in float64 on centred data.
   as Nguyen, Raghu & Kornblith 2021 use it: the plain (biased) estimator gives independent
   random matrices a CKA well above 0 when N is not much larger than p and q; the unbiased
   one is centred on 0.
-- PWCCA (Morcos, Raghu & Bengio 2018): reduce each view by SVD to the components that explain
-  99% of its variance, compute the canonical correlations, and average them weighted by how
-  much of the original neurons' activity each canonical direction accounts for. Leavitt &
-  Morcos compare regularized networks with the baseline by PWCCA, per layer.
+- PWCCA (Morcos, Raghu & Bengio 2018): the canonical correlations of the two views (every
+  direction of non-zero variance, no SVD reduction, as the authors' ``compute_pwcca`` in
+  google/svcca), averaged with weights for how much of the weighting view's neurons' activity
+  each canonical direction accounts for. Leavitt & Morcos compare regularized networks with
+  the baseline by PWCCA, per layer. Reducing each view by SVD first (to 99% of its variance)
+  is SVCCA's step (Raghu et al. 2017): :func:`svcca`, or ``variance_threshold=0.99`` here.
+
+Where this follows the paper's formula rather than google/svcca's arithmetic (``compute_pwcca``
+as of 2018): the reference projects the neurons on ``u^T (X - mean) + mean``, directions of
+the whitened space without the whitening ``Sigma_xx^{-1/2}`` and with the means added back,
+and sums |.| over uncentred activations; its ``else`` branch (weighting by the second view)
+reads ``acts1``. Here the weights use the canonical variates h_i = (X - mean) Sigma_xx^{-1/2} u_i
+and the centred neurons (alpha_i = sum_j |<h_i, x_j>|, the paper's Eq.), and the weighting
+view's canonical directions with no partner in the other view count with correlation 0, as
+the reference's zero coefficients do.
 """
 
 from __future__ import annotations
@@ -25,7 +36,7 @@ from torch import Tensor, nn
 from ..core.probe import LayerSpec, resolve_layers
 from .dimensionality import _n_components, collect_activations
 
-__all__ = ["cca", "layer_similarity", "linear_cka", "mean_cca", "pwcca"]
+__all__ = ["cca", "layer_similarity", "linear_cka", "mean_cca", "pwcca", "svcca"]
 
 
 def _pair(x: Tensor, y: Tensor, min_samples: int) -> tuple[Tensor, Tensor]:
@@ -102,22 +113,25 @@ def linear_cka(x: Tensor, y: Tensor, debiased: bool = True) -> float:
 
 
 # -- CCA ------------------------------------------------------------------------------------
-def _reduced_basis(a: Tensor, threshold: float) -> Tensor:
-    """Orthonormal basis (N, k) of the top principal components of centred ``a`` that hold
-    ``threshold`` of its variance (components above numerical rank only)."""
+def _basis(a: Tensor, threshold: float | None) -> Tensor:
+    """Orthonormal basis (N, k) of the column space of centred ``a`` (its directions above
+    numerical rank), or of its top principal components holding ``threshold`` of the variance."""
     u, s, _ = torch.linalg.svd(a, full_matrices=False)
     rank = int((s > s.max() * max(a.shape) * torch.finfo(s.dtype).eps).sum())
     if rank == 0:
         raise ValueError("a view has no variance (all rows equal): CCA is undefined")
-    return u[:, : _n_components(s[:rank].square(), threshold)]
+    k = rank if threshold is None else _n_components(s[:rank].square(), threshold)
+    return u[:, :k]
 
 
-def _cca(x: Tensor, y: Tensor, threshold: float):
-    """Canonical correlations (m,), canonical variates of x and y (N, m) and the centred views."""
-    if not 0.0 < float(threshold) <= 1.0:
-        raise ValueError(f"variance_threshold is a share of variance in (0, 1], got {threshold!r}")
+def _cca(x: Tensor, y: Tensor, threshold: float | None):
+    """Canonical correlations (m,), the full orthonormal canonical bases of x and y (N, k_x),
+    (N, k_y), and the centred views. Bases beyond the m correlated pairs span the rest of each
+    view (correlation 0 with the other)."""
+    if threshold is not None and not 0.0 < float(threshold) <= 1.0:
+        raise ValueError(f"variance_threshold is a share of variance in (0, 1] or None, got {threshold!r}")
     a, b = _pair(x, y, min_samples=2)
-    qa, qb = _reduced_basis(a, threshold), _reduced_basis(b, threshold)
+    qa, qb = _basis(a, threshold), _basis(b, threshold)
     n, ka, kb = a.shape[0], qa.shape[1], qb.shape[1]
     if ka + kb > n - 1:  # two subspaces of the (N - 1)-dim centred sample space must intersect
         warnings.warn(
@@ -126,18 +140,17 @@ def _cca(x: Tensor, y: Tensor, threshold: float):
             RuntimeWarning,
             stacklevel=3,
         )
-    # Columns of qa, qb span the reduced data; their cross-product's SVD is the CCA.
-    left, rho, right_t = torch.linalg.svd(qa.T @ qb, full_matrices=False)
+    # Columns of qa, qb span the data; the SVD of their cross-product is the CCA (principal angles).
+    left, rho, right_t = torch.linalg.svd(qa.T @ qb, full_matrices=True)
     rho = rho.clamp(0.0, 1.0)
     return rho, qa @ left, qb @ right_t.T, a, b
 
 
-def cca(x: Tensor, y: Tensor, variance_threshold: float = 0.99) -> Tensor:
-    r"""Canonical correlations between two representations, after SVD reduction of each.
+def cca(x: Tensor, y: Tensor, variance_threshold: float | None = None) -> Tensor:
+    r"""Canonical correlations between two representations.
 
-    Each centred view is replaced by its top principal components that explain
-    ``variance_threshold`` of its variance (SVCCA's step); with orthonormal bases
-    :math:`Q_X, Q_Y` of the reduced views the canonical correlations are the singular values
+    With orthonormal bases :math:`Q_X, Q_Y` of the centred views (every direction of non-zero
+    variance) the canonical correlations are the singular values
 
     .. math:: \rho_1 \ge \dots \ge \rho_m = \sigma(Q_X^\top Q_Y), \qquad m = \min(k_X, k_Y),
 
@@ -146,55 +159,63 @@ def cca(x: Tensor, y: Tensor, variance_threshold: float = 0.99) -> Tensor:
     Args:
         x (Tensor): (N, p) activations.
         y (Tensor): (N, q) activations of the same samples.
-        variance_threshold (float): share of variance kept per view, in (0, 1]; 1 keeps
-            every component of non-zero variance. Default: 0.99.
+        variance_threshold (float | None): None (default) keeps every direction; a share in
+            (0, 1] first reduces each view to its top principal components holding that share
+            of its variance (SVCCA's step, see :func:`svcca`).
 
     Returns:
         Tensor: (m,) float64 correlations in [0, 1], largest first. Warns when
         k_X + k_Y > N - 1 (some correlations are then 1 by construction).
 
-    Note:
-        The reduction makes CCA depend on each view's variance, not only its column space:
-        CCA(X, X R) = 1 for an invertible R only while neither view drops a direction the
-        other keeps (always with ``variance_threshold=1``).
-
     Example::
 
         >>> x = torch.randn(100, 3, generator=torch.Generator().manual_seed(0))
         >>> y = x @ torch.tensor([[1.0, 2.0, 0.0], [0.0, 1.0, 0.0], [1.0, 0.0, 3.0]])
-        >>> cca(x, y, variance_threshold=1.0).round(decimals=6)
+        >>> cca(x, y).round(decimals=6)
         tensor([1., 1., 1.], dtype=torch.float64)
-        >>> cca(x, y).round(decimals=6)  # y's third component holds under 1% of its variance
+        >>> cca(x, y, variance_threshold=0.99).round(decimals=6)  # y's third PC holds under 1%
         tensor([1., 1.], dtype=torch.float64)
     """
-    return _cca(x, y, variance_threshold)[0]
+    rho, *_ = _cca(x, y, variance_threshold)
+    return rho
 
 
-def mean_cca(x: Tensor, y: Tensor, variance_threshold: float = 0.99) -> float:
-    r"""Mean canonical correlation, :math:`\bar\rho = \frac{1}{m} \sum_i \rho_i` (SVCCA's similarity)."""
+def mean_cca(x: Tensor, y: Tensor, variance_threshold: float | None = None) -> float:
+    r"""Mean canonical correlation, :math:`\bar\rho = \frac{1}{m} \sum_i \rho_i` (no reduction by default)."""
     return float(cca(x, y, variance_threshold).mean())
 
 
-def pwcca(x: Tensor, y: Tensor, variance_threshold: float = 0.99, weight_by: str = "smaller") -> float:
-    r"""Projection-weighted CCA (Morcos, Raghu & Bengio 2018).
+def svcca(x: Tensor, y: Tensor, variance_threshold: float = 0.99) -> float:
+    r"""SVCCA (Raghu et al. 2017): reduce each view by SVD to the top principal components that
+    hold ``variance_threshold`` of its variance, then the mean canonical correlation."""
+    if variance_threshold is None:
+        raise ValueError("svcca needs a variance_threshold in (0, 1]; for CCA without reduction use mean_cca")
+    return mean_cca(x, y, variance_threshold)
+
+
+def pwcca(x: Tensor, y: Tensor, variance_threshold: float | None = None, weight_by: str = "smaller") -> float:
+    r"""Projection-weighted CCA (Morcos, Raghu & Bengio 2018), as google/svcca's ``compute_pwcca``.
 
     .. math::
         \mathrm{PWCCA} = \sum_i \alpha_i \rho_i, \qquad
         \alpha_i = \frac{\tilde\alpha_i}{\sum_j \tilde\alpha_j}, \qquad
         \tilde\alpha_i = \sum_{j=1}^{p} |\langle h_i, x_j \rangle|
 
-    with :math:`\rho_i` the canonical correlations (:func:`cca`), :math:`h_i` the unit-norm
-    canonical variates (N,) of the weighting view and :math:`x_j` its centred neurons (N,).
-    Canonical directions that account for much of the neurons' activity count more, so
-    directions of little variance (noise) count less than in :func:`mean_cca`.
+    with :math:`\rho_i` the canonical correlations of the full views (no SVD reduction),
+    :math:`h_i` the unit-norm canonical variates (N,) of the weighting view (one per direction
+    of its column space; those beyond the other view's rank have :math:`\rho_i = 0`) and
+    :math:`x_j` its centred neurons (N,). Directions that account for much of the neurons'
+    activity count more than in :func:`mean_cca`. See the module notes for where google/svcca's
+    code differs from this formula.
 
     Args:
         x (Tensor): (N, p) activations.
         y (Tensor): (N, q) activations of the same samples.
-        variance_threshold (float): share of variance kept per view. Default: 0.99.
+        variance_threshold (float | None): None (default, as the reference) uses every
+            direction; a share in (0, 1] first reduces each view by SVD (an explicit option).
         weight_by (str): the view whose neurons give the weights: "x", "y", or "smaller",
-            the view with fewer neurons (x on ties), as in the authors' reference code.
-            PWCCA is not symmetric. Default: "smaller".
+            the view with fewer neurons (x on ties), as in the reference code. PWCCA is not
+            symmetric. Default: "smaller".
 
     Returns:
         float: PWCCA in [0, 1]; 1 when one view is an invertible linear map of the other.
@@ -211,12 +232,13 @@ def pwcca(x: Tensor, y: Tensor, variance_threshold: float = 0.99, weight_by: str
     rho, hx, hy, a, b = _cca(x, y, variance_threshold)
     use_x = weight_by == "x" or (weight_by == "smaller" and a.shape[1] <= b.shape[1])
     h, neurons = (hx, a) if use_x else (hy, b)
+    rho = torch.cat([rho, rho.new_zeros(h.shape[1] - rho.shape[0])])  # uncorrelated directions: rho = 0
     weights = (h.T @ neurons).abs().sum(dim=1)
     return float((weights * rho).sum() / weights.sum())
 
 
 # -- networks -------------------------------------------------------------------------------
-MEASURES = {"pwcca": pwcca, "mean_cca": mean_cca, "cka": linear_cka}
+MEASURES = {"pwcca": pwcca, "mean_cca": mean_cca, "svcca": svcca, "cka": linear_cka}
 
 
 def layer_similarity(
@@ -237,7 +259,7 @@ def layer_similarity(
         layers: layers of model_a; None for its default selectivity layers. Default: None.
         layers_b: the matching layers of model_b, as many; None for the same names as
             model_a's. Default: None.
-        measure (str): "pwcca", "mean_cca" or "cka". Default: "pwcca".
+        measure (str): "pwcca", "mean_cca", "svcca" or "cka". Default: "pwcca".
         batch_size (int): forward batch size. Default: 256.
         **kwargs: passed to the measure (``variance_threshold``, ``weight_by``, ``debiased``).
             PWCCA weights by model_a's neurons when ``weight_by="x"``.

@@ -4,13 +4,14 @@ from .functional import DEFAULT_EPS, class_means, selectivity_index
 from .meter import SelectivityMeter, SelectivityResult
 from .probe import LayerSelectionError, Probe, default_layers, resolve_layers, unit_activations
 from .regularizer import SelectivityRegularizer
-from .schedule import EpochWindow, LinearWarmup, constant
+from .schedule import EpochWindow, LinearWarmup, PerEpochAlpha, constant
 
 __all__ = [
     "DEFAULT_EPS",
     "EpochWindow",
     "LayerSelectionError",
     "LinearWarmup",
+    "PerEpochAlpha",
     "Probe",
     "SelectivityMeter",
     "SelectivityRegularizer",

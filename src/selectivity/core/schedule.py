@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Schedule", "LinearWarmup", "EpochWindow", "constant"]
+__all__ = ["Schedule", "LinearWarmup", "EpochWindow", "PerEpochAlpha", "constant", "first_active_epoch"]
 
 Schedule = Callable[[int, "float | None"], float]
 
@@ -59,3 +59,64 @@ class EpochWindow:
         if epoch is None:
             raise _need_epoch("epoch window")
         return 1.0 if epoch >= self.start and (self.end is None or epoch < self.end) else 0.0
+
+
+@dataclass(frozen=True)
+class PerEpochAlpha:
+    """alpha epoch by epoch, in Ranadive et al.'s form: ``"0*5 -20*15"`` is 5 epochs at alpha 0,
+    then 15 at alpha -20 (alpha < 0 discourages selectivity, alpha > 0 encourages it).
+
+    Epochs past the end keep the last value. As a schedule it is a multiplier of the strongest
+    value, ``strength`` (the alpha of largest magnitude), which the regularizer takes as its alpha.
+
+    Example::
+
+        >>> s = PerEpochAlpha.parse("0*2 -20*3")
+        >>> s.strength, s.alphas, s(0, 1.5), s(0, 2.0), s(0, 9.0)
+        (-20.0, (0.0, 0.0, -20.0, -20.0, -20.0), 0.0, 1.0, 1.0)
+    """
+
+    alphas: tuple[float, ...]
+
+    @classmethod
+    def parse(cls, text: str) -> "PerEpochAlpha":
+        alphas: list[float] = []
+        for part in str(text).split():
+            value, _, count = part.partition("*")
+            try:
+                value_f, count_i = float(value), int(count) if count else 1
+            except ValueError:
+                raise ValueError(f"alpha schedule {text!r}: {part!r} should read VALUE*EPOCHS, e.g. 0*5 -20*15") \
+                    from None
+            if count_i < 1 or value_f != value_f or abs(value_f) == float("inf"):
+                raise ValueError(f"alpha schedule {text!r}: {part!r} needs a finite value and at least one epoch")
+            alphas += [value_f] * count_i
+        if not alphas:
+            raise ValueError(f"alpha schedule {text!r} is empty; expected e.g. '0*5 -20*15'")
+        return cls(tuple(alphas))
+
+    @property
+    def strength(self) -> float:
+        return max(self.alphas, key=abs)
+
+    def alpha_at(self, epoch: float) -> float:
+        return self.alphas[min(int(epoch), len(self.alphas) - 1)]
+
+    def __call__(self, step: int, epoch: float | None) -> float:
+        if epoch is None:
+            raise _need_epoch("per-epoch alpha")
+        return self.alpha_at(epoch) / self.strength if self.strength else 0.0
+
+
+def first_active_epoch(schedule: Schedule, alpha: float, epochs: int) -> float | None:
+    """The epoch from which the selectivity term acts (a warm-up counts as acting), or None if never.
+
+    The condition Ranadive et al. vary: regularizing from the start against from a later epoch.
+    """
+    if alpha == 0:
+        return None
+    if isinstance(schedule, EpochWindow):
+        return schedule.start if schedule.start < epochs else None
+    if isinstance(schedule, PerEpochAlpha):
+        return next((float(e) for e in range(epochs) if schedule.alpha_at(e) != 0), None)
+    return 0.0

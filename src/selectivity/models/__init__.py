@@ -22,6 +22,8 @@ import difflib
 import importlib
 import inspect
 import numbers
+import os
+import sys
 from collections.abc import Callable
 from fnmatch import fnmatchcase
 from typing import Any
@@ -40,6 +42,7 @@ __all__ = [
     "TINY_IMAGENET_STD",
     "VGG",
     "Normalize",
+    "accepts_keyword",
     "ResNet",
     "create_model",
     "list_models",
@@ -108,6 +111,17 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     return model
 
 
+def accepts_keyword(name: str, keyword: str) -> bool:
+    """Whether the builder of ``name`` takes ``keyword`` (or ``**kwargs``): a model of one's own
+    need not take the dataset's ``mean`` and ``std``, and is then given images in [0, 1]."""
+    builder = _load_factory(name) if ":" in name else _registered(name)
+    try:
+        params = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    return any(p.kind is p.VAR_KEYWORD or (p.name == keyword and p.kind is not p.VAR_POSITIONAL) for p in params)
+
+
 def _registered(name: str) -> Callable[..., nn.Module]:
     if name in MODELS:
         return MODELS[name]
@@ -119,12 +133,25 @@ def _registered(name: str) -> Callable[..., nn.Module]:
     )
 
 
+def _import_from_here(module_name: str):
+    """Import a module from sys.path, else from the current directory: a console script does not
+    put the directory it runs in on sys.path, where a user's own model file usually lies."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as err:
+        here = os.getcwd()
+        if here in sys.path or not (err.name and module_name.startswith(err.name)):
+            raise
+        sys.path.append(here)
+        return importlib.import_module(module_name)
+
+
 def _load_factory(spec: str) -> Callable[..., nn.Module]:
     module_name, _, attribute = spec.partition(":")
     if not module_name or not attribute:
         raise ValueError(f"model {spec!r} should read 'package.module:factory'")
     try:
-        factory: Any = importlib.import_module(module_name)
+        factory: Any = _import_from_here(module_name)
     except ImportError as err:
         raise ValueError(f"cannot import module {module_name!r} for model {spec!r}: {err}") from err
     for part in attribute.split("."):

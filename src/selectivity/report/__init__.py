@@ -16,6 +16,8 @@ _EXPORTS = {
     "TESTS": "claims",
     "Claim": "claims",
     "ClaimResult": "claims",
+    "CellResult": "claims",
+    "claims_table": "claims",
     "ClaimsError": "claims",
     "Comparison": "claims",
     "ReportError": "claims",

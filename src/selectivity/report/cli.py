@@ -37,11 +37,18 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--no-default-claims", action="store_true", help="test only the --claims files")
     p.add_argument("--strict", action="store_true",
                    help="exit with an error when a claim cannot be tested on this sweep (the page is still written)")
+    p.add_argument("--interval", choices=("t", "bootstrap"), default="t",
+                   help="confidence intervals: t (paired t, Welch, Fieller for ratios; default) or bootstrap "
+                        "(percentile, used only where every group has 20 seeds or more)")
     p.add_argument("--bootstrap", type=_positive_int, default=10_000, metavar="N",
-                   help="bootstrap resamples for the confidence intervals (default 10000)")
+                   help="bootstrap resamples with --interval bootstrap (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     p.set_defaults(func=run_report)
     return p
+
+
+def _seeds(n: float) -> str:
+    return "?" if math.isnan(n) else "> 1000" if math.isinf(n) else str(int(n))
 
 
 def run_report(args) -> int:
@@ -49,19 +56,23 @@ def run_report(args) -> int:
     from .html import build_report
 
     outputs = build_report(args.dir, args.claims, default_claims=not args.no_default_claims,
-                           n_boot=args.bootstrap, seed=args.seed)
+                           n_boot=args.bootstrap, seed=args.seed, interval=args.interval)
     width = max((len(r.claim.id) for r in outputs.claims), default=0)
     for result in outputs.claims:
         extra = ""
-        if result.verdict == INCONCLUSIVE and not math.isnan(result.seeds_needed):
-            n = result.seeds_needed
-            extra = f"  (needs {'> 1000' if math.isinf(n) else int(n)} seeds per alpha)"
+        if result.verdict == INCONCLUSIVE and not math.isnan(result.seeds_to_support):
+            extra = (f"  (seeds per alpha to support: {_seeds(result.seeds_to_support)}, "
+                     f"to refute: {_seeds(result.seeds_to_refute)})")
         elif result.reason:
             extra = f"  ({result.reason})"
         p = "" if math.isnan(result.p_value) else f"p = {result.p_value:.3g}"
         print(f"{result.claim.id:<{width}}  {result.verdict:<12} {p:<12}{extra}")
+        if len(result.cells) > 1:
+            for cell in result.cells:
+                print(f"{'':<{width}}    {cell.label}: {cell.verdict}")
     for name, path in outputs.figures.items():
         print(f"{name}: {path}")
+    print(f"claims table: {outputs.table}")
     print(f"report: {outputs.page}")
     untested = [r.claim.id for r in outputs.claims if r.verdict == NOT_TESTED]
     if args.strict and untested:

@@ -24,6 +24,7 @@ __all__ = [
     "plot_layer_selectivity",
     "plot_metric_vs_alpha",
     "plot_si_distribution",
+    "plot_selectivity_over_training",
     "plot_training_curves",
 ]
 
@@ -72,10 +73,17 @@ def plot_accuracy_vs_selectivity(results: pd.DataFrame, path: str | Path, title:
         rows = done if k == 0 else done[near_best]
         cols = colors if k == 0 else [c for c, keep in zip(colors, near_best) if keep]
         ax.scatter(rows["mean_si"], 100 * rows["test_acc"], c=cols, s=60, edgecolors="black", linewidths=0.6, zorder=3)
-        # One label per alpha, beside the mean of its seeds (one label per point with one seed).
+        # One label per alpha, on a drawn point: the run itself with one seed, else a cross at
+        # the mean of the seeds (a label in the void between seeds reads as a missing point).
         for alpha, group in rows.groupby("alpha"):
-            ax.annotate(f"{alpha:g}", (group["mean_si"].mean(), 100 * group["test_acc"].mean()),
-                        textcoords="offset points", xytext=(6, 5), fontsize=8)
+            x, y = group["mean_si"].mean(), 100 * group["test_acc"].mean()
+            if len(group) > 1:
+                ax.scatter([x], [y], marker="+", s=90, color="black", linewidths=1.2, zorder=4)
+            ax.annotate(f"{alpha:g}", (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8)
+        if k == 0 and "seed" in rows.columns and rows.groupby("alpha")["seed"].nunique().max() < 2:
+            ax.text(0.01, 0.01, "one seed per alpha: differences between points may be seed noise; "
+                    "run `selectivity sweep --seeds 0,1,2` to test them", transform=ax.transAxes, fontsize=7,
+                    color="#a33", va="bottom")
         ax.set_xlabel("mean class selectivity (test set)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
@@ -123,18 +131,14 @@ def _seed_ci(values: np.ndarray, level: float) -> tuple[float, float, float]:
     return float(mean), float(low), float(high)
 
 
-def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, title: str = "",
-                         ylabel: str | None = None, percent: bool = False, level: float = 0.95) -> Path:
-    """A metric against alpha: mean over seeds with its ``level`` t interval, seeds as dots.
+def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: float,
+                  bounds: tuple[float, float] | None = None) -> None:
+    """One cell's metric against alpha: seeds as dots, mean and t interval, the baseline's band.
 
-    The baseline's interval (alpha = 0) is drawn as a grey band across the plot, so an
-    alpha whose interval leaves the band is visibly different. Completed runs only.
-    """
-    done = results[results["status"] == "completed"].dropna(subset=[metric])
-    scale = 100.0 if percent else 1.0
+    ``bounds``: the metric's possible range (accuracy 0-100%): the axis never shows values the
+    metric cannot take; an interval that reaches past it is cut at the edge and says so."""
     alphas = np.sort(done["alpha"].astype(float).unique())
     colors, _ = alpha_colors(alphas)
-    fig, ax = plt.subplots(figsize=(6.4, 4.4))
     summary = []
     for alpha, color in zip(alphas, colors):
         values = scale * done.loc[done["alpha"] == alpha, metric].to_numpy(dtype=float)
@@ -144,6 +148,8 @@ def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, t
         ax.scatter(alpha * (1 + jitter) if alpha else jitter * 0.1, values, s=12, color=color, alpha=0.55,
                    edgecolors="none", zorder=2)
         if np.isfinite(low):
+            if bounds is not None:
+                low, high = max(low, bounds[0]), min(high, bounds[1])
             ax.errorbar(alpha, mean, yerr=[[mean - low], [high - mean]], fmt="none", ecolor="black", elinewidth=1.2,
                         capsize=3, zorder=3)
         ax.scatter(alpha, mean, s=58, color=color, edgecolors="black", linewidths=0.7, zorder=4)
@@ -156,9 +162,46 @@ def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, t
                        label=f"baseline (alpha = 0) {int(level * 100)}% CI")
             ax.legend(loc="best", fontsize=8, frameon=False)
         _symlog_alpha_axis(ax, alphas)
-    ax.set_ylabel(ylabel or metric)
-    ax.set_title(title or f"{metric} against alpha (mean and {int(level * 100)}% CI over seeds)")
+        seeds = done.groupby("alpha")["seed"].nunique().min() if "seed" in done.columns else 1
+        if seeds < 3:
+            note = ("one seed per alpha: no interval; differences may be seed noise" if seeds < 2 else
+                    f"{seeds} seeds: the t interval has {seeds - 1} degree(s) of freedom and is wide; run 3 or more")
+            ax.text(0.01, 0.01, note, transform=ax.transAxes, fontsize=7, color="#a33", va="bottom")
+    if bounds is not None:
+        low, high = ax.get_ylim()
+        ax.set_ylim(max(low, bounds[0]), min(high, bounds[1]))
     ax.grid(alpha=0.3)
+
+
+def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, title: str = "",
+                         ylabel: str | None = None, percent: bool = False, level: float = 0.95,
+                         by: list[str] | tuple[str, ...] = ()) -> Path:
+    """A metric against alpha: mean over seeds with its ``level`` t interval, seeds as dots.
+
+    The baseline's interval (alpha = 0) is drawn as a grey band across the plot, so an
+    alpha whose interval leaves the band is visibly different. Completed runs only. ``by``:
+    columns that split the runs into cells (model, dataset, ...): one panel per cell, so
+    different models are never averaged together.
+    """
+    done = results[results["status"] == "completed"].dropna(subset=[metric])
+    scale = 100.0 if percent else 1.0
+    by = [c for c in by if c in done.columns]
+    cells = list(done.groupby(by, dropna=False, sort=True)) if by else []
+    if len(cells) <= 1:
+        cells = [((), done)]
+    columns = min(len(cells), 3)
+    rows = -(-len(cells) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.4 * rows), squeeze=False)
+    heading = title or f"{metric} against alpha (mean and {int(level * 100)}% CI over seeds)"
+    bounds = (0.0, 100.0) if percent else ((0.0, 1.0) if metric == "mean_si" or metric.startswith("si/") else None)
+    for ax, (key, frame) in zip(axes.flat, cells):
+        _metric_panel(ax, frame, metric, scale, level, bounds)
+        ax.set_ylabel(ylabel or metric)
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{k}={v}" for k, v in zip(by, key)) if len(cells) > 1 else ""
+        ax.set_title(f"{heading}\n{label}" if label else heading, fontsize=10 if label else None)
+    for ax in list(axes.flat)[len(cells):]:
+        ax.set_visible(False)
     return _save(fig, path)
 
 
@@ -230,7 +273,7 @@ def plot_si_distribution(units: pd.DataFrame, path: str | Path, title: str = "")
 
 
 # --------------------------------------------------------------------------- robustness and representations
-# Inputs come from the run directories (see selectivity.analysis.evaluate): each frame holds one
+# Inputs come from the run directories (see selectivity.commands.evaluate): each frame holds one
 # row per (run, measurement) with the run's alpha and seed.
 
 
@@ -345,4 +388,37 @@ def plot_similarity_to_baseline(sim: pd.DataFrame, path: str | Path, title: str 
         ax.grid(alpha=0.3)
     axes[0][-1].legend(loc="best", fontsize=7, frameon=False, ncol=2 if len(layers) > 8 else 1, title="layer")
     fig.suptitle(title or "similarity to the baseline network, per layer")
+    return _save(fig, path)
+
+
+def plot_selectivity_over_training(rows: pd.DataFrame, path: str | Path, title: str = "",
+                                   level: float = 0.95) -> Path:
+    """Mean SI of each stage against the epoch: one panel per stage, one line per condition.
+
+    rows: si_over_training.csv rows of every run with ``condition`` and ``seed`` columns. Per
+    run and recording, SI is averaged over the stage's units; the line is the mean over seeds
+    with its ``level`` t interval as a band (none with one seed).
+    """
+    per_run = rows.groupby(["condition", "seed", "stage", "epoch"], as_index=False)["si"].mean()
+    stages = list(dict.fromkeys(rows["stage"]))
+    conditions = list(dict.fromkeys(rows["condition"]))
+    fig, axes = plt.subplots(1, len(stages), figsize=(3.6 * len(stages) + 1.0, 3.6), squeeze=False, sharey=True)
+    cmap = plt.get_cmap("tab10")
+    for ax, stage in zip(axes[0], stages):
+        for k, condition in enumerate(conditions):
+            frame = per_run[(per_run["stage"] == stage) & (per_run["condition"] == condition)]
+            table = frame.pivot_table(index="epoch", columns="seed", values="si")
+            stats = np.array([_seed_ci(row.dropna().to_numpy(), level) for _, row in table.iterrows()])
+            if not len(stats):
+                continue
+            ax.plot(table.index, stats[:, 0], color=cmap(k % 10), lw=1.6, marker="o", ms=2.5,
+                    label=f"{condition} (n={table.shape[1]})")
+            if np.isfinite(stats[:, 1]).any():
+                ax.fill_between(table.index, stats[:, 1], stats[:, 2], color=cmap(k % 10), alpha=0.18, lw=0)
+        ax.set_title(stage, fontsize=10)
+        ax.set_xlabel("epoch (0 = initialization)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("mean class selectivity (SI)")
+    axes[0][-1].legend(fontsize=7, frameon=False, loc="best")
+    fig.suptitle(title or f"Selectivity over training: mean and {int(level * 100)}% CI over seeds", fontsize=10)
     return _save(fig, path)

@@ -3,6 +3,7 @@
     DIR/
       report.html                  the page: every image inlined as a base64 data URI,
                                    inline CSS, no script, nothing fetched
+      claims.csv                   the verdict table: one row per (claim, cell, alpha)
       accuracy_vs_selectivity.png  the seed's figure, with the high-accuracy zoom
       accuracy_vs_alpha.png        mean and 95% CI over seeds, symlog alpha axis
       selectivity_vs_alpha.png
@@ -14,8 +15,8 @@
       dimensionality_by_layer.png  from each run's analysis.json (`selectivity analyze`)
       similarity_to_baseline.png
 
-The results come from ``DIR/results.csv`` when present, otherwise from the ``final.json`` of
-DIR's run directories.
+The results are read from DIR's run directories (``final.json``, ``failed.json`` and the
+evaluations' files); ``DIR/results.csv`` is used only where no run directory is left.
 """
 
 from __future__ import annotations
@@ -36,12 +37,15 @@ from .. import __version__
 from ..analysis.stats import mean_ci
 from . import figures
 from .claims import (
+    BOOTSTRAP_MIN_SEEDS,
     INCONCLUSIVE,
     NOT_TESTED,
     REFUTED,
     SUPPORTED,
     ClaimResult,
     ReportError,
+    cell_columns,
+    claims_table,
     evaluate_claims,
     load_claims,
 )
@@ -51,6 +55,7 @@ __all__ = ["ReportOutputs", "build_report", "load_analysis", "load_curves", "loa
 
 RESULTS_CSV = "results.csv"
 REPORT_HTML = "report.html"
+CLAIMS_CSV = "claims.csv"
 
 
 @dataclass
@@ -60,34 +65,36 @@ class ReportOutputs:
     page: Path
     figures: dict[str, Path] = field(default_factory=dict)
     claims: list[ClaimResult] = field(default_factory=list)
+    table: Path | None = None  # claims.csv
 
 
 # --------------------------------------------------------------------------- inputs
 
 
 def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
-    """The results table of a sweep directory: results.csv, or the final.json of its run dirs.
+    """The results table of a sweep directory, rebuilt from its run directories.
 
-    A results.csv without rows (a sweep still running) gives way to the run directories.
+    The run directories are the record and ``results.csv`` only a copy of it (which a crash or
+    a copy can cut short), so the table is read from every run directory with a final.json or
+    failed.json; ``results.csv`` is used alone only where no run directory is left.
     """
+    from ..sweep.results import collect_results
+
     root = Path(sweep_dir)
     if not root.is_dir():
         raise ReportError(f"{root} is not a directory: expected a sweep directory with run directories in it")
     table = root / RESULTS_CSV
-    results, source = None, str(table)
-    if table.exists():
+    run_dirs = sorted(p for p in root.iterdir() if (p / "final.json").is_file() or (p / "failed.json").is_file())
+    if run_dirs:
+        results, source = collect_results(run_dirs), f"the {len(run_dirs)} run directories of {root}"
+    elif table.exists():
+        source = str(table)
         try:
             results = pd.read_csv(table)
         except (OSError, ValueError) as err:  # pandas' EmptyDataError is a ValueError
             raise ReportError(f"{table} is not a readable CSV table ({err})") from None
-    if results is None or results.empty:
-        from ..sweep.results import collect_results
-
-        run_dirs = sorted(p for p in root.iterdir() if (p / "final.json").is_file())
-        if run_dirs:
-            results, source = collect_results(run_dirs), f"final.json of {len(run_dirs)} run directories"
-        elif results is None:
-            raise ReportError(f"{root} holds no results: neither {RESULTS_CSV} nor run directories with a final.json")
+    else:
+        raise ReportError(f"{root} holds no results: neither {RESULTS_CSV} nor run directories with a final.json")
     missing = [c for c in ("alpha", "seed", "status") if c not in results.columns]
     if missing:
         raise ReportError(f"{source} lacks the column(s) {missing} "
@@ -151,6 +158,20 @@ def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, colu
         frame["alpha"], frame["seed"] = alpha, seed
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def load_over_training(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
+    """Every completed run's si_over_training.csv with its seed and condition (schedule, else alpha)."""
+    rows = _load_run_csvs(sweep_dir, results, "si_over_training.csv", {"epoch", "stage", "si"})
+    if rows.empty:
+        return rows
+    schedules = {}
+    if "schedule" in results.columns and "run" in results.columns:
+        schedules = {(float(r.alpha), r.seed): r.schedule for r in results.itertuples(index=False)
+                     if isinstance(r.schedule, str)}
+    rows["condition"] = [f"schedule {schedules[(a, s)]}" if (a, s) in schedules else f"alpha {a:g}"
+                         for a, s in zip(rows["alpha"], rows["seed"])]
+    return rows
 
 
 def load_units(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
@@ -233,21 +254,28 @@ def _p(p: float) -> str:
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
-def _needs(n: float) -> str:
-    """What a decisive answer would take, for an inconclusive verdict ('' when unknown)."""
+def _seeds_text(n: float) -> str:
     if math.isnan(n):
+        return "—"
+    return "> 1000" if math.isinf(n) else f"{int(n)}"
+
+
+def _needs(support: float, refute: float) -> str:
+    """Seeds per alpha a decisive answer would take, each way ('' when unknown)."""
+    if math.isnan(support) and math.isnan(refute):
         return ""
-    if math.isinf(n):
-        return "a decisive answer needs more than 1000 seeds per alpha (the observed effect sits at the boundary)"
-    return f"a decisive answer needs about {int(n)} seeds per alpha"
+    return (f"seeds to support: {_seeds_text(support)}, to refute: {_seeds_text(refute)} "
+            "(if the observed effect and spread are the truth)")
 
 
-def _estimate(result: ClaimResult, comparison) -> str:
-    claim = result.claim
+def _estimate(claim, comparison) -> str:
     low, high = comparison.ci
-    if claim.ratio is not None:
+    if comparison.scale == "ratio":
         ci = "" if math.isnan(low) else f" [{_num(low, 2)}, {_num(high, 2)}]"
         return f"×{_num(comparison.estimate, 2)}{ci}"
+    if comparison.scale == "slope":
+        ci = "" if math.isnan(low) else f" [{_num(low, 4, True)}, {_num(high, 4, True)}]"
+        return f"slope {_num(comparison.estimate, 4, True)}{ci}"
     ci = ("" if math.isnan(low)
           else f" [{_metric_value(claim.metric, low, True)}, {_metric_value(claim.metric, high, True)}]")
     return _metric_value(claim.metric, comparison.estimate, True) + ci
@@ -264,52 +292,71 @@ def _e(text) -> str:
 # --------------------------------------------------------------------------- page sections
 
 
+def _effect(comp) -> str:
+    if math.isnan(comp.effect_size):
+        return "—"
+    return f"{_e(comp.effect_name)} {_g(comp.effect_size)}"
+
+
+def _comparison_cells(claim, comp) -> str:
+    return (f"<td>{_seeds_cell(comp)}</td>"
+            f"<td class='num'>{_estimate(claim, comp)}<div class='sub'>{_e(comp.interval)}</div></td>"
+            f"<td class='num'>{_effect(comp)}</td>"
+            f"<td class='num'>{_p(comp.p_value)}</td>"
+            f"<td class='num'>{_p(comp.p_against)}</td>")
+
+
 def _claims_section(results: list[ClaimResult], level: float) -> str:
     if not results:
         return "<p>No claims were given.</p>"
     counts = {v: sum(r.verdict == v for r in results) for v in (SUPPORTED, REFUTED, INCONCLUSIVE, NOT_TESTED)}
     chips = " ".join(f"{_badge(v)} × {n}" for v, n in counts.items() if n)
     rows = []
+    untested = [r for r in results if r.verdict == NOT_TESTED]
     for r in results:
+        if r.verdict == NOT_TESTED:
+            continue
         c = r.claim
-        detail = []
-        if r.reason:
-            detail.append(r.reason)
-        if r.verdict == INCONCLUSIVE and _needs(r.seeds_needed):
-            detail.append(_needs(r.seeds_needed))
-        one = r.comparisons[0] if len(r.comparisons) == 1 else None
         source = f"<div class='source'>{_e(c.source)}</div>" if c.source else ""
-        seeds = _seeds_cell(one) if one else (f"{len(r.comparisons)} alphas" if r.comparisons else "—")
+        over = f"{len(r.cells)} cells: supported only when every cell is" if len(r.cells) > 1 else ""
+        detail = "; ".join(x for x in (r.reason, over) if x)
         rows.append(
             "<tr class='claim'>"
-            f"<td><div class='statement'>{_e(c.statement)}</div>"
+            f"<td colspan='6'><div class='statement'>{_e(c.statement)}</div>"
             f"<div class='sub'><span class='cid'>{_e(c.id)}</span> · H<sub>1</sub>: <code>{_e(c.hypothesis())}</code>"
             f" · {_e(c.test)} on <b>{_e(c.metric)}</b>, level {c.alpha_level:g}</div>{source}</td>"
-            f"<td>{seeds}</td>"
-            f"<td class='num'>{_estimate(r, one) if one else ''}</td>"
-            f"<td class='num'>{_g(one.effect_size) if one else ''}</td>"
-            f"<td class='num'>{_p(r.p_value) if r.comparisons else '—'}</td>"
-            f"<td>{_badge(r.verdict)}<div class='sub'>{_e('; '.join(detail))}</div></td>"
+            f"<td>{_badge(r.verdict)}<div class='sub'>{_e(detail)}</div></td>"
             "</tr>"
         )
-        if len(r.comparisons) > 1:
-            for comp in r.comparisons:
-                needs = _needs(comp.seeds_needed) if comp.verdict == INCONCLUSIVE else ""
-                needs = f"<div class='sub'>{needs}</div>" if needs else ""
-                rows.append(
-                    "<tr class='comparison'>"
-                    f"<td class='indent'>alpha = {comp.alpha:g}</td>"
-                    f"<td>{_seeds_cell(comp)}</td>"
-                    f"<td class='num'>{_estimate(r, comp)}</td>"
-                    f"<td class='num'>{_g(comp.effect_size)}</td>"
-                    f"<td class='num'>{_p(comp.p_value)}</td>"
-                    f"<td>{_badge(comp.verdict)}{needs}</td>"
-                    "</tr>"
-                )
-    head = ("<tr><th class='wide'>claim (m = the metric's mean over seeds)</th><th>seeds</th>"
-            f"<th>estimate [{int(level * 100)}% CI]</th><th>Hedges' g</th><th>p</th><th>verdict</th></tr>")
-    return (f"<p class='chips'>{chips}</p>"
-            f"<table class='claims'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>")
+        for cell in r.cells:
+            one = cell.comparisons[0] if len(cell.comparisons) == 1 else None
+            needs = _needs(cell.seeds_to_support, cell.seeds_to_refute) if cell.verdict == INCONCLUSIVE else ""
+            note = "; ".join(x for x in (cell.reason if len(r.cells) > 1 else "", needs) if x)
+            label = _e(cell.label) + (f"<div class='sub'>{_e(one.label)}</div>" if one else "")
+            body = (_comparison_cells(c, one) if one else
+                    f"<td>{len(cell.comparisons)} alphas</td><td></td><td></td>"
+                    f"<td class='num'>{_p(cell.p_value)}</td><td></td>" if cell.comparisons else
+                    "<td colspan='5'></td>")
+            rows.append(f"<tr class='cell'><td class='indent'>{label}</td>{body}"
+                        f"<td>{_badge(cell.verdict)}<div class='sub'>{_e(note)}</div></td></tr>")
+            if len(cell.comparisons) > 1:
+                for comp in cell.comparisons:
+                    rows.append("<tr class='comparison'>"
+                                f"<td class='indent2'>{_e(comp.label)}</td>{_comparison_cells(c, comp)}"
+                                f"<td>{_badge(comp.verdict)}</td></tr>")
+    head = ("<tr><th class='wide'>claim · cell · comparison (m = the metric's mean over seeds)</th><th>seeds</th>"
+            f"<th>estimate [{int(level * 100)}% CI]</th><th>effect</th><th>p (claim)</th>"
+            "<th>p against (Holm)</th><th>verdict</th></tr>")
+    table = f"<table class='claims'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>" if rows else ""
+    skipped = ""
+    if untested:
+        items = "".join(f"<li><span class='cid'>{_e(r.claim.id)}</span>: {_e(r.claim.statement)}"
+                        f"<div class='sub'>{_e(r.reason)}</div></li>" for r in untested)
+        skipped = (f"<details><summary>{len(untested)} claim(s) not tested on this sweep</summary>"
+                   f"<ul class='notes'>{items}</ul></details>")
+    return (f"<p class='chips'>{chips}</p>{table}{skipped}"
+            "<p class='sub'>The same verdicts, one row per (claim, cell, alpha), are in <code>claims.csv</code> "
+            "beside this page.</p>")
 
 
 def _g(value: float) -> str:
@@ -317,17 +364,23 @@ def _g(value: float) -> str:
 
 
 def _seeds_cell(comp) -> str:
+    if comp.scale == "slope":
+        design = "per-seed slopes" if comp.paired else "networks"
+        return f"{comp.n_group}<div class='sub'>{design}</div>"
     design = "no test" if min(comp.n_group, comp.n_baseline) < 2 else "paired" if comp.paired else "Welch"
     return f"{comp.n_group} vs {comp.n_baseline}<div class='sub'>{design}</div>"
 
 
 def _summary_table(results: pd.DataFrame, level: float) -> str:
     metrics = [m for m in ("test_acc", "mean_si") if m in results.columns]
-    head = "<tr><th>alpha</th><th>runs</th>" + "".join(
+    keys = cell_columns(results)
+    head = "<tr>" + "".join(f"<th>{_e(k)}</th>" for k in keys) + "<th>alpha</th><th>runs</th>" + "".join(
         f"<th>{_e(m)}{' (%)' if _is_fraction_accuracy(m) else ''}: mean [{int(level * 100)}% CI]</th>"
         for m in metrics) + "<th>train time / run</th></tr>"
     rows = []
-    for alpha, group in results.groupby("alpha"):
+    for key, group in results.groupby(keys + ["alpha"], dropna=False, sort=True):
+        key = key if isinstance(key, tuple) else (key,)
+        alpha = key[-1]
         done = group[group["status"] == "completed"]
         other = group["status"][group["status"] != "completed"].value_counts()
         runs = f"{len(done)} completed" + "".join(f", <span class='bad'>{n} {_e(s)}</span>" for s, n in other.items())
@@ -343,7 +396,8 @@ def _summary_table(results: pd.DataFrame, level: float) -> str:
         seconds = done["train_seconds"].dropna().mean() if "train_seconds" in done.columns else float("nan")
         time = "—" if math.isnan(seconds) else f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
         cls = " class='baseline'" if alpha == 0 else ""
-        rows.append(f"<tr{cls}><td class='num'>{alpha:g}</td><td>{runs}</td>{''.join(cells)}"
+        names = "".join(f"<td>{_e(v)}</td>" for v in key[:-1])
+        rows.append(f"<tr{cls}>{names}<td class='num'>{alpha:g}</td><td>{runs}</td>{''.join(cells)}"
                     f"<td class='num'>{time}</td></tr>")
     return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
 
@@ -398,7 +452,9 @@ td { padding: 7px 9px; border-bottom: 1px solid #e7ebf0; vertical-align: top; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.baseline td { background: #f6f6f6; font-weight: 600; }
 tr.comparison td { font-size: 12.5px; background: #fbfcfd; padding-top: 4px; padding-bottom: 4px; }
-td.indent { padding-left: 28px; color: #4a5563; }
+td.indent { padding-left: 20px; color: #4a5563; }
+td.indent2 { padding-left: 40px; color: #4a5563; }
+tr.claim td { background: #f7f9fb; border-top: 2px solid #d5dbe3; }
 .statement { font-weight: 500; }
 th.wide { width: 44%; }
 .cid { font-weight: 600; font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; color: #2b4a6f; }
@@ -426,9 +482,57 @@ table.runs td, table.runs th { padding: 4px 7px; font-size: 12px; }
 """
 
 
+def _methods(level: float, n_boot: int, interval: str) -> str:
+    """The page's methods section (docs/claims.md says the same at more length)."""
+    ci = f"{int(level * 100)}%"
+    boot = (f"<li>Intervals were asked as percentile bootstraps ({n_boot} resamples); they are used only where "
+            f"every group has {BOOTSTRAP_MIN_SEEDS} seeds or more (labelled so), t intervals elsewhere: with a "
+            "handful of seeds a percentile bootstrap is the min-max range and covers far less than its label.</li>"
+            if interval == "bootstrap" else "")
+    return f"""
+<ul class='notes'>
+<li><b>Cells.</b> Runs are split into cells by every column that names what was trained on what
+(<code>model</code>, <code>dataset</code>, and any config column such as <code>epochs</code> that
+differs between completed runs); alpha and seed never split. Each claim is tested in every cell its
+<code>where</code> selects, with one verdict per cell; a claim over several cells is supported only when
+every cell is.</li>
+<li><b>Contrast claims.</b> H<sub>1</sub> is a statement about <code>c = m(group) − ratio × m(baseline)</code>,
+m being the metric's mean over seeds of the completed runs (diverged runs are left out and counted in the
+results table). Seeds pair when both alphas hold the same seeds (paired t test on the per-seed contrasts,
+n − 1 df); otherwise the groups are independent (Welch's t test, Satterthwaite's df). p (claim) is the
+one-sided p of H<sub>1</sub> (an equivalence: the larger p of its two one-sided tests, TOST);
+p against is the one-sided p of the contrary.</li>
+<li><b>Trend claims</b> test the sign of a slope: the slope of the metric on alpha (or on another column,
+such as mean SI) is fitted within each seed over the claim's alphas, and the seeds' slopes get a one-sample
+t test (seeds − 1 df). <b>Association claims</b> fit one least-squares slope of the metric on the column
+over every network (run) of the cell, t test with N − 2 df (the test of Pearson's r).</li>
+<li><b>Multiplicity.</b> Supported: every alpha of the claim (and every cell) rejects at the claim's level
+(an intersection-union test, which needs no correction). Refuted: some alpha's test of the contrary
+rejects after <b>Holm's adjustment over the claim's alphas in the cell</b> (the cell verdict) and over every
+cell's alphas (the claim's verdict), so a true claim is refuted with probability at most the level. Not
+corrected: across different claims (each claim is its own family), and the choice of claims.</li>
+<li><b>Estimates and intervals</b> are on the scale of the test: a difference of means in the metric's
+units (accuracy in percentage points) with the {ci} t interval of the contrast (paired t, or Welch);
+for ratio claims the ratio of means with Fieller's {ci} interval (unbounded when the baseline's mean is
+not distinguishable from 0); for trends the slope with its {ci} t interval. These have their nominal
+coverage from 3 seeds on, for normal seed-to-seed variation. A one-sided test at level 0.05 matches a
+two-sided 90% interval, so a supported non-inferiority claim's {ci} interval may still cross its margin.</li>{boot}
+<li><b>Effect sizes</b>: d<sub>z</sub> (mean of the per-seed differences over their sd) when paired,
+Hedges' g (pooled sd, bias-corrected) when not, the ratio for ratio claims, the seeds' slopes' d<sub>z</sub>
+for trends and Pearson's r for associations.</li>
+<li><b>Verdicts.</b> supported / refuted as above; <b>inconclusive</b>: neither, with the seeds to support
+(every alpha must pass: the largest of the alphas' numbers) and to refute (one alpha suffices: the smallest;
+at Holm's first step, level / number of alphas), each from the one-sided power of its t test (the claim's
+power, 0.8 by default) <i>if the observed effect and seed-to-seed spread are the truth</i>; <b>not tested</b>:
+the cell lacks the claim's alphas or the evaluation that writes its metric.</li>
+<li>Figures and the results table: intervals against alpha are Student-t {ci} intervals of the mean over
+seeds, per cell.</li>
+</ul>"""
+
+
 def render_page(*, title: str, subtitle: str, results: pd.DataFrame, claims: list[ClaimResult],
                 figure_paths: list[tuple[Path, str, bool]], level: float, n_boot: int, notices: list[str],
-                sections: list[tuple[str, str, list[tuple[Path, str, bool]]]] = ()) -> str:
+                sections: list[tuple[str, str, list[tuple[Path, str, bool]]]] = (), interval: str = "t") -> str:
     """The report as one HTML string: claims, figures, optional sections (title, HTML intro,
     figures: robustness and representations when evaluated), results tables, methods."""
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -439,25 +543,7 @@ def render_page(*, title: str, subtitle: str, results: pd.DataFrame, claims: lis
         f"<h2>{_e(name)}</h2>\n<p>{intro}</p>\n<div class='figs'>"
         + "".join(_figure(p, caption, wide) for p, caption, wide in paths) + "</div>"
         for name, intro, paths in sections)
-    methods = f"""
-<ul class='notes'>
-<li>Each claim is written before the test as a hypothesis H<sub>1</sub> on the contrast
-<code>c = m(group) − ratio × m(baseline)</code>, m being the metric's mean over seeds of the
-completed runs (diverged runs are left out and counted in the results table).</li>
-<li>Seeds pair when both alphas hold the same seeds (paired t test on the per-seed contrasts);
-otherwise the groups are independent (Welch's t test). p is the one-sided p-value of the claim
-(for an equivalence, the larger p of its two one-sided tests, TOST).</li>
-<li><b>supported</b>: p &lt; the claim's level; <b>refuted</b>: the opposite one-sided test rejects
-the claim at the same level; <b>inconclusive</b>: neither, with the seeds per alpha a decisive answer
-would need (power 0.8 by default, taking the observed effect and seed-to-seed spread as the truth);
-<b>not tested</b>: the sweep lacks the claim's alphas. A claim over several alphas is supported
-only when every alpha is (its p is the largest), refuted when any alpha is.</li>
-<li>Estimates are differences of means (accuracy in percentage points) or, for ratio claims, ratios
-of means; the interval is a {int(level * 100)}% percentile bootstrap over seeds ({n_boot} resamples,
-pairs kept together), which is narrow with few seeds: the t test decides. Hedges' g is the
-bias-corrected standardized difference between the two groups (pooled sd).</li>
-<li>Figures: intervals against alpha are Student-t {int(level * 100)}% intervals of the mean over seeds.</li>
-</ul>"""
+    methods = _methods(level, n_boot, interval)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -517,14 +603,15 @@ def _figures(root: Path, results: pd.DataFrame, title: str, level: float) -> tup
                                                      zoom=True),
                 "Test accuracy against mean class selectivity, one point per run, coloured by alpha (baseline "
                 "grey). Right: the runs within 5 points of the best accuracy.", True))
+    cells = cell_columns(results)
     out.append((figures.plot_metric_vs_alpha(results, "test_acc", root / "accuracy_vs_alpha.png", percent=True,
                                              ylabel="test accuracy (%)", title="test accuracy against alpha",
-                                             level=level),
+                                             level=level, by=cells),
                 f"Large dots: means over seeds with {ci} t intervals; small dots: single seeds; grey band: the "
-                "baseline's interval.", False))
+                "baseline's interval. One panel per cell (model, dataset, ...) when the sweep has several.", False))
     out.append((figures.plot_metric_vs_alpha(results, "mean_si", root / "selectivity_vs_alpha.png",
                                              ylabel="mean class selectivity (test set)",
-                                             title="mean selectivity against alpha", level=level),
+                                             title="mean selectivity against alpha", level=level, by=cells),
                 "Mean class selectivity (over units, then layers) against alpha, as on the left: the manipulation "
                 "check.", False))
     if any(c.startswith("si/") for c in results.columns):
@@ -585,15 +672,26 @@ def _evaluation_sections(root: Path, results: pd.DataFrame) -> list[tuple[str, s
     if paths:
         out.append(("Representations", "From each run's <code>analysis.json</code> (<code>selectivity analyze"
                     "</code>).", paths))
+    over = load_over_training(root, results)
+    if not over.empty:
+        figure = figures.plot_selectivity_over_training(over, root / "selectivity_over_training.png")
+        out.append(("Selectivity over training", "From each run's <code>si_over_training.csv</code> (training with "
+                    "<code>record.enabled=true</code>): mean SI of each stage's units on a fixed class-balanced "
+                    "subset of the test images, from initialization (epoch 0) on; one line per condition (alpha, "
+                    "or the per-epoch alpha schedule), mean and 95% t interval over seeds.",
+                    [(figure, "Does selectivity appear early and recede, and what does the regularizer change?",
+                      True)]))
     return out
 
 
 def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, default_claims: bool = True,
-                 level: float = 0.95, n_boot: int = 10_000, seed: int = 0) -> ReportOutputs:
+                 level: float = 0.95, n_boot: int = 10_000, seed: int = 0, interval: str = "t") -> ReportOutputs:
     """Write ``DIR/report.html`` and its figures for the sweep in ``sweep_dir``.
 
     claims_files: claims YAML files added to the default claims (``default_claims=False``
-    leaves those out). level: confidence level of intervals; n_boot, seed: the bootstrap's.
+    leaves those out). level: confidence level of intervals; interval: 't' (t, Welch and Fieller
+    intervals) or 'bootstrap' (percentile, only with 20 seeds or more per group); n_boot, seed:
+    the bootstrap's. Also writes ``DIR/claims.csv``, one row per (claim, cell, alpha).
     Raises :class:`ReportError` (a ValueError) for a missing or empty sweep directory and
     :class:`ClaimsError` for a claims file that breaks the schema.
     """
@@ -605,12 +703,16 @@ def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, 
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of diverged runs
         figure_paths, notices = _figures(root, results, title, level)
         sections = _evaluation_sections(root, results) if figure_paths else []
-    verdicts = evaluate_claims(results, claims, level=level, n_boot=n_boot, seed=seed)
+    verdicts = evaluate_claims(results, claims, level=level, n_boot=n_boot, seed=seed, interval=interval)
+    table = root / CLAIMS_CSV
+    tmp = table.with_name(f".{table.name}.tmp")
+    claims_table(verdicts, level).to_csv(tmp, index=False)
+    tmp.replace(table)
     page = root / REPORT_HTML
     text = render_page(title=title, subtitle=subtitle, results=results, claims=verdicts, figure_paths=figure_paths,
-                       level=level, n_boot=n_boot, notices=notices, sections=sections)
+                       level=level, n_boot=n_boot, notices=notices, sections=sections, interval=interval)
     tmp = page.with_name(f".{page.name}.tmp")
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(page)
     every = figure_paths + [f for _, _, paths in sections for f in paths]
-    return ReportOutputs(page=page, figures={p.stem: p for p, _, _ in every}, claims=verdicts)
+    return ReportOutputs(page=page, figures={p.stem: p for p, _, _ in every}, claims=verdicts, table=table)

@@ -5,9 +5,10 @@ resumably; ``run_one`` is the picklable job each executor runs. alpha < 0 discou
 selectivity, alpha > 0 encourages it.
 """
 
-from .executors import EXECUTORS, DebugExecutor, Executor, Job, JobFailed, LocalExecutor, make_executor
+from .backends import EXECUTORS, make_executor
+from .executors import DebugExecutor, Executor, Job, JobFailed, LocalExecutor
 from .grid import GridRun, SweepError, load_sweep_config, make_grid, parse_alphas, parse_seeds, run_id
-from .manifest import Manifest, SweepPaths, SweepRunPaths
+from .manifest import Manifest, SweepPaths
 from .results import RESULT_COLUMNS, collect_results
 from .runner import SweepOutcome, run_one, run_sweep
 from .slurm import SlurmExecutor, SlurmResources
@@ -27,7 +28,6 @@ __all__ = [
     "SweepError",
     "SweepOutcome",
     "SweepPaths",
-    "SweepRunPaths",
     "collect_results",
     "load_sweep_config",
     "make_executor",

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 
-from .executors import EXECUTORS
+from .backends import EXECUTORS
 
 __all__ = ["add_sweep_parser"]
 
-_SHOWN = ["alpha", "seed", "status", "test_acc", "mean_si", "epochs", "wall_seconds"]
+_SHOWN = ["alpha", "schedule", "seed", "status", "test_acc", "mean_si", "epochs", "wall_seconds"]
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -20,10 +20,11 @@ def _sweep(args: argparse.Namespace) -> int:
 
     outcome = run_sweep(args.config, args.alphas, args.seeds, args.out, executor=args.executor, jobs=args.jobs,
                         retries=args.retries, overrides=args.set, wait=not args.no_wait,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, schedules=args.schedules)
     table = outcome.results
     if len(table):
-        print(table[[c for c in _SHOWN if c in table.columns]].to_string(index=False, float_format="%.4f"))
+        shown = [c for c in _SHOWN if c in table.columns and table[c].notna().any()]
+        print(table[shown].to_string(index=False, float_format="%.4f"))
     print(f"results: {outcome.csv}" + (f" and {outcome.parquet}" if outcome.parquet else ""))
     if outcome.unfinished:
         print(f"{len(outcome.unfinished)} run(s) queued or running ({outcome.submitted} submitted now); "
@@ -43,8 +44,11 @@ def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
                     "Running the same command again skips finished runs, resumes partial ones and waits "
                     "for SLURM jobs still queued or running. alpha < 0 discourages selectivity, > 0 encourages it.")
     p.add_argument("config", help="a preset name (see configs/) or a YAML file; it may hold a slurm: section")
-    p.add_argument("--alphas", nargs="+", required=True, metavar="A",
+    p.add_argument("--alphas", nargs="+", metavar="A",
                    help="comma-separated: --alphas=-1,0,1 (with '=' when the first is negative) or --alphas -1 0 1")
+    p.add_argument("--schedules", nargs="+", metavar="S",
+                   help="instead of --alphas: per-epoch alpha schedules, comma-separated, each in Ranadive et "
+                        "al.'s form VALUE*EPOCHS ...: --schedules='0*20,-20*20,0*5 -20*15'")
     p.add_argument("--seeds", nargs="+", required=True, metavar="S", help="comma-separated integers, e.g. 0,1,2")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="the sweep directory (sweep.json, run directories, results)")

@@ -1,7 +1,7 @@
 """Executors with one interface, the submitit shape: ``executor.submit(fn, *args) -> Job``.
 
 A :class:`Job` has ``job_id``, ``done()``, ``result()`` (the function's return value, or
-the job's error raised) and ``state``. Three backends:
+the job's error raised) and ``state``. The backends (chosen by :func:`.backends.make_executor`):
 
 - ``debug``: runs the function in this process at ``submit``; errors keep their traceback.
 - ``local``: one subprocess per run (submitit's ``LocalExecutor``), at most ``jobs`` at once.
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shlex
 import time
 import traceback
 from collections.abc import Callable, Sequence
@@ -22,10 +23,10 @@ from typing import Any, Protocol
 
 from .grid import SweepError
 
-__all__ = ["Job", "JobFailed", "Executor", "DebugExecutor", "LocalExecutor", "EXECUTORS", "make_executor"]
+__all__ = ["Job", "JobFailed", "Executor", "DebugExecutor", "LocalExecutor", "PARENT_PID_ENV"]
 
-#: Executor names, as the CLI's ``--executor`` takes them.
-EXECUTORS = ("debug", "local", "slurm")
+#: Set for local workers: the process id of the sweep command they belong to.
+PARENT_PID_ENV = "SELECTIVITY_SWEEP_PID"
 
 
 class Job(Protocol):
@@ -200,7 +201,11 @@ class LocalExecutor(Executor):
             import submitit
 
             self._executor = submitit.LocalExecutor(folder=str(self.folder))
-            setup = []
+            # Workers watch this process and end with it (see runner.run_one); submitit's controller
+            # writes to a log, not to the terminal, so Ctrl-C prints no traceback of its own.
+            self.folder.mkdir(parents=True, exist_ok=True)
+            setup = [f"export {PARENT_PID_ENV}={os.getpid()}",
+                     f"exec >>{shlex.quote(str(self.folder / 'controller.log'))} 2>&1 </dev/null"]
             if self.max_in_flight > 1 and "OMP_NUM_THREADS" not in os.environ:
                 setup.append(f"export OMP_NUM_THREADS={max(1, (os.cpu_count() or 1) // self.max_in_flight)}")
             # A run may take days; submitit's local default is 2 minutes.
@@ -217,26 +222,3 @@ class LocalJob(PickledJob):
     @property
     def state(self) -> str:
         return "RUNNING" if not self._job.done() else "ENDED"
-
-
-def make_executor(name: str, folder: str | Path, jobs: int | None = None, slurm=None) -> Executor:
-    """An executor by name: ``debug``, ``local`` or ``slurm``; ``folder`` holds its logs.
-
-    ``jobs``: runs at once (local: processes, default 1; slurm: the job array's
-    parallelism, default no limit). ``slurm``: a :class:`~.slurm.SlurmResources` or a dict.
-    """
-    if name not in EXECUTORS:
-        raise SweepError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
-    if jobs is not None and jobs < 1:
-        raise SweepError(f"--jobs must be >= 1, got {jobs}")
-    if name == "debug":
-        if jobs not in (None, 1):
-            raise SweepError("the debug executor runs one run at a time; use --executor local for --jobs > 1")
-        return DebugExecutor()
-    if name == "local":
-        return LocalExecutor(Path(folder) / "local", jobs or 1)
-    from .slurm import SlurmExecutor, SlurmResources, check_slurm
-
-    resources = slurm if isinstance(slurm, SlurmResources) else SlurmResources.from_dict(slurm or {})
-    check_slurm()
-    return SlurmExecutor(Path(folder) / "slurm", resources, jobs)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..runs import run_name
 from ..train.config import Config, ConfigError, config_to_dict, load_config, parse_override, read_config_source
 
 __all__ = [
@@ -28,10 +29,11 @@ __all__ = [
     "run_id",
     "base_config_dict",
     "load_sweep_config",
+    "parse_schedules",
 ]
 
-#: The two keys the grid sets per run; a base config's own values for them are ignored.
-GRID_KEYS = (("regularizer", "alpha"), ("train", "seed"))
+#: The keys the grid sets per run; a base config's own values for them are ignored.
+GRID_KEYS = (("regularizer", "alpha"), ("regularizer", "schedule"), ("train", "seed"))
 
 
 class SweepError(ValueError):
@@ -133,19 +135,47 @@ class GridRun:
     @property
     def name(self) -> str:
         """Directory name: readable alpha and seed, then the id."""
-        from ..train.demo import run_name  # lazy: train.demo imports this package
-
         return f"{run_name(self.alpha, self.seed)}-{self.id}"
 
 
-def make_grid(config: Config, alphas: Iterable, seeds: Iterable) -> list[GridRun]:
-    """One run per (alpha, seed), alphas outermost, in the order given."""
-    alphas, seeds = parse_alphas(alphas), parse_seeds(seeds)
+def parse_schedules(values: str | Iterable) -> list[str]:
+    """Per-epoch alpha schedules from ``"0*20,-20*20,0*5 -20*15"`` or a list, each checked, each once."""
+    from ..core.schedule import PerEpochAlpha
+
+    schedules = []
+    for item in _items(values, "schedule"):
+        try:
+            PerEpochAlpha.parse(item)
+        except ValueError as err:
+            raise SweepError(str(err)) from None
+        if item in schedules:
+            raise SweepError(f"schedule {item!r} appears twice in the schedule list")
+        schedules.append(item)
+    return schedules
+
+
+def make_grid(config: Config, alphas: Iterable | None, seeds: Iterable,
+              schedules: Iterable | None = None) -> list[GridRun]:
+    """One run per (alpha, seed), alphas outermost, in the order given; or per (schedule, seed),
+    where each per-epoch schedule (``"0*5 -20*15"``) sets the run's alpha to its strongest value."""
+    if (alphas is None) == (schedules is None):
+        raise SweepError("give the grid's alphas (--alphas) or its per-epoch alpha schedules (--schedules), "
+                         "not both")
+    seeds = parse_seeds(seeds)
+    if schedules is not None:
+        from ..core.schedule import PerEpochAlpha
+
+        points = [(PerEpochAlpha.parse(s).strength, s) for s in parse_schedules(schedules)]
+    else:
+        points = [(alpha, None) for alpha in parse_alphas(alphas)]
     runs = []
-    for alpha in alphas:
+    for alpha, schedule in points:
         for seed in seeds:
             data = copy.deepcopy(config_to_dict(config))
             data["regularizer"]["alpha"] = alpha
+            data["regularizer"]["schedule"] = schedule
+            if schedule is not None:
+                data["regularizer"]["epoch_window"] = None
             data["train"]["seed"] = seed
             runs.append(GridRun(alpha=alpha, seed=seed, config=data, id=run_id(data)))
     return runs

@@ -2,7 +2,7 @@
 
     DIR/
       sweep.json            base config, grid, executor, one entry per run with its jobs
-      <run name>/           one run directory per run (see selectivity.train.run), plus
+      <run name>/           one run directory per run (see selectivity.runs), plus
         attempts.jsonl      one line per attempt: host, job id, wall seconds, outcome
         failed.json         written when a run has used up its retries: the error
       logs/<executor>/      submitit's job files and logs
@@ -15,19 +15,20 @@ the jobs write only into their run directories.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import json
 import os
-from collections.abc import Iterator
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ..train.run import RunPaths, read_json, write_text
-from .grid import GridRun, SweepError
+import yaml
 
-__all__ = ["SweepPaths", "SweepRunPaths", "Manifest", "exclusive", "MANIFEST_FORMAT", "now"]
+from ..runs import RunError, read_json, read_text, write_text
+from ..train.config import ConfigError, config_from_dict
+from .grid import GridRun, SweepError, base_config_dict, run_id
+
+__all__ = ["SweepPaths", "Manifest", "MANIFEST_FORMAT", "now"]
 
 MANIFEST_FORMAT = "selectivity-sweep-1"
 
@@ -67,51 +68,6 @@ class SweepPaths:
         return self.root / run.name
 
 
-class SweepRunPaths(RunPaths):
-    """A run directory's files, plus the ones a sweep adds."""
-
-    @property
-    def attempts(self) -> Path:
-        return self.root / "attempts.jsonl"
-
-    @property
-    def failed(self) -> Path:
-        return self.root / "failed.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.root / ".run.lock"
-
-
-@contextlib.contextmanager
-def exclusive(path: Path, busy_message: str) -> Iterator[None]:
-    """Hold an exclusive ``flock`` on ``path`` or raise :class:`SweepError` at once.
-
-    File systems without locks (some network mounts) run unlocked.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as handle:
-        locked = True
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip()
-            raise SweepError(f"{busy_message}{f' (pid {holder})' if holder else ''}") from None
-        except OSError:  # no locking on this file system (ENOLCK, ENOSYS): go on without
-            locked = False
-        try:
-            if locked:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(str(os.getpid()))
-                handle.flush()
-            yield
-        finally:
-            if locked:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     diffs = []
     for key in sorted(set(a) | set(b)):
@@ -146,12 +102,37 @@ class Manifest:
             manifest = cls(base_config=data["base_config"], runs=data["runs"], executor=data.get("executor", {}),
                            created=data.get("created", now()))
         except Exception as err:
-            raise SweepError(f"{paths.manifest} is not a sweep manifest ({err}); use another --out") from None
+            return cls.rebuild(paths, base_config, f"{type(err).__name__}: {err}")
         if manifest.base_config != base_config:
             diff = "; ".join(_diff(manifest.base_config, base_config))
             raise SweepError(f"{paths.root} holds a sweep of a different config ({diff}); "
                              "use another --out or the same settings")
         return manifest
+
+    @classmethod
+    def rebuild(cls, paths: SweepPaths, base_config: dict, why: str) -> Manifest:
+        """A manifest rebuilt from the run directories, for a ``sweep.json`` that cannot be read.
+
+        The run directories are the record: each one's config.yaml gives its alpha, seed and id,
+        and must share ``base_config`` (else this is another sweep's directory). The unreadable
+        file is kept beside as ``sweep.json.corrupt``.
+        """
+        runs = {}
+        for run_dir in sorted(p for p in paths.root.iterdir() if (p / "config.yaml").is_file()):
+            try:
+                config = config_from_dict(yaml.safe_load(read_text(run_dir / "config.yaml")))
+            except (RunError, ConfigError, yaml.YAMLError) as err:
+                raise SweepError(f"{paths.manifest} is unreadable ({why}) and so is {run_dir / 'config.yaml'} "
+                                 f"({str(err).splitlines()[0]}); use another --out") from None
+            if json.loads(json.dumps(base_config_dict(config))) != base_config:
+                raise SweepError(f"{paths.root} holds a sweep of a different config ({run_dir.name}); "
+                                 "use another --out or the same settings")
+            runs[run_id(config)] = {"alpha": config.regularizer.alpha, "seed": config.train.seed,
+                                    "dir": run_dir.name, "status": "new", "jobs": []}
+        os.replace(paths.manifest, paths.manifest.with_name("sweep.json.corrupt"))
+        warnings.warn(f"{paths.manifest} was unreadable ({why}); rebuilt it from {len(runs)} run directories "
+                      "(the old file is kept as sweep.json.corrupt)", stacklevel=2)
+        return cls(base_config=base_config, runs=runs)
 
     def add(self, runs: list[GridRun], paths: SweepPaths) -> None:
         for run in runs:

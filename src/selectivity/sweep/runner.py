@@ -20,6 +20,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Iterable
@@ -31,11 +32,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from ..train.config import Config, config_from_dict, config_to_dict
-from ..train.run import atomic_write, read_json, write_text
+from ..runs import RunPaths, atomic_write, read_json, write_text
 from ..train.trainer import train
-from .executors import Executor, JobFailed, last_line, make_executor
+from .backends import make_executor
+from .executors import PARENT_PID_ENV, Executor, JobFailed, last_line
 from .grid import GridRun, SweepError, base_config_dict, load_sweep_config, make_grid
-from .manifest import Manifest, SweepPaths, SweepRunPaths, exclusive, now
+from ..runs import exclusive
+from .manifest import Manifest, SweepPaths, now
 from .results import collect_results
 
 __all__ = ["run_one", "run_sweep", "SweepOutcome"]
@@ -52,22 +55,44 @@ def _job_id() -> str | None:
     return os.environ.get("SLURM_JOB_ID") or os.environ.get("SUBMITIT_LOCAL_JOB_ID")
 
 
+def _die_with_parent() -> None:
+    """A local worker ends with the sweep command that started it, so a killed command leaves no
+    training going on in the background (its checkpoints are atomic, its lock dies with it)."""
+    parent = os.environ.get(PARENT_PID_ENV)
+    if not parent or not parent.isdigit():
+        return
+
+    def watch(pid: int) -> None:
+        while True:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # alive, under another user: not ours to judge
+                pass
+            time.sleep(1.0)
+
+    threading.Thread(target=watch, args=(int(parent),), daemon=True, name="watch-sweep-command").start()
+
+
 def run_one(config_dict: dict, run_dir: str) -> dict:
     """Train one run of a sweep into ``run_dir``; returns its final.json dict.
 
     What every executor calls: a plain picklable function. It resumes from the run
     directory's last checkpoint, returns a finished run as it is, and appends one line per
     attempt (host, job id, wall seconds, outcome) to ``attempts.jsonl``. Two processes
-    never train the same directory at once: the second one fails at once.
+    never train the same directory at once: the second waits for the first.
     """
+    _die_with_parent()
     config = config_from_dict(config_dict)
-    paths = SweepRunPaths(Path(run_dir))
+    paths = RunPaths(Path(run_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     attempt = {"started": now(), "host": socket.gethostname(), "pid": os.getpid(), "job_id": _job_id()}
     started = time.perf_counter()
     try:
-        with exclusive(paths.lock, f"{paths.root} is being trained by another process"):
-            final = train(config, paths.root, progress=False)
+        # A worker of an earlier, killed sweep command may still hold the run: wait for it
+        # (it then finds the run finished, or resumes it) instead of failing the attempt.
+        final = train(config, paths.root, progress=False, wait_for_lock=True)
         attempt["outcome"] = final.get("status", "completed")
         return final
     except BaseException as err:
@@ -101,7 +126,7 @@ class SweepOutcome:
         return not self.failed and not self.unfinished
 
 
-def _write_failed(paths: SweepRunPaths, run: GridRun, error: JobFailed, attempts: int, jobs: list[dict]) -> None:
+def _write_failed(paths: RunPaths, run: GridRun, error: JobFailed, attempts: int, jobs: list[dict]) -> None:
     record = {"status": "failed", "alpha": run.alpha, "seed": run.seed, "model": run.config["model"]["name"],
               "error": error.summary, "attempts": attempts, "jobs": jobs, "time": now(), "trace": error.trace}
     write_text(paths.failed, json.dumps(record, indent=2))
@@ -142,7 +167,7 @@ class _Driver:
         if not batch:
             return
         for run in batch:
-            SweepRunPaths(self.paths.run_dir(run)).failed.unlink(missing_ok=True)
+            RunPaths(self.paths.run_dir(run)).failed.unlink(missing_ok=True)
             self.manifest.set_status(run.id, "queued")
         # The manifest is saved before each submission and after, so a crash in between
         # leaves runs that will simply be submitted again.
@@ -193,7 +218,7 @@ class _Driver:
             self.manifest.set_status(run.id, "retrying")
             return
         self.log(f"{run.name}: failed after {tries} attempt(s): {error.summary}")
-        _write_failed(SweepRunPaths(self.paths.run_dir(run)), run, error, tries, self.manifest.runs[run.id]["jobs"])
+        _write_failed(RunPaths(self.paths.run_dir(run)), run, error, tries, self.manifest.runs[run.id]["jobs"])
         self.manifest.set_status(run.id, "failed")
         self.failed.append(run.name)
         self.bar.update(1)
@@ -238,13 +263,15 @@ def write_results(paths: SweepPaths, run_dirs: Iterable[Path]) -> tuple[pd.DataF
 def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: str | Path, *,
               executor: str = "local", jobs: int | None = None, retries: int = 1, overrides: list[str] | None = None,
               slurm: Any = None, wait: bool = True, progress: bool = True,
-              poll_seconds: float | None = None) -> SweepOutcome:
+              poll_seconds: float | None = None, schedules: Any = None) -> SweepOutcome:
     """Train every (alpha, seed) of the grid into ``out``; write ``results.csv`` and ``.parquet``.
 
     Args:
         config (Config | str | Path | dict): the base config: a preset name, a YAML file (which
             may hold a ``slurm:`` section of resources), a dict or a Config.
         alphas, seeds: ``"-1,0,1"`` or lists. alpha < 0 discourages selectivity, > 0 encourages it.
+            ``alphas=None`` with ``schedules``: per-epoch alpha schedules instead (``"0*20,0*5 -20*15"``),
+            each run's alpha being its schedule's strongest value.
         out (str | Path): the sweep directory (see :mod:`.manifest`).
         executor (str): ``debug`` (in this process), ``local`` (subprocesses) or ``slurm``.
         jobs (int | None): runs at once (local: processes, default 1; slurm: array parallelism).
@@ -261,7 +288,7 @@ def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: 
     if isinstance(config, Config):
         config = config_to_dict(config)
     base, slurm_section = load_sweep_config(config, overrides)
-    grid = make_grid(base, alphas, seeds)
+    grid = make_grid(base, alphas, seeds, schedules)
     if not isinstance(retries, int) or retries < 0:
         raise SweepError(f"--retries must be an integer >= 0, got {retries!r}")
     if not wait and executor != "slurm":
@@ -278,7 +305,7 @@ def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: 
                              "slurm": resources.to_dict() if backend.name == "slurm" else None}
         done, todo = [], []
         for run in grid:
-            final = SweepRunPaths(paths.run_dir(run)).final
+            final = RunPaths(paths.run_dir(run)).final
             (done if final.exists() else todo).append(run)
             if final.exists():
                 manifest.set_status(run.id, read_json(final).get("status", "completed"))

@@ -84,7 +84,23 @@ class RegularizerConfig:
     layers: list[str] | None = None  # module names or globs; None: the model's default layers
     warmup_epochs: float = 5.0  # alpha rises linearly from 0 over these epochs (0 = off)
     epoch_window: list[float] | None = None  # regularize only in [start, end) epochs
+    # alpha epoch by epoch, Ranadive et al.'s form: "0*5 -20*15" = 5 epochs at 0, then 15 at -20.
+    # It replaces the warm-up and the window; alpha is then its strongest value (set for you).
+    schedule: str | None = None
     eps: float = 1e-7
+
+
+@dataclass
+class RecordConfig:
+    """Selectivity over training: per-unit SI of the regularized layers on a fixed, class-balanced
+    subset of the test split, at initialization (epoch 0), after each of the first ``first_epochs``
+    epochs, then every ``every`` epochs, and ``per_epoch`` times within each recorded epoch."""
+
+    enabled: bool = False
+    first_epochs: int = 15
+    every: int = 10
+    per_epoch: int = 1  # > 1: also record at evenly spaced steps inside the epoch
+    per_class: int = 50  # images of each class in the recording subset
 
 
 @dataclass
@@ -108,6 +124,7 @@ class Config:
     lr_schedule: LRScheduleConfig = field(default_factory=LRScheduleConfig)
     regularizer: RegularizerConfig = field(default_factory=RegularizerConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
 
     def validate(self) -> "Config":
         """Value checks that types alone cannot express."""
@@ -131,7 +148,30 @@ class Config:
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self._check_schedule()
         return self
+
+    def _check_schedule(self) -> None:
+        """A per-epoch alpha schedule sets alpha to its strongest value (so tables group by it)."""
+        from ..core.schedule import PerEpochAlpha
+
+        reg, rec = self.regularizer, self.record
+        if min(rec.first_epochs, rec.every - 1, rec.per_epoch - 1, rec.per_class - 1) < 0:
+            raise ConfigError("record.first_epochs must be >= 0, record.every, record.per_epoch and "
+                              "record.per_class >= 1")
+        if reg.schedule is None:
+            return
+        try:
+            strength = PerEpochAlpha.parse(reg.schedule).strength
+        except ValueError as err:
+            raise ConfigError(f"regularizer.schedule: {err}") from None
+        if reg.alpha not in (0.0, strength):
+            raise ConfigError(f"regularizer.alpha is {reg.alpha:g} but regularizer.schedule {reg.schedule!r} "
+                              f"reaches {strength:g}: leave alpha out, the schedule sets it")
+        if reg.epoch_window is not None:
+            raise ConfigError("regularizer.schedule and regularizer.epoch_window both say when to regularize: "
+                              "give one of them")
+        reg.alpha = strength
 
 
 # -- dict <-> dataclass, with type checks ----------------------------------------------------

@@ -15,15 +15,17 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 import yaml
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..core import EpochWindow, LinearWarmup, SelectivityMeter, SelectivityRegularizer
+from ..core import EpochWindow, LinearWarmup, PerEpochAlpha, SelectivityMeter, SelectivityRegularizer
+from ..core.schedule import first_active_epoch
 from ..data import Augment, DatasetSplit, DeviceLoader, load_split
-from ..models import create_model
+from ..models import accepts_keyword, create_model
 from .config import Config, ConfigError, config_from_dict, config_to_dict
-from .run import RunError, RunPaths, atomic_write, load_checkpoint, read_json, save_checkpoint, write_text
+from .record import SelectivityRecorder, epoch_value
+from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
+                   save_checkpoint, save_tensors, write_text)
 
 __all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device"]
 
@@ -73,8 +75,12 @@ def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
             f"model.kwargs.num_classes is {kwargs['num_classes']} but the data {data.name!r} has "
             f"{data.num_classes} classes"
         )
-    kwargs.update(num_classes=data.num_classes, mean=kwargs.get("mean", data.mean), std=kwargs.get("std", data.std))
+    kwargs["num_classes"] = data.num_classes
     try:
+        # A model of one's own that takes no mean/std gets images in [0, 1] and normalizes itself (or not).
+        for key, value in (("mean", data.mean), ("std", data.std)):
+            if accepts_keyword(config.model.name, key):
+                kwargs.setdefault(key, value)
         model = create_model(config.model.name, **kwargs)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model {config.model.name!r}: {err}") from None
@@ -89,6 +95,8 @@ def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
 
 def _alpha_schedule(config: Config):
     reg = config.regularizer
+    if reg.schedule is not None:
+        return PerEpochAlpha.parse(reg.schedule)
     if reg.epoch_window is not None:
         return EpochWindow(*reg.epoch_window)
     return LinearWarmup(reg.warmup_epochs)
@@ -147,25 +155,29 @@ def evaluate(model, loader: DeviceLoader, num_classes: int, layers=None, amp: bo
 # -- training ---------------------------------------------------------------------------------
 
 
-def _prepare_run_dir(paths: RunPaths, config: Config) -> None:
-    """Create the run directory, or check that an existing one was made by this config."""
-    resolved = config_to_dict(config)
-    if paths.config.exists():
-        try:
-            previous = config_from_dict(yaml.safe_load(paths.config.read_text()))
-        except (ConfigError, yaml.YAMLError) as err:
-            raise RunError(f"{paths.config} is unreadable ({err}); use another --out") from None
-        if config_to_dict(previous) != resolved:
-            diff = _dict_diff(config_to_dict(previous), resolved)
-            raise RunError(
-                f"{paths.root} holds a run of a different config ({diff}); use another --out or the same settings"
-            )
-        return
+def resolve_source(config: Config) -> Config:
+    """``config`` with ``data.source`` as an absolute path when it names an existing file or folder,
+    so a run directory records where its data is, whatever directory the command ran in."""
+    source = config.data.source
+    path = Path(source).expanduser()
+    if source == "demo" or not path.exists():
+        return config
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, source=str(path.resolve())))
+
+
+def check_run_dir(paths: RunPaths, config: Config) -> bool:
+    """True when ``paths`` holds a run of ``config`` (False: no run yet); RunError for another config."""
+    if not paths.config.exists():
+        return False
     try:
-        paths.root.mkdir(parents=True, exist_ok=True)
-        write_text(paths.config, yaml.safe_dump(resolved, sort_keys=False))
-    except OSError as err:
-        raise RunError(f"cannot write the run directory {paths.root}: {err.strerror or err}") from None
+        previous = resolve_source(config_from_dict(yaml.safe_load(read_text(paths.config))))
+    except (ConfigError, yaml.YAMLError) as err:
+        raise RunError(f"{paths.config} is unreadable ({str(err).splitlines()[0]}); use another --out") from None
+    before, now = config_to_dict(previous), config_to_dict(resolve_source(config))
+    if before != now:
+        raise RunError(f"{paths.root} holds a run of a different config ({_dict_diff(before, now)}); "
+                       "use another --out or the same settings")
+    return True
 
 
 def _dict_diff(a: dict, b: dict, prefix: str = "") -> str:
@@ -189,32 +201,52 @@ def _tensorboard(paths: RunPaths):
     return SummaryWriter(str(paths.tensorboard))
 
 
-def train(config: Config, out_dir: str | Path, progress: bool = True, data=None) -> dict:
+def train(config: Config, out_dir: str | Path, progress: bool = True, data=None,
+          wait_for_lock: bool = False) -> dict:
     """Train ``config`` into ``out_dir``, resuming from its checkpoint; returns final.json's dict.
 
     A finished run (final.json present) is returned as it is. A run killed at any point
-    resumes from its last finished epoch and logs no epoch twice.
+    resumes from its last finished epoch and logs no epoch twice. One process trains a run
+    directory at a time: another one fails at once (RunBusy), or waits with ``wait_for_lock``.
     """
     paths = RunPaths(Path(out_dir))
-    _prepare_run_dir(paths, config)
-    if paths.final.exists():
+    config = resolve_source(config)
+    if check_run_dir(paths, config) and paths.final.exists():
         return read_json(paths.final)
+    # Everything that can be checked is checked before the run directory is created, so a
+    # mistake (a bad factory, missing data) leaves nothing behind that blocks the fixed command.
     device = resolve_device(config.train.device)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    amp = config.train.amp == "bf16" or (config.train.amp == "auto" and device.type == "cuda")
-    memory = torch.channels_last if config.train.channels_last else torch.contiguous_format
-
     train_split, test_split = data or load_data(config, progress=progress)
     torch.manual_seed(config.train.seed)
-    model = build_model(config, train_split).to(device, memory_format=memory)
+    model = build_model(config, train_split)
+    if config.train.batch_size > len(train_split.labels):
+        raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_split.labels)} "
+                          "training images")
+    try:
+        paths.root.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise RunError(f"cannot write the run directory {paths.root}: {err.strerror or err}") from None
+    busy = f"{paths.root} is being trained by another process"
+    with exclusive(paths.lock, busy, wait=wait_for_lock):
+        if check_run_dir(paths, config) and paths.final.exists():  # finished while we waited
+            return read_json(paths.final)
+        remove_orphans(paths.root, paths.written_files())
+        if not paths.config.exists():
+            write_text(paths.config, yaml.safe_dump(config_to_dict(config), sort_keys=False))
+        return _train(config, paths, model, train_split, test_split, device, progress)
+
+
+def _train(config: Config, paths: RunPaths, model, train_split, test_split, device, progress: bool) -> dict:
+    amp = config.train.amp == "bf16" or (config.train.amp == "auto" and device.type == "cuda")
+    memory = torch.channels_last if config.train.channels_last else torch.contiguous_format
+    model = model.to(device, memory_format=memory)
     optimizer = _optimizer(config, model)
     augment = Augment(crop_padding=config.data.crop_padding, flip=config.data.flip)
     loader = DeviceLoader(train_split, config.train.batch_size, device, shuffle=True, drop_last=True,
                           augment=augment, seed=config.train.seed, channels_last=config.train.channels_last)
     test_loader = DeviceLoader(test_split, 1024, device, shuffle=False, channels_last=config.train.channels_last)
-    if len(loader) == 0:
-        raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_split.labels)} training images")
     steps_per_epoch, epochs = len(loader), config.train.epochs
     total_steps = steps_per_epoch * epochs
     num_classes = train_split.num_classes
@@ -232,6 +264,11 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None)
     # metrics.jsonl is rebuilt from the checkpoint: an epoch logged after the last checkpoint
     # (killed in between) is dropped here and logged again when it is redone.
     write_text(paths.metrics, "".join(json.dumps(h) + "\n" for h in history))
+    recorder = SelectivityRecorder(config, test_split, reg.layers, epochs, steps_per_epoch, device, paths)
+    recorder.resume(start_epoch)
+    if recorder.enabled and start_epoch == 0:
+        reg.set_epoch(0)
+        recorder.record(model, 0.0, 0, reg.current_alpha)  # initialization
 
     writer = _tensorboard(paths)
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
@@ -243,6 +280,7 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None)
             model.train()
             loader.set_epoch(epoch)
             reg.set_epoch(epoch)
+            inside = recorder.inside(epoch)
             sums = torch.zeros(3, device=device)  # summed on the device: loss, correct, selectivity
             for i, (x, y) in enumerate(loader):
                 step = epoch * steps_per_epoch + i
@@ -257,6 +295,8 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None)
                 if config.optim.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
                 optimizer.step()
+                if i in inside:
+                    recorder.record(model, epoch_value(epoch, i, steps_per_epoch), step + 1, reg.current_alpha)
                 # reg tracks the batch selectivity even while alpha is 0 (without gradient).
                 sums += torch.stack([ce.detach() * len(y), (logits.argmax(1) == y).sum().float(), reg.last_selectivity])
                 bar.update(1)
@@ -275,6 +315,8 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None)
                 result = evaluate(model, test_loader, num_classes, reg.layers, amp)
                 row.update(test_acc=result["test_acc"], test_loss=result["test_loss"], test_si=result["selectivity"].mean)
             history.append(row)
+            if recorder.recorded(epoch + 1):  # before the checkpoint: a resumed epoch records again
+                recorder.record(model, float(epoch + 1), (epoch + 1) * steps_per_epoch, row["alpha_now"])
             save_checkpoint(paths.checkpoint, model, optimizer,
                             {"epoch": epoch, "history": history, "train_seconds": elapsed})
             with paths.metrics.open("a") as f:
@@ -295,7 +337,9 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None)
 def _finish(paths, config, model, test_loader, num_classes, layers, amp, status, history, elapsed, train_split, device):
     """Final evaluation and files; final.json last, as the mark that the run is over."""
     final = {"status": status, "diverged": status == "diverged", "alpha": config.regularizer.alpha,
-             "seed": config.train.seed, "model": config.model.name, "dataset": train_split.name,
+             "seed": config.train.seed, "schedule": config.regularizer.schedule,
+             "reg_from": first_active_epoch(_alpha_schedule(config), config.regularizer.alpha, config.train.epochs),
+             "model": config.model.name, "dataset": train_split.name,
              "epochs": len(history), "train_seconds": elapsed, "device": str(device),
              "images_per_second": len(history) * len(train_split.labels) / elapsed if elapsed else None,
              "version": __version__, "torch": torch.__version__}
@@ -304,8 +348,7 @@ def _finish(paths, config, model, test_loader, num_classes, layers, amp, status,
         si = result["selectivity"]
         final.update(test_acc=result["test_acc"], test_loss=result["test_loss"], mean_si=si.mean,
                      **{f"si/{name}": value for name, value in si.per_layer.items()})
-        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        atomic_write(paths.weights, lambda tmp: save_file(state, str(tmp), metadata={"model": config.model.name}))
+        save_tensors(paths.weights, model.state_dict(), metadata={"model": config.model.name})
         atomic_write(paths.si_per_unit, lambda tmp: si.to_frame().to_csv(tmp, index=False))
     else:
         final.update(test_acc=None, mean_si=None)

@@ -5,13 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-
 from ..data import DeviceLoader, load_split
-from .config import ConfigError, load_config
-from .run import RunError, RunPaths, atomic_write, write_text
-from .trainer import build_model, evaluate, resolve_device
+from ..runs import RunError, RunPaths, atomic_write, load_tensors, write_text
+from ..train.config import ConfigError, load_config
+from ..train.trainer import build_model, evaluate, resolve_device
 
 __all__ = ["measure_run", "load_run_model"]
 
@@ -26,10 +23,7 @@ def load_run_model(run_dir: str | Path, data_split):
     source = paths.weights if paths.weights.exists() else paths.checkpoint
     if not source.exists():
         raise RunError(f"{paths.root} has no weights yet (neither weights.safetensors nor a checkpoint)")
-    try:
-        tensors = load_file(str(source))
-    except (SafetensorError, OSError) as err:
-        raise RunError(f"{source} is corrupt or truncated ({err})") from None
+    tensors, _ = load_tensors(source)
     state = {k.removeprefix("model."): v for k, v in tensors.items() if source == paths.weights or k.startswith("model.")}
     try:
         model.load_state_dict(state)
@@ -59,7 +53,8 @@ def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test
     stem = f"measure-{split_data.name}-{split}"
     units_csv = paths.root / f"{stem}.csv"
     atomic_write(units_csv, lambda tmp: si.to_frame().to_csv(tmp, index=False))
-    summary = {"data": str(source), "split": split, "accuracy": result["test_acc"], "mean_si": si.mean,
+    summary = {"data": str(source), "split": split, "images": len(split_data.labels), "accuracy": result["test_acc"],
+               "mean_si": si.mean,
                "per_layer": si.per_layer, "units_csv": str(units_csv)}
     write_text(paths.root / f"{stem}.json", json.dumps(summary, indent=2))
     return summary

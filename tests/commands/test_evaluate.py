@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 
 import pandas as pd
 import pytest
 import torch
 
-from selectivity.analysis.evaluate import (
-    ANALYSIS_JSON,
-    ROBUSTNESS_CSV,
-    EvaluationError,
-    find_runs,
-    parse_eps,
-    run_summary,
-    validate_robustness,
-)
+from selectivity.commands.evaluate import EvaluationError, find_runs, parse_eps, validate_robustness
+from selectivity.runs import run_summary
+
+ANALYSIS_JSON, ROBUSTNESS_CSV = "analysis.json", "robustness.csv"
 from selectivity.cli import main
 
 
@@ -74,7 +70,8 @@ def test_robustness_csv_per_run(robust):
 def test_results_table_gets_summary_columns(robust):
     results = pd.read_csv(robust / "results.csv")
     assert {"corruption_acc", "adv_acc/fgsm/2/255", "adv_acc/fgsm/8/255", "corruption_acc/s1"} <= set(results.columns)
-    assert results["corruption_acc"].between(0, 1).all()
+    # A subset of the corruptions: no corruption_acc, and the reason (see test_run_summary.py).
+    assert results["corruption_acc"].isna().all() and results["corruption_acc_reason"].str.contains("of the 75").all()
     parquet = pd.read_parquet(robust / "results.parquet")
     assert "corruption_acc" in parquet.columns
 
@@ -178,7 +175,35 @@ def test_find_runs_and_summary(robust, tmp_path):
     single = find_runs(target.runs[0])
     assert single.sweep is None and single.runs == (target.runs[0],)
     summary = run_summary(target.runs[0])
-    assert 0 <= summary["corruption_acc"] <= 1
+    assert math.isnan(summary["corruption_acc"]) and "4 of the 75" in summary["corruption_acc_reason"]
     empty = tmp_path / "run"
     shutil.copytree(target.runs[0], empty, ignore=shutil.ignore_patterns(ROBUSTNESS_CSV, ANALYSIS_JSON))
     assert run_summary(empty) == {}
+
+
+def test_a_missing_optional_package_is_announced_skipped_and_recorded(sweep, tmp_path, capsys, monkeypatch):
+    """frost without imagecorruptions: said before the work, the rest runs, the CSV records the gap."""
+    import importlib.util
+
+    run = tmp_path / "run"
+    shutil.copytree(sorted(p for p in sweep.iterdir() if (p / "final.json").exists())[0], run)
+    (run / ROBUSTNESS_CSV).unlink(missing_ok=True)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "imagecorruptions" else real_find_spec(name, *a))
+    argv = ["robustness", str(run), "--corruptions", "frost,contrast", "--severities", "1", "--attacks", "fgsm",
+            "--eps", "1/255", "--limit", "40", "--no-progress"]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "skipping frost" in err and "pip install imagecorruptions" in err
+    table = pd.read_csv(run / ROBUSTNESS_CSV)
+    frost = table[table["name"] == "frost"]
+    assert len(frost) == 1 and frost["accuracy"].isna().all()
+    assert table[table["name"] == "contrast"]["accuracy"].notna().all()
+    monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)  # installed later: only frost is computed
+    if real_find_spec("imagecorruptions") is not None:
+        assert main(argv) == 0
+        again = pd.read_csv(run / ROBUSTNESS_CSV)
+        assert again[again["name"] == "frost"]["accuracy"].notna().all()
+        assert again[again["name"] == "contrast"]["accuracy"].tolist() == table[table["name"] == "contrast"][
+            "accuracy"].tolist()

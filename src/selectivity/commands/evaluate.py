@@ -16,7 +16,7 @@ seeded too: a rerun gives the same numbers on the same device and torch version.
 
 In a sweep directory, the results table (``results.csv`` and ``results.parquet``) is rewritten
 atomically afterwards with summary columns read back from the run directories by
-:func:`run_summary` (``corruption_acc``, ``adv_acc/<attack>/<eps>``, ``pc95/<layer>``,
+:func:`selectivity.runs.run_summary` (``corruption_acc``, ``adv_acc/<attack>/<eps>``, ``pc95/<layer>``,
 ``pwcca/<layer>``, ...), so a later ``selectivity sweep`` keeps them too.
 """
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,12 +32,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..analysis.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, PRESETS, corrupt, corruption_names
+from ..runs import (ROBUSTNESS_COLUMNS, SEVERITIES, RunPaths, atomic_write, completed, eps_label, read_robustness,
+                   write_text)
+
 __all__ = [
-    "ANALYSIS_JSON",
     "DEFAULT_ATTACK_EPS",
     "DEFAULT_ATTACKS",
     "DEFAULT_SEVERITIES",
-    "ROBUSTNESS_CSV",
     "EvaluationError",
     "Target",
     "analyze",
@@ -46,17 +49,11 @@ __all__ = [
     "find_runs",
     "parse_eps",
     "robustness",
-    "run_summary",
     "validate_robustness",
 ]
 
-ROBUSTNESS_CSV = "robustness.csv"
-ANALYSIS_JSON = "analysis.json"
-ANALYSIS_DIM_CSV = "analysis_dimensionality.csv"
-ANALYSIS_ABLATION_CSV = "analysis_ablation.csv"
-ROBUSTNESS_COLUMNS = ["kind", "name", "level", "accuracy", "n"]
 
-DEFAULT_SEVERITIES = (1, 2, 3, 4, 5)
+DEFAULT_SEVERITIES = SEVERITIES
 DEFAULT_ATTACKS = ("fgsm", "pgd")
 DEFAULT_ATTACK_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
 ATTACKS = ("fgsm", "pgd")
@@ -87,7 +84,7 @@ class Target:
 
 
 def _is_run(path: Path) -> bool:
-    return (path / "config.yaml").is_file()
+    return RunPaths(path).is_run()
 
 
 def find_runs(path: str | Path) -> Target:
@@ -114,27 +111,7 @@ def find_runs(path: str | Path) -> Target:
     return Target(runs=tuple(dirs), sweep=root)
 
 
-def _completed(run_dir: Path) -> dict | None:
-    """The run's final.json when it completed (others are skipped)."""
-    path = run_dir / "final.json"
-    if not path.is_file():
-        return None
-    try:
-        final = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return final if final.get("status") == "completed" else None
-
-
 # --------------------------------------------------------------------------- arguments
-
-
-def eps_label(eps: float) -> str:
-    """'4/255' for a multiple of 1/255, else the number ('0.03')."""
-    k = eps * 255
-    if abs(k - round(k)) < 1e-6:
-        return f"{round(k)}/255"
-    return f"{eps:g}"
 
 
 def parse_eps(text: str) -> float:
@@ -155,8 +132,6 @@ def parse_eps(text: str) -> float:
 
 def validate_robustness(corruptions=None, severities=None, attacks=None, eps=None, preset=None, limit=None):
     """Checked (corruptions, severities, attacks, eps, preset, limit); EvaluationError on a bad one."""
-    from .corruptions import PRESETS, corruption_names
-
     valid = corruption_names("all")
     corruptions = list(corruption_names("benchmark") if corruptions is None else corruptions)
     unknown = [c for c in corruptions if c not in valid]
@@ -192,8 +167,8 @@ def _load(run_dir: Path, limit: int | None, progress: bool):
 
     from ..data import DeviceLoader, load_split
     from ..train.config import load_config
-    from ..train.measure import load_run_model
     from ..train.trainer import resolve_device
+    from .measure import load_run_model
 
     config = load_config(run_dir / "config.yaml")
     test = load_split(config.data.source, "test", cache_dir=config.data.cache_dir, progress=progress,
@@ -241,8 +216,6 @@ def _corrupted(x, name: str, severity: int, preset: str, batch_size: int = 256):
     """``x`` corrupted batch by batch, seeded per (corruption, severity, batch): deterministic."""
     import torch
 
-    from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, corrupt
-
     index = (CORRUPTIONS + EXTRA_CORRUPTIONS).index(name)
     parts = []
     for b, i in enumerate(range(0, len(x), batch_size)):
@@ -255,18 +228,6 @@ def _corrupted(x, name: str, severity: int, preset: str, batch_size: int = 256):
 
 
 # --------------------------------------------------------------------------- robustness
-
-
-def _read_robustness(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        return pd.DataFrame(columns=ROBUSTNESS_COLUMNS)
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError):
-        return pd.DataFrame(columns=ROBUSTNESS_COLUMNS)
-    if any(c not in frame.columns for c in ROBUSTNESS_COLUMNS):
-        return pd.DataFrame(columns=ROBUSTNESS_COLUMNS)
-    return frame
 
 
 def _key(kind: str, name: str, level: float) -> tuple[str, str, float]:
@@ -285,18 +246,18 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
     import torch
     from tqdm.auto import tqdm
 
-    from ..train.run import atomic_write
-    from .attacks import adversarial_accuracy
+    from ..analysis.attacks import adversarial_accuracy
 
     corruptions, severities, attacks, eps, preset, limit = validate_robustness(
         corruptions, severities, attacks, eps, preset, limit)
     run_dir = Path(run_dir)
-    path = run_dir / ROBUSTNESS_CSV
-    existing = _read_robustness(path)
+    path = RunPaths(run_dir).robustness
+    existing = read_robustness(path)
     config, model, x, y = _load(run_dir, limit, progress)
     n = len(y)
     existing = existing[existing["n"] == n] if not force else existing.iloc[0:0]
-    have = {_key(r.kind, r.name, r.level) for r in existing.itertuples(index=False)}
+    # A row without accuracy records a corruption skipped for a missing package: redone when possible.
+    have = {_key(r.kind, r.name, r.level) for r in existing.itertuples(index=False) if pd.notna(r.accuracy)}
 
     wanted = [("clean", "clean", 0.0)]
     wanted += [("corruption", c, float(s)) for c in corruptions for s in severities]
@@ -322,9 +283,12 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
         kwargs = {"generator": torch.Generator(device=next(model.parameters()).device).manual_seed(SEED)} \
             if a == "pgd" else {}
         adv[a] = adversarial_accuracy(model, x, y, attack=a, eps=levels, batch_size=batch_size, **kwargs)
+    missing = unavailable_corruptions(corruptions)
     for kind, name, level in todo:
         if kind == "corruption":
-            rows.append((kind, name, level, _accuracy(model, _corrupted(x, name, int(level), preset), y, batch_size)))
+            accuracy = math.nan if name in missing else _accuracy(model, _corrupted(x, name, int(level), preset), y,
+                                                                  batch_size)
+            rows.append((kind, name, level, accuracy))
             bar.update()
         elif kind == "attack":
             rows.append((kind, name, level, float(adv[name][level])))
@@ -351,22 +315,43 @@ def _rewrite_results(target: Target) -> Path | None:
     return csv
 
 
+def unavailable_corruptions(names) -> dict[str, str]:
+    """Corruptions among ``names`` that cannot run here, with the reason (a missing optional package)."""
+    from ..analysis.corruptions.weather import frost_folder
+
+    missing = {}
+    if "frost" in names:
+        try:
+            frost_folder()
+        except ImportError as err:
+            missing["frost"] = str(err)
+    return missing
+
+
 def robustness(path: str | Path, *, corruptions=None, severities=None, attacks=None, eps=None,
                preset: str | None = None, limit: int | None = None, progress: bool = True,
                force: bool = False) -> dict:
     """:func:`evaluate_robustness` on a run directory, or on every completed run of a sweep directory.
 
-    Returns {"runs": [robustness.csv paths], "skipped": [run dirs not completed], "results": results.csv or None}.
+    A corruption that needs a missing optional package is announced (a warning) before any work,
+    the rest runs, and robustness.csv records the skipped rows without an accuracy (they are
+    computed by a later call once the package is there).
+
+    Returns {"runs": [robustness.csv paths], "skipped": [run dirs not completed], "results": results.csv or None,
+    "unavailable": {corruption: reason}}.
     """
     args = validate_robustness(corruptions, severities, attacks, eps, preset, limit)
     target = find_runs(path)
+    missing = unavailable_corruptions(args[0])
+    for name, reason in missing.items():
+        warnings.warn(f"skipping {name}: {reason}", stacklevel=2)
     done, skipped = [], []
     for run_dir in target.runs:
-        if target.sweep is not None and _completed(run_dir) is None:
+        if target.sweep is not None and completed(run_dir) is None:
             skipped.append(run_dir)
             continue
         done.append(evaluate_robustness(run_dir, *args, progress=progress, force=force))
-    return {"runs": done, "skipped": skipped, "results": _rewrite_results(target)}
+    return {"runs": done, "skipped": skipped, "results": _rewrite_results(target), "unavailable": missing}
 
 
 # --------------------------------------------------------------------------- analysis
@@ -375,7 +360,7 @@ def robustness(path: str | Path, *, corruptions=None, severities=None, attacks=N
 def _si_from_csv(run_dir: Path, layers: list[str]):
     import torch
 
-    path = run_dir / "si_per_unit.csv"
+    path = RunPaths(run_dir).si_per_unit
     if not path.is_file():
         return None
     try:
@@ -415,13 +400,12 @@ def analyze_run(run_dir: str | Path, baseline_dir: str | Path | None = None, lim
     import torch
     from tqdm.auto import tqdm
 
+    from ..analysis.ablation import ablation_curves
+    from ..analysis.attacks import adversarial_examples
+    from ..analysis.dimensionality import compare_dimensionality
+    from ..analysis.gradients import gradient_variability
+    from ..analysis.similarity import layer_similarity
     from ..core import resolve_layers
-    from ..train.run import atomic_write, write_text
-    from .ablation import ablation_curves
-    from .attacks import adversarial_examples
-    from .dimensionality import compare_dimensionality
-    from .gradients import gradient_variability
-    from .similarity import layer_similarity
 
     validate_robustness(limit=limit)
     run_dir = Path(run_dir)
@@ -498,7 +482,7 @@ def analyze_run(run_dir: str | Path, baseline_dir: str | Path | None = None, lim
         "summary": summary,
     }
     rows = [{"input": p, "layer": name, **values} for p, per_layer in dims.items() for name, values in per_layer.items()]
-    atomic_write(run_dir / ANALYSIS_DIM_CSV, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+    atomic_write(RunPaths(run_dir).analysis_dimensionality, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
     rows = []
     for name, c in ablation.items():
         for j, f in enumerate(c["fractions"]):
@@ -506,8 +490,8 @@ def analyze_run(run_dir: str | Path, baseline_dir: str | Path | None = None, lim
                          "accuracy": c["selective"][j], "std": 0.0})
             rows.append({"layer": name, "fraction": f, "n_units": c["n_units"][j], "order": "random",
                          "accuracy": c["random_mean"][j], "std": c["random_std"][j]})
-    atomic_write(run_dir / ANALYSIS_ABLATION_CSV, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
-    write_text(run_dir / ANALYSIS_JSON, json.dumps(out, indent=2))
+    atomic_write(RunPaths(run_dir).analysis_ablation, lambda tmp: pd.DataFrame(rows).to_csv(tmp, index=False))
+    write_text(RunPaths(run_dir).analysis, json.dumps(out, indent=2))
     bar.update()
     bar.close()
     return out
@@ -515,7 +499,7 @@ def analyze_run(run_dir: str | Path, baseline_dir: str | Path | None = None, lim
 
 def _baselines(runs: Sequence[Path]) -> dict[Path, Path]:
     """Each completed run -> the completed alpha = 0 run of the same seed, model and dataset."""
-    finals = {r: f for r in runs if (f := _completed(r)) is not None}
+    finals = {r: f for r in runs if (f := completed(r)) is not None}
     out = {}
     for run, final in finals.items():
         for other, base in finals.items():
@@ -534,42 +518,9 @@ def analyze(path: str | Path, *, limit: int | None = None, progress: bool = True
     baselines = _baselines(target.runs) if target.sweep is not None else {}
     done, skipped = [], []
     for run_dir in target.runs:
-        if target.sweep is not None and _completed(run_dir) is None:
+        if target.sweep is not None and completed(run_dir) is None:
             skipped.append(run_dir)
             continue
         analyze_run(run_dir, baselines.get(run_dir), limit=limit, progress=progress)
-        done.append(run_dir / ANALYSIS_JSON)
+        done.append(RunPaths(run_dir).analysis)
     return {"runs": done, "skipped": skipped, "results": _rewrite_results(target)}
-
-
-# --------------------------------------------------------------------------- summary columns
-
-def run_summary(run_dir: str | Path) -> dict:
-    """Scalar summary columns of a run's robustness.csv and analysis.json (empty when neither exists).
-
-    ``corruption_acc``: mean accuracy over every corruption row; ``corruption_acc/s<k>``: at
-    severity k; ``clean_acc_eval``: the clean row; ``adv_acc/<attack>/<eps>`` (eps as '4/255');
-    then analysis.json's ``summary`` (``pc95/<layer>``, ``pc95_early``, ``pwcca/<layer>``, ...).
-    """
-    run_dir = Path(run_dir)
-    out: dict = {}
-    table = _read_robustness(run_dir / ROBUSTNESS_CSV)
-    if len(table):
-        corr = table[table["kind"] == "corruption"]
-        if len(corr):
-            out["corruption_acc"] = float(corr["accuracy"].mean())
-            for s, group in corr.groupby("level"):
-                out[f"corruption_acc/s{int(s)}"] = float(group["accuracy"].mean())
-        clean = table[table["kind"] == "clean"]
-        if len(clean):
-            out["clean_acc_eval"] = float(clean["accuracy"].iloc[-1])
-        for r in table[table["kind"] == "attack"].itertuples(index=False):
-            out[f"adv_acc/{r.name}/{eps_label(float(r.level))}"] = float(r.accuracy)
-    path = run_dir / ANALYSIS_JSON
-    if path.is_file():
-        try:
-            summary = json.loads(path.read_text()).get("summary") or {}
-        except (OSError, ValueError, AttributeError):
-            summary = {}
-        out.update({k: (math.nan if v is None else v) for k, v in summary.items()})
-    return out

@@ -2,12 +2,14 @@
 
 Wired into the main CLI by ``add_robustness_parser(subparsers)`` and
 ``add_analyze_parser(subparsers)``; user mistakes raise
-:class:`~selectivity.analysis.evaluate.EvaluationError` (a ValueError: one line, exit 2).
+:class:`~selectivity.commands.evaluate.EvaluationError` (a ValueError: one line, exit 2).
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+import warnings
 
 __all__ = ["add_analyze_parser", "add_robustness_parser"]
 
@@ -35,7 +37,8 @@ def _limit(text: str) -> int:
 
 
 def _robustness(args: argparse.Namespace) -> int:
-    from .evaluate import EvaluationError, eps_label, parse_eps, robustness
+    from .evaluate import (EvaluationError, eps_label, parse_eps, robustness, unavailable_corruptions,
+                           validate_robustness)
 
     severities = None
     if args.severities:
@@ -46,9 +49,15 @@ def _robustness(args: argparse.Namespace) -> int:
             except ValueError:
                 raise EvaluationError(f"severity {s!r} is not an integer in 1..5") from None
     eps = [parse_eps(e) for e in _split_all(args.eps)] if args.eps else None
-    outcome = robustness(args.dir, corruptions=_split_all(args.corruptions) or None, severities=severities,
-                         attacks=_split_all(args.attacks) or None, eps=eps, preset=args.preset, limit=args.limit,
-                         progress=not args.no_progress, force=args.force)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # announced here, before the work, in one line each
+        corruptions, *_ = validate_robustness(_split_all(args.corruptions) or None, limit=args.limit)
+        for name, reason in unavailable_corruptions(corruptions).items():
+            print(f"selectivity robustness: note: skipping {name} ({reason}); the other evaluations run, and "
+                  f"robustness.csv records {name} as not evaluated", file=sys.stderr)
+        outcome = robustness(args.dir, corruptions=_split_all(args.corruptions) or None, severities=severities,
+                             attacks=_split_all(args.attacks) or None, eps=eps, preset=args.preset,
+                             limit=args.limit, progress=not args.no_progress, force=args.force)
     import pandas as pd
 
     for path in outcome["runs"]:

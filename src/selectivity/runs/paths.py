@@ -1,0 +1,67 @@
+"""Every file a run directory holds, named in one place.
+
+    RUN_DIR/
+      config.yaml              the resolved config (a re-run with another config is refused)
+      metrics.jsonl            one line per finished epoch
+      checkpoint.safetensors   model, optimizer and history after the last finished epoch
+      weights.safetensors      the final weights
+      si_per_unit.csv          the final per-unit selectivity (test set)
+      final.json               written last: its presence means training is over
+      robustness.csv           `selectivity robustness`: accuracy under corruptions and attacks
+      analysis.json            `selectivity analyze` (+ analysis_dimensionality.csv, analysis_ablation.csv)
+      unit_measures.csv        `selectivity measure --measures`: every measure of every unit
+      measure_agreement.csv    rank correlations between the measures, per layer
+      si_over_training.csv     per-unit SI recorded during training (when recording is on)
+      attempts.jsonl           in a sweep: one line per attempt (host, job id, wall seconds)
+      failed.json              in a sweep: written when a run has used up its retries
+      tensorboard/             TensorBoard logs, when tensorboard is installed
+      .run.lock                held by the one process that trains the run
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["RunPaths", "run_name"]
+
+
+def run_name(alpha: float, seed: int) -> str:
+    """The directory name of a run: ``alpha-1_seed0``, ``alpha+0.5_seed2``."""
+    return f"alpha{alpha:+g}_seed{seed}"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    config = property(lambda self: self.root / "config.yaml")
+    metrics = property(lambda self: self.root / "metrics.jsonl")
+    checkpoint = property(lambda self: self.root / "checkpoint.safetensors")
+    weights = property(lambda self: self.root / "weights.safetensors")
+    si_per_unit = property(lambda self: self.root / "si_per_unit.csv")
+    final = property(lambda self: self.root / "final.json")
+    robustness = property(lambda self: self.root / "robustness.csv")
+    analysis = property(lambda self: self.root / "analysis.json")
+    analysis_dimensionality = property(lambda self: self.root / "analysis_dimensionality.csv")
+    analysis_ablation = property(lambda self: self.root / "analysis_ablation.csv")
+    unit_measures = property(lambda self: self.root / "unit_measures.csv")
+    measure_agreement = property(lambda self: self.root / "measure_agreement.csv")
+    si_over_training = property(lambda self: self.root / "si_over_training.csv")
+    attempts = property(lambda self: self.root / "attempts.jsonl")
+    failed = property(lambda self: self.root / "failed.json")
+    tensorboard = property(lambda self: self.root / "tensorboard")
+    lock = property(lambda self: self.root / ".run.lock")
+
+    def is_run(self) -> bool:
+        return self.config.is_file()
+
+    def written_files(self) -> list[str]:
+        """Names of the files written atomically (their temporaries are ``.NAME.XXXX``)."""
+        return [p.name for p in (self.config, self.metrics, self.checkpoint, self.weights, self.si_per_unit,
+                                 self.final, self.robustness, self.analysis, self.analysis_dimensionality,
+                                 self.analysis_ablation, self.unit_measures, self.measure_agreement,
+                                 self.si_over_training, self.failed)]
