@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import pickle
 import traceback
 from datetime import timedelta
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
+import multiprocessing as mp
 
 
 def _worker(rank, world, store, fn, args, results, timeout):
@@ -18,7 +19,7 @@ def _worker(rank, world, store, fn, args, results, timeout):
         dist.init_process_group("gloo", init_method=f"file://{store}", rank=rank, world_size=world,
                                 timeout=timedelta(seconds=timeout))
         out = fn(rank, world, *args)
-        results.put((rank, "ok", out))
+        results.put((rank, "ok", pickle.dumps(out)))  # bytes: no shared-memory handles
     except BaseException:  # noqa: BLE001 - the parent shows it
         results.put((rank, "error", traceback.format_exc()))
     finally:
@@ -43,4 +44,4 @@ def run_ranks(fn, world: int, tmp: Path, *args, timeout: float = 60.0) -> list:
     errors = [v for k, v in got.values() if k == "error"]
     if errors:
         raise AssertionError("a rank failed:\n" + "\n".join(errors))
-    return [got[r][1] for r in range(world)]
+    return [pickle.loads(got[r][1]) for r in range(world)]

@@ -26,6 +26,7 @@ __all__ = [
     "collective",
     "convert_sync_batchnorm",
     "is_distributed",
+    "rank_and_world",
     "sum_across_ranks",
     "SyncBatchNormCPU",
 ]
@@ -38,6 +39,11 @@ class CollectiveError(RuntimeError):
 def is_distributed() -> bool:
     """True under an initialized process group with more than one rank."""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+
+
+def rank_and_world() -> tuple[int, int]:
+    """(rank, world size): (0, 1) without a process group."""
+    return (dist.get_rank(), dist.get_world_size()) if is_distributed() else (0, 1)
 
 
 class _SumAcrossRanks(torch.autograd.Function):
