@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -87,6 +89,8 @@ def _alpha_list(text: str) -> list[float]:
         values = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected finite numbers, got {text!r}")
     if not values:
         raise argparse.ArgumentTypeError("the list is empty")
     return values
@@ -102,7 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--data", help="dataset path (CIFAR-10 pickles, Tiny ImageNet, ImageFolder) or 'demo'")
     p.add_argument("--out", help="run directory (default runs/<config>/alpha<A>_seed<S>)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key, e.g. train.epochs=6")
+    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
+                   help="override config keys, e.g. --set train.epochs=6 train.batch_size=64")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -118,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alphas", type=_alpha_list, help="comma-separated, e.g. -5,-1,0,1,5")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--jobs", type=int, help="runs at once, one thread each (default: one per core, at most 2)")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE")
+    p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="override config keys")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo)
 
@@ -133,12 +138,52 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Options whose values start with a minus: 1 takes one number, None a comma or space separated list.
+_NUMBER_OPTIONS = {"--alpha": 1, "--seed": 1, "--alphas": None, "--seeds": None, "--schedules": None}
+_NUMBER = re.compile(r"^[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf|infinity)$", re.IGNORECASE)
+
+
+def _join_numbers(argv: list[str]) -> list[str]:
+    """``--alphas -1,0,1`` -> ``--alphas=-1,0,1``: argparse takes "-1,0,1" for an option.
+
+    A single number (``--alpha -1e-3``) is taken when it reads as one; a list (``-1,0,1``,
+    ``-1 0 1``) runs to the next ``--option`` and becomes one ``--alphas=-1,0,1``, so that
+    its parser judges every item. Anything else is left for argparse.
+    """
+    out, i = [], 0
+    while i < len(argv):
+        token = argv[i]
+        if token not in _NUMBER_OPTIONS:
+            out.append(token)
+            i += 1
+            continue
+        single = _NUMBER_OPTIONS[token] == 1
+        values = []
+        while i + 1 + len(values) < len(argv):
+            nxt = argv[i + 1 + len(values)]
+            if (single and (values or not _NUMBER.match(nxt))) or (not single and nxt.startswith("--")):
+                break
+            values.append(nxt.strip(","))
+        if any(v.startswith("-") for v in values):
+            out.append(f"{token}={','.join(values)}")
+            i += 1 + len(values)
+        else:
+            out.append(token)
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = _join_numbers(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except USER_ERRORS as err:
         print(f"selectivity {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # a read-only or full disk met outside the run files' own writers
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"selectivity {args.command}: error: {where}{err.strerror or err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"selectivity {args.command}: interrupted; run the same command again to resume", file=sys.stderr)

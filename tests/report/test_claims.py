@@ -257,3 +257,24 @@ def test_a_claim_on_an_epsilon_the_robustness_run_lacks_says_which():
     assert result.verdict == "not tested"
     assert "ran without pgd at epsilon 4/255 (it has pgd/1/255)" in result.reason
     assert "--attacks pgd --eps 4/255" in result.reason
+
+
+def test_schedules_split_cells_for_alpha_claims_but_not_for_the_claim_that_compares_them():
+    from selectivity.report.claims import evaluate_claim, parse_claims
+
+    rows = []
+    for seed in range(3):
+        rows.append(dict(alpha=-5.0, schedule="-5*8", reg_from=0.0, seed=seed, status="completed",
+                         test_acc=0.60 + 0.01 * seed, mean_si=0.02))
+        rows.append(dict(alpha=-5.0, schedule="0*2 -5*6", reg_from=2.0, seed=seed, status="completed",
+                         test_acc=0.63 + 0.01 * seed, mean_si=0.03))
+        rows.append(dict(alpha=0.0, schedule="0*8", reg_from=None, seed=seed, status="completed",
+                         test_acc=0.66 + 0.01 * seed, mean_si=0.25))
+    results = pd.DataFrame(rows)
+    (by_alpha,) = parse_claims([dict(id="a", statement="s", metric="mean_si", group="< 0", test="less")])
+    result = evaluate_claim(results, by_alpha)
+    assert len(result.cells) == 3 and result.verdict == "not tested"  # two schedules are not pooled at -5
+    (early,) = parse_claims([dict(id="e", statement="s", metric="test_acc", by="reg_from", group=0,
+                                  baseline="> 0", test="less")])
+    result = evaluate_claim(results, early)
+    assert len(result.cells) == 1 and result.verdict == "supported"

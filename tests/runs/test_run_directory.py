@@ -180,3 +180,36 @@ def test_a_corrupt_sweep_manifest_is_rebuilt_from_the_run_directories(tmp_path, 
         warnings.simplefilter("ignore")
         run_sweep("demo", "-1,0", "0", out, executor="debug", overrides=overrides + ["train.epochs=3"],
                   progress=False)
+
+
+def test_resuming_on_other_images_at_the_same_path_is_refused(tmp_path, monkeypatch):
+    """The data is identified by the checksum of its decoded images, not by its path alone."""
+    import shutil
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data"))
+    from builders import make_cifar
+
+    import selectivity.train.trainer as trainer
+    from selectivity.train.config import load_config
+
+    folder, _ = make_cifar(tmp_path / "a", per_batch=12, n_test=20, seed=0)
+    overrides = [f"data.source={folder}", f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=2",
+                 "train.batch_size=10", "train.threads=1", "regularizer.warmup_epochs=0", "data.crop_padding=0"]
+    real_save, calls = trainer.save_checkpoint, []
+
+    def killed_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "save_checkpoint", killed_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train(load_config("demo", overrides), tmp_path / "run", progress=False)
+    monkeypatch.setattr(trainer, "save_checkpoint", real_save)
+    shutil.rmtree(folder)
+    make_cifar(tmp_path / "a", per_batch=12, n_test=20, seed=1)  # other pixels, same path and layout
+    with pytest.raises(RunError, match="differs from the data .* was trained on"):
+        trainer.train(load_config("demo", overrides), tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "metrics.jsonl").read_text().count("\n") == 1

@@ -64,3 +64,18 @@ def test_slurm_section_and_overrides(tmp_path):
         SlurmResources.from_dict({"mem": "lots"})
     with pytest.raises(ConfigError, match="slurm.time"):
         SlurmResources.from_dict({"time": "1h"})
+
+
+def test_keys_added_later_at_their_defaults_keep_old_ids():
+    """A sweep written before record.* and regularizer.schedule existed keeps its run ids."""
+    from selectivity.sweep.grid import base_config_dict, run_id
+    from selectivity.train.config import config_to_dict, load_config
+
+    config = load_config("demo")
+    data = config_to_dict(config)
+    old = {k: v for k, v in data.items() if k != "record"}
+    old["regularizer"] = {k: v for k, v in data["regularizer"].items() if k != "schedule"}
+    assert run_id(data) == run_id(old)
+    assert "record" not in base_config_dict(config) and "schedule" not in base_config_dict(config)["regularizer"]
+    changed = config_to_dict(load_config("demo", ["record.enabled=true"]))
+    assert run_id(changed) != run_id(data) and "record" in base_config_dict(load_config("demo", ["record.enabled=true"]))

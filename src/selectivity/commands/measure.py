@@ -25,6 +25,12 @@ def load_run_model(run_dir: str | Path, data_split):
         raise RunError(f"{paths.root} has no weights yet (neither weights.safetensors nor a checkpoint)")
     tensors, _ = load_tensors(source)
     state = {k.removeprefix("model."): v for k, v in tensors.items() if source == paths.weights or k.startswith("model.")}
+    own = model.state_dict()  # a class count that differs shows as the output layer's first dimension
+    n = data_split.num_classes
+    outputs = [k for k, v in state.items() if k in own and v.ndim and own[k].shape[0] == n != v.shape[0]]
+    if outputs:
+        raise RunError(f"{paths.root} was trained on {state[outputs[0]].shape[0]} classes but the data "
+                       f"{data_split.name!r} has {n}; measure on data with the run's classes")
     try:
         model.load_state_dict(state)
     except RuntimeError as err:

@@ -20,6 +20,8 @@ The meter, the regularizer and the reports all call the private pair
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 
@@ -29,14 +31,22 @@ __all__ = ["DEFAULT_EPS", "class_means", "selectivity_index"]
 #: leave it open. 1e-7 is the default everywhere in this package.
 DEFAULT_EPS = 1e-7
 
+#: Said once when SI is computed from fewer than two classes: it is then 0, not a finding.
+NO_CONTRAST_WARNING = (
+    "{where} holds {n} class(es): class selectivity needs at least two to contrast, so SI is 0 for every unit"
+)
+
 
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
     """float64 stays float64; every other float (float32, bfloat16, float16) sums in float32."""
     return torch.float64 if dtype == torch.float64 else torch.float32
 
 
-def _check_inputs(acts: Tensor, labels: Tensor, num_classes: int) -> None:
-    """Clear errors for the mistakes that would otherwise give a silently wrong number."""
+def _check_inputs(acts: Tensor, labels: Tensor, num_classes: int) -> bool:
+    """Clear errors for the mistakes that would otherwise give a silently wrong number.
+
+    Returns whether the labels hold at least two classes (no extra host sync).
+    """
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
     if acts.ndim != 2:
@@ -52,7 +62,7 @@ def _check_inputs(acts: Tensor, labels: Tensor, num_classes: int) -> None:
             f"acts and labels have different batch sizes: {acts.shape[0]} activations, {labels.shape[0]} labels"
         )
     if labels.numel() == 0:
-        return
+        return False
     # One host sync for all checks.
     lo, hi, finite = torch.stack(
         [labels.min().double(), labels.max().double(), torch.isfinite(acts).all().double()]
@@ -61,6 +71,7 @@ def _check_inputs(acts: Tensor, labels: Tensor, num_classes: int) -> None:
         raise ValueError(f"labels must lie in [0, {num_classes}), got values from {int(lo)} to {int(hi)}")
     if not finite:
         raise ValueError("acts contain NaN or infinite values: selectivity is undefined for them")
+    return lo != hi
 
 
 def _class_sums(acts: Tensor, labels: Tensor, num_classes: int, dtype: torch.dtype | None = None):
@@ -158,9 +169,14 @@ def selectivity_index(means: Tensor, eps: float = DEFAULT_EPS) -> Tensor:
         raise ValueError(f"means must be a floating-point tensor, got dtype {means.dtype}")
     nan = torch.isnan(means)
     absent = nan.all(dim=1)
-    if bool((nan.any(dim=1) & ~absent).any()):
+    partly_nan, infinite, present = torch.stack(
+        [(nan.any(dim=1) & ~absent).any(), torch.isinf(means).any(), (~absent).sum()]
+    ).tolist()  # one host sync for all checks
+    if partly_nan:
         raise ValueError("means has rows that are partly NaN: a class is either absent (all NaN) or present")
-    if bool(torch.isinf(means).any()):
+    if infinite:
         raise ValueError("means contain infinite values: selectivity is undefined for them")
+    if present < 2:
+        warnings.warn(NO_CONTRAST_WARNING.format(where="means", n=int(present)), RuntimeWarning, stacklevel=2)
     means = means.to(_accumulation_dtype(means.dtype))
     return _selectivity_from_means(means, ~absent, eps)

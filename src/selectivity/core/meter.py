@@ -10,7 +10,8 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .distributed import collective, is_distributed
-from .functional import DEFAULT_EPS, _check_inputs, _class_sums, _means_from_sums, _selectivity_from_sums
+from .functional import (DEFAULT_EPS, NO_CONTRAST_WARNING, _check_inputs, _class_sums, _means_from_sums,
+                         _selectivity_from_sums)
 from .probe import LayerSpec, Probe, unit_activations
 
 __all__ = ["SelectivityMeter", "SelectivityResult"]
@@ -103,6 +104,7 @@ class SelectivityMeter:
         self.sums: dict[str, Tensor] = {}
         self.counts: Tensor | None = None
         self._warned_negative: set[str] = set()
+        self._warned_no_contrast = False
 
     # -- update -------------------------------------------------------------------------
     @torch.no_grad()
@@ -215,6 +217,11 @@ class SelectivityMeter:
         (default: the process group's timeout) instead of hanging.
         """
         sums, counts = self._reduced_state(timeout)
+        present = int((counts > 0).sum())
+        if present < 2 and not self._warned_no_contrast:
+            self._warned_no_contrast = True
+            warnings.warn(NO_CONTRAST_WARNING.format(where=f"the data seen ({int(counts.sum())} samples)", n=present),
+                          RuntimeWarning, stacklevel=2)
         per_unit = {n: _selectivity_from_sums(sums[n], counts, self.eps).cpu() for n in self.layers}
         per_layer = {n: float(si.mean()) for n, si in per_unit.items()}
         means = {n: _means_from_sums(sums[n], counts).cpu() for n in self.layers}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
 from .distributed import sum_across_ranks
-from .functional import DEFAULT_EPS, _check_inputs, _class_sums, _selectivity_from_sums
+from .functional import DEFAULT_EPS, NO_CONTRAST_WARNING, _check_inputs, _class_sums, _selectivity_from_sums
 from .meter import NEGATIVE_WARNING
 from .probe import LayerSpec, Probe
 from .schedule import LinearWarmup, Schedule, constant
@@ -77,6 +79,10 @@ class SelectivityRegularizer:
             raise ValueError(f"steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
         if sync not in ("global", "local"):
             raise ValueError(f"sync must be 'global' or 'local', got {sync!r}")
+        if not math.isfinite(float(alpha)):
+            raise ValueError(f"alpha must be a finite number, got {alpha!r}")
+        if not (eps > 0 and math.isfinite(eps)):
+            raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
         self.alpha = float(alpha)
         self.sync = sync
         self.num_classes = num_classes
@@ -130,8 +136,10 @@ class SelectivityRegularizer:
         # All layers side by side: one scatter and one SI computation for the whole network.
         units = torch.cat(list(acts.values()), dim=1)
         labels = labels.to(units.device)
-        if self.check:
-            _check_inputs(units, labels, self.num_classes)
+        if self.check:  # the host sync is paid here already; check=False (training) skips both
+            if not _check_inputs(units, labels, self.num_classes):
+                self.probe.warn_once("*", "no contrast", NO_CONTRAST_WARNING.format(
+                    where=f"the batch of {labels.shape[0]} labels", n=int(labels.unique().numel())))
             self._warn_once_if_negative(acts)
         sums, counts = _class_sums(units, labels, self.num_classes)
         if self.sync == "global":  # one all-reduce of sums and counts side by side

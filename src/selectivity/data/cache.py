@@ -67,6 +67,7 @@ class DatasetSplit:
         layout (str): ``'cifar10-python'``, ``'tiny-imagenet'`` or ``'imagefolder'``.
         class_ids (list[str]): the classes as the source names them (wnids, folder names).
         stats_from (str): the split ``mean`` and ``std`` were computed on.
+        checksum (str): sha256 of the decoded split (images and labels as cached).
     """
 
     images: torch.Tensor
@@ -80,6 +81,7 @@ class DatasetSplit:
     layout: str = ""
     class_ids: list[str] = field(default_factory=list)
     stats_from: str = "train"
+    checksum: str = ""  # sha256 of the decoded split: what identifies the data, wherever it lies
 
     @property
     def num_classes(self) -> int:
@@ -283,4 +285,5 @@ def load_split(
         layout=manifest["layout"],
         class_ids=list(manifest["class_ids"]),
         stats_from=stats_from,
+        checksum=manifest["data_sha256"],
     )

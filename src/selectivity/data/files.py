@@ -35,6 +35,11 @@ def _is_junk(name: str) -> bool:
     return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
 
 
+def _children(names: list[str], prefix: str) -> set[str]:
+    rests = (n[len(prefix):] for n in names if n.startswith(prefix))
+    return {r.split("/", 1)[0] for r in rests if "/" in r and not _is_junk(r.split("/", 1)[0])}
+
+
 class FileTree:
     """Base class: ``names`` (sorted relative paths), ``read(name)``, ``where(name)``."""
 
@@ -53,6 +58,10 @@ class FileTree:
 
     def fingerprint(self, contents: bool) -> dict[str, str]:
         raise NotImplementedError
+
+    def subfolders(self, prefix: str) -> set[str]:
+        """Names of the folders directly below ``prefix`` (``'a/b/'``), empty ones included."""
+        return _children(self.names, prefix)
 
     def close(self) -> None:
         pass
@@ -86,6 +95,13 @@ class DirTree(FileTree):
             prefix = "" if rel == "." else rel + "/"
             names.extend(prefix + f for f in filenames)
         return sorted(n for n in names if not _is_junk(n))
+
+    def subfolders(self, prefix: str) -> set[str]:
+        try:  # the disk, not ``names``: a folder with no file is not in ``names``
+            entries = list(os.scandir(self.path / prefix))
+        except OSError:
+            return set()
+        return {e.name for e in entries if e.is_dir() and not _is_junk(e.name)}
 
     def read(self, name: str) -> bytes:
         try:
@@ -129,6 +145,9 @@ class ZipTree(FileTree):
 
     def where(self, name: str) -> str:
         return f"{self.path}:{name}"
+
+    def subfolders(self, prefix: str) -> set[str]:
+        return _children(self._zip.namelist(), prefix)  # folder entries included
 
     def fingerprint(self, contents: bool = True) -> dict[str, str]:
         return zip_fingerprint(self.path)

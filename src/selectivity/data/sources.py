@@ -13,8 +13,9 @@ folder, e.g. ``cifar10/train/...`` in a zip):
   ``classes`` holds the first name of each wnid in ``words.txt``, ``class_ids`` the wnids.
 - ``imagefolder``: ``<split>/<class>/<image>`` for split ``train`` and ``test`` (``val``
   is used for ``'test'`` when there is no ``test/``). Images may sit deeper below the
-  class folder. Classes are the sorted names of the class folders that hold an image, over
-  both splits together, so that a label means the same class in train and test.
+  class folder. Classes are the sorted names of the class folders, over both splits
+  together, so that a label means the same class in train and test. A class folder with no
+  image, or a test class that train lacks, is an error (either would shift the labels).
 
 The string ``"demo"`` names the bundled demo set (see :mod:`selectivity.data.bundled`);
 to read a local folder called ``demo`` pass ``"./demo"``.
@@ -311,6 +312,7 @@ def _read_imagefolder(src: Source, split: str, progress: bool) -> Decoded:
         parts = n[len(root) :].split("/") if n.startswith(root) else []
         if len(parts) >= 3 and parts[0] in by_folder and is_image_name(n):
             by_folder[parts[0]].append((parts[1], n))
+    _check_class_folders(src, by_folder)
     classes = sorted({c for items in by_folder.values() for c, _ in items})
     index = {c: i for i, c in enumerate(classes)}
     items = by_folder[_imagefolder_dir(tree.names, root, split)]  # type: ignore[index]
@@ -320,3 +322,19 @@ def _read_imagefolder(src: Source, split: str, progress: bool) -> Decoded:
     labels = np.asarray([index[c] for c, _ in items], dtype=np.int64)
     images = decode_images(tree, files, progress, desc=f"decoding {src.name} {split}")
     return Decoded(images, labels, classes, list(classes))
+
+
+def _check_class_folders(src: Source, by_folder: dict[str, list[tuple[str, str]]]) -> None:
+    """No empty class folder, and no test class that training never saw: both would shift labels."""
+    found = {folder: {c for c, _ in items} for folder, items in by_folder.items()}
+    for folder, classes in found.items():
+        empty = sorted(src.tree.subfolders(f"{src.root}{folder}/") - classes)
+        if empty:
+            raise DatasetError(f"ImageFolder source {src.path}: class folder(s) "
+                               f"{', '.join(f'{folder}/{c}' for c in empty)} hold no image; add images or remove them")
+    if "train" in found and len(found) == 2:
+        test = next(f for f in found if f != "train")
+        unseen = sorted(found[test] - found["train"])
+        if unseen:
+            raise DatasetError(f"ImageFolder source {src.path}: {test}/ has class(es) {', '.join(unseen)} that train/ "
+                               f"lacks (train/ has {', '.join(sorted(found['train']))}); the classes must match")

@@ -367,7 +367,9 @@ def load_claims(*paths: str | Path, defaults: bool = True) -> list[Claim]:
     claims: list[Claim] = []
     for path in sources:
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:
+            raise ClaimsError(f"claims file {path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
         except OSError as err:
             raise ClaimsError(f"cannot read claims file {path}: {err.strerror or err}") from None
         try:
@@ -389,7 +391,7 @@ def load_claims(*paths: str | Path, defaults: bool = True) -> list[Claim]:
 CELL_COLUMNS = ("model", "dataset")
 #: Config columns that split cells too when they differ between completed runs (plus any
 #: column named ``config/<key>``). Environment columns (device, torch, version) never split.
-CONFIG_COLUMNS = ("epochs", "optimizer", "lr", "batch_size", "width", "augment", "preset")
+CONFIG_COLUMNS = ("epochs", "optimizer", "lr", "batch_size", "width", "augment", "preset", "schedule")
 
 
 def cell_columns(results: pd.DataFrame) -> list[str]:
@@ -827,6 +829,8 @@ def evaluate_claim(results: pd.DataFrame, claim: Claim, *, level: float = 0.95, 
         by = _metric_values(results, claim, claim.by)
         results = results.assign(alpha=by)[by.notna()]
     keys = cell_columns(results)
+    if claim.by != "alpha":  # the compared condition (and the schedule that sets it) must not split cells
+        keys = [k for k in keys if k not in (claim.by, "schedule")]
     frame, reason, absent = _apply_where(results, claim)
     if reason:
         return ClaimResult(claim, NOT_TESTED, reason)

@@ -13,6 +13,8 @@ import pandas as pd  # noqa: E402
 from matplotlib.colors import SymLogNorm  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from ..runs import atomic_write  # noqa: E402
+
 __all__ = [
     "CURVES",
     "alpha_colors",
@@ -34,8 +36,10 @@ BASELINE_GREY = "#8c8c8c"
 def _save(fig, path: str | Path) -> Path:
     """Lay out, write as PNG and free the figure: the one ending of every plot."""
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:  # written whole or not at all; a full or read-only disk names the figure
+        atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+    finally:
+        plt.close(fig)
     return Path(path)
 
 
@@ -362,8 +366,10 @@ def plot_dimensionality_by_layer(dims: pd.DataFrame, path: str | Path, title: st
     fig.suptitle(title or "dimensionality of each layer's representation")
     if norm is not None:
         _colorbar(fig, [row[-1] for row in axes], norm)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:
+        atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+    finally:
+        plt.close(fig)
     return Path(path)
 
 

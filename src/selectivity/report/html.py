@@ -35,6 +35,7 @@ import pandas as pd
 
 from .. import __version__
 from ..analysis.stats import mean_ci
+from ..runs import atomic_write, write_text
 from . import figures
 from .claims import (
     BOOTSTRAP_MIN_SEEDS,
@@ -126,7 +127,11 @@ def load_curves(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
         if not path.is_file():
             continue
         rows = []
-        for number, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as err:  # not a torn last line: the file itself is damaged
+            raise ReportError(f"{path} is not UTF-8 text (byte {err.start}); restore or remove it") from None
+        for number, line in enumerate(text.splitlines(), 1):
             if not line.strip():
                 continue
             try:
@@ -705,14 +710,10 @@ def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, 
         sections = _evaluation_sections(root, results) if figure_paths else []
     verdicts = evaluate_claims(results, claims, level=level, n_boot=n_boot, seed=seed, interval=interval)
     table = root / CLAIMS_CSV
-    tmp = table.with_name(f".{table.name}.tmp")
-    claims_table(verdicts, level).to_csv(tmp, index=False)
-    tmp.replace(table)
+    atomic_write(table, lambda tmp: claims_table(verdicts, level).to_csv(tmp, index=False))
     page = root / REPORT_HTML
     text = render_page(title=title, subtitle=subtitle, results=results, claims=verdicts, figure_paths=figure_paths,
                        level=level, n_boot=n_boot, notices=notices, sections=sections, interval=interval)
-    tmp = page.with_name(f".{page.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(page)
+    write_text(page, text)  # a full or read-only disk: a RunError naming the page, the old page kept
     every = figure_paths + [f for _, _, paths in sections for f in paths]
     return ReportOutputs(page=page, figures={p.stem: p for p, _, _ in every}, claims=verdicts, table=table)

@@ -45,7 +45,7 @@ def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
                     "for SLURM jobs still queued or running. alpha < 0 discourages selectivity, > 0 encourages it.")
     p.add_argument("config", help="a preset name (see configs/) or a YAML file; it may hold a slurm: section")
     p.add_argument("--alphas", nargs="+", metavar="A",
-                   help="comma-separated: --alphas=-1,0,1 (with '=' when the first is negative) or --alphas -1 0 1")
+                   help="comma- or space-separated: --alphas -1,0,1 or --alphas -1 0 1")
     p.add_argument("--schedules", nargs="+", metavar="S",
                    help="instead of --alphas: per-epoch alpha schedules, comma-separated, each in Ranadive et "
                         "al.'s form VALUE*EPOCHS ...: --schedules='0*20,-20*20,0*5 -20*15'")

@@ -9,6 +9,7 @@ encourages it, alpha = 0 is plain training.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import math
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import run_name
-from ..train.config import Config, ConfigError, config_to_dict, load_config, parse_override, read_config_source
+from ..train.config import Config, ConfigError, RecordConfig, config_to_dict, load_config, parse_override, read_config_source
 
 __all__ = [
     "SweepError",
@@ -108,19 +109,38 @@ def parse_seeds(values: str | Iterable) -> list[int]:
 # -- runs and their ids ------------------------------------------------------------------------
 
 
+#: Config keys added after a version that wrote sweeps (0.1): at their default values they are
+#: left out of run ids and of a sweep's shared config, so sweeps written before they existed keep
+#: their ids and resume instead of training everything again. Add each new key here.
+LATER_KEYS = {("regularizer", "schedule"): None, ("record",): RecordConfig()}
+
+
+def _without_later_defaults(data: dict) -> dict:
+    data = copy.deepcopy(data)
+    for path, default in LATER_KEYS.items():
+        *parents, last = path
+        node = data
+        for key in parents:
+            node = node.get(key, {})
+        if last in node and node[last] == (dataclasses.asdict(default) if dataclasses.is_dataclass(default)
+                                           else default):
+            del node[last]
+    return data
+
+
 def run_id(config: Config | dict) -> str:
     """A short hash of the resolved config: equal configs, equal ids (key order does not count)."""
     data = config_to_dict(config) if isinstance(config, Config) else config
-    text = json.dumps(data, sort_keys=True, separators=(",", ":"), default=str)
+    text = json.dumps(_without_later_defaults(data), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
 
 
 def base_config_dict(config: Config) -> dict:
-    """The resolved config without the keys the grid sets (alpha and seed): what a sweep shares."""
+    """The resolved config without the keys the grid sets (alpha, seed, schedule): what a sweep shares."""
     data = config_to_dict(config)
     for section, key in GRID_KEYS:
         data[section].pop(key, None)
-    return data
+    return _without_later_defaults(data)
 
 
 @dataclass(frozen=True, eq=True)

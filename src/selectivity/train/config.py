@@ -10,6 +10,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -132,6 +133,9 @@ class Config:
 
     def validate(self) -> "Config":
         """Value checks that types alone cannot express."""
+        bad = _first_non_finite(self, "")
+        if bad:  # NaN or inf would train and write non-JSON numbers; check before any comparison
+            raise ConfigError(f"{bad[0]} must be a finite number, got {bad[1]!r}")
         checks = [
             (self.train.epochs >= 1, "train.epochs must be >= 1"),
             (self.train.batch_size >= 1, "train.batch_size must be >= 1"),
@@ -148,6 +152,23 @@ class Config:
                 self.regularizer.epoch_window is None or len(self.regularizer.epoch_window) == 2,
                 "regularizer.epoch_window must be [start, end]",
             ),
+            (
+                self.regularizer.epoch_window is None or len(self.regularizer.epoch_window) != 2
+                or 0 <= self.regularizer.epoch_window[0] < self.regularizer.epoch_window[1],
+                "regularizer.epoch_window must be [start, end] with 0 <= start < end, "
+                f"got {self.regularizer.epoch_window}",
+            ),
+            (self.lr_schedule.gamma > 0, f"lr_schedule.gamma must be > 0, got {self.lr_schedule.gamma}"),
+            (self.lr_schedule.warmup_epochs >= 0, "lr_schedule.warmup_epochs must be >= 0"),
+            (self.optim.momentum >= 0, f"optim.momentum must be >= 0, got {self.optim.momentum}"),
+            (self.data.train_per_class is None or self.data.train_per_class >= 1,
+             f"data.train_per_class must be >= 1 (or null for all), got {self.data.train_per_class}"),
+            (self.data.test_limit is None or self.data.test_limit >= 1,
+             f"data.test_limit must be >= 1 (or null for all), got {self.data.test_limit}"),
+            (self.train.threads is None or self.train.threads >= 1,
+             f"train.threads must be >= 1 (or null for torch's default), got {self.train.threads}"),
+            (_is_device(self.train.device),
+             f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.train.device!r}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -176,6 +197,39 @@ class Config:
             raise ConfigError("regularizer.schedule and regularizer.epoch_window both say when to regularize: "
                               "give one of them")
         reg.alpha = strength
+
+
+def _first_non_finite(node: Any, key: str) -> tuple[str, float] | None:
+    """The first (key, value) of a float that is NaN or infinite, in a config tree."""
+    if isinstance(node, float):
+        return None if math.isfinite(node) else (key, node)
+    if dataclasses.is_dataclass(node):
+        items = [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node)]
+    elif isinstance(node, dict):
+        items = list(node.items())
+    elif isinstance(node, list):
+        items = [(f"[{i}]", v) for i, v in enumerate(node)]
+    else:
+        return None
+    for name, value in items:
+        sub = f"{key}{name}" if name.startswith("[") or not key else f"{key}.{name}"
+        found = _first_non_finite(value, sub)
+        if found:
+            return found
+    return None
+
+
+def _is_device(name: str) -> bool:
+    """A device string torch understands (availability is checked when training starts)."""
+    if name == "auto":
+        return True
+    try:
+        import torch
+
+        torch.device(name)
+    except (RuntimeError, ValueError):
+        return False
+    return True
 
 
 # -- dict <-> dataclass, with type checks ----------------------------------------------------
@@ -276,7 +330,11 @@ def read_config_source(source: str | Path | dict | None) -> dict:
     if not path.is_file():
         raise ConfigError(f"config {str(source)!r} is neither a YAML file nor a preset; presets: {', '.join(list_presets())}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
         raise ConfigError(f"{path} is not valid YAML: {err}") from None
     if not isinstance(data, dict):

@@ -38,7 +38,10 @@ __all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device"]
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"train.device is {name!r} but no CUDA device is available")
     return device
@@ -220,6 +223,7 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None,
     resumes from its last finished epoch and logs no epoch twice. One process trains a run
     directory at a time: another one fails at once (RunBusy), or waits with ``wait_for_lock``.
     """
+    config.validate()  # a Config built in code has not been through load_config's checks
     paths = RunPaths(Path(out_dir))
     config = resolve_source(config)
     if check_run_dir(paths, config) and paths.final.exists():
@@ -286,9 +290,13 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
 
     history: list[dict] = []
     start_epoch, elapsed = 0, 0.0
+    data_id = {"train": train_split.checksum, "test": test_split.checksum}
     if paths.checkpoint.exists():
         info = load_checkpoint(paths.checkpoint, model, optimizer)
         history, start_epoch, elapsed = info["history"], info["epoch"] + 1, info["train_seconds"]
+        if info.get("data", data_id) != data_id:  # the same path, other images: not this run's data
+            raise RunError(f"the data at {config.data.source} differs from the data {paths.root} was trained on "
+                           "(its checksum changed); restore it, or train into another --out")
     # metrics.jsonl is rebuilt from the checkpoint: an epoch logged after the last checkpoint
     # (killed in between) is dropped here and logged again when it is redone.
     if ranks.main:
@@ -349,7 +357,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                 recorder.record(model, float(epoch + 1), (epoch + 1) * steps_per_epoch, row["alpha_now"])
             if ranks.main:
                 save_checkpoint(paths.checkpoint, model, optimizer,
-                                {"epoch": epoch, "history": history, "train_seconds": elapsed})
+                                {"epoch": epoch, "history": history, "train_seconds": elapsed, "data": data_id})
                 with paths.metrics.open("a") as f:
                     f.write(json.dumps(row) + "\n")
             if writer is not None:
@@ -371,7 +379,7 @@ def _finish(paths, config, model, test_loader, num_classes, layers, amp, status,
     final = {"status": status, "diverged": status == "diverged", "alpha": config.regularizer.alpha,
              "seed": config.train.seed, "schedule": config.regularizer.schedule,
              "reg_from": first_active_epoch(_alpha_schedule(config), config.regularizer.alpha, config.train.epochs),
-             "model": config.model.name, "dataset": train_split.name,
+             "model": config.model.name, "data_sha256": train_split.checksum, "dataset": train_split.name,
              "epochs": len(history), "train_seconds": elapsed, "device": str(device),
              "images_per_second": len(history) * len(train_split.labels) / elapsed if elapsed else None,
              "processes": ranks.world_size, "version": __version__, "torch": torch.__version__}

@@ -1,0 +1,110 @@
+"""The README's commands, run in order as a new user would after `make demo`, with small settings.
+
+Every ```bash block of README.md is read top to bottom; each command (backslash continuations
+joined, comments dropped) runs in one fresh working directory through the CLI itself, so a
+command the README shows but the tool refuses fails here. Small settings keep it to minutes:
+training commands get a few images and one epoch appended (`--set` overrides, which win over the
+command's own), evaluations a small `--limit`. Commands that need what this machine cannot give
+are listed in SKIP with the test that covers them instead.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+SHARED_CIFAR = ROOT.parent / "shared" / "data" / "cifar10-jpeg.zip"
+
+pytestmark = pytest.mark.slow
+
+#: Commands that cannot run here, and where they are tested instead.
+SKIP = {
+    "make": "make demo / make test set up .venv: CI runs `make test` itself, and `selectivity demo` is run below",
+    "--executor slurm": "needs a SLURM cluster: tests/sweep/test_slurm.py runs one",
+    "srun": "needs a SLURM cluster: tests/sweep/test_slurm.py runs one",
+}
+
+SMALL_TRAIN = ["data.train_per_class=20", "data.test_limit=100", "train.epochs=1", "train.batch_size=50",
+               "train.threads=1", "regularizer.warmup_epochs=0"]
+
+
+def readme_commands(text: str) -> list[str]:
+    """Commands of the ```bash blocks, in order: continuations joined, comments and blanks dropped."""
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        joined = re.sub(r"\\\n\s*", " ", block)
+        for line in joined.splitlines():
+            line = re.sub(r"\s+#.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+def small(argv: list[str], cache: Path) -> list[str]:
+    """The same command with small settings (our overrides come last, so they win)."""
+    data = str(SHARED_CIFAR) if SHARED_CIFAR.exists() else "demo"
+    argv = [a.replace("../shared/data/cifar10-jpeg.zip", data) for a in argv]
+    sub = argv[1] if len(argv) > 1 else ""
+    if sub in ("train", "sweep", "demo"):
+        argv = argv + ["--set", f"data.cache_dir={cache}", *SMALL_TRAIN]
+        if sub == "sweep":
+            argv = _replace_option(argv, "--seeds", "0,1")
+    if sub in ("robustness", "analyze"):
+        argv = _replace_option(argv, "--limit", "40")
+        if sub == "robustness":
+            argv += ["--severities", "1", "--eps", "1/255,4/255"]
+    return argv + (["--no-progress"] if sub in ("train", "sweep", "demo", "robustness", "analyze", "measure")
+                   and "--no-progress" not in argv else [])
+
+
+def _replace_option(argv: list[str], option: str, value: str) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == option:
+            skip = True
+            continue
+        if a.startswith(option + "="):
+            continue
+        out.append(a)
+    return out + [option, value]
+
+
+def test_the_readme_shows_runnable_commands_in_order(tmp_path):
+    commands = readme_commands(README.read_text())
+    assert any(c.startswith("selectivity demo") or c == "make demo" for c in commands)
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copytree(ROOT / "examples", work / "examples")  # as in a clone
+    cache = tmp_path / "cache"
+    ran = 0
+    for command in commands:
+        if any(key in command for key in SKIP):
+            continue
+        argv = shlex.split(command)
+        if argv[0] == "make":
+            continue
+        if argv[0] == "python":
+            argv[0] = sys.executable
+        elif argv[0] == "selectivity":
+            argv = [sys.executable, "-m", "selectivity.cli", *small(argv, cache)[1:]]
+        elif argv[0] == "torchrun":  # torchrun [its options] -m selectivity SUBCOMMAND ...
+            at = argv.index("-m")
+            argv = [sys.executable, "-m", "torch.distributed.run", *argv[1:at], "-m", "selectivity",
+                    *small(["selectivity", *argv[at + 2:]], cache)[1:]]
+        else:
+            pytest.fail(f"README command {command!r}: the walk-through knows no such program")
+        done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, f"README command failed: {command}\n{done.stderr[-3000:]}"
+        ran += 1
+    assert ran >= 8
