@@ -40,3 +40,14 @@ def test_sync_options_are_checked():
     assert load_config("demo", ["regularizer.sync=local", "train.sync_bn=false"]).regularizer.sync == "local"
     with pytest.raises(ConfigError, match="regularizer.sync"):
         load_config("demo", ["regularizer.sync=everywhere"])
+
+
+def test_the_new_keys_at_their_defaults_keep_the_run_ids_of_older_sweeps():
+    from selectivity.sweep.grid import run_id
+    from selectivity.train.config import config_to_dict
+
+    data = config_to_dict(load_config("demo", []))
+    older = {**data, "regularizer": {k: v for k, v in data["regularizer"].items() if k != "sync"},
+             "train": {k: v for k, v in data["train"].items() if k != "sync_bn"}}
+    assert run_id(data) == run_id(older)
+    assert run_id(config_to_dict(load_config("demo", ["regularizer.sync=local"]))) != run_id(data)
