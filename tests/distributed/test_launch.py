@@ -51,3 +51,15 @@ def test_the_new_keys_at_their_defaults_keep_the_run_ids_of_older_sweeps():
              "train": {k: v for k, v in data["train"].items() if k != "sync_bn"}}
     assert run_id(data) == run_id(older)
     assert run_id(config_to_dict(load_config("demo", ["regularizer.sync=local"]))) != run_id(data)
+
+
+def test_python_dash_m_selectivity_is_the_command():
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    src = str(Path(__file__).resolve().parents[2] / "src")
+    answer = subprocess.run([sys.executable, "-m", "selectivity", "train", "--help"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": src}, timeout=120)
+    assert answer.returncode == 0 and "usage: selectivity train" in answer.stdout

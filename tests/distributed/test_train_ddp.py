@@ -60,3 +60,20 @@ def test_two_ranks_of_32_train_the_weights_of_one_process_of_64(tmp_path, ddp_ov
     assert abs(si1 - si2).max() < 1e-5
     assert final_one["test_acc"] == pytest.approx(finals[0]["test_acc"], abs=1e-5)
     assert final_one["mean_si"] == pytest.approx(finals[0]["mean_si"], abs=1e-5)
+
+
+def _local_rank_run(rank, world, config_dict, out, data):
+    final = train(config_from_dict(config_dict), out, progress=False, data=data)
+    return final, [json.loads(line)["batch_si"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_per_rank_options_train_and_log_the_per_rank_estimator(tmp_path, ddp_overrides, ddp_data):
+    config = load_config("demo", ddp_overrides + ["regularizer.alpha=-1", "train.epochs=1"])
+    local = load_config("demo", ddp_overrides + ["regularizer.alpha=-1", "train.epochs=1", "regularizer.sync=local",
+                                                 "train.sync_bn=false"])
+    (final, global_si), _ = run_ranks(_local_rank_run, 2, tmp_path, config_to_dict(config), tmp_path / "g", ddp_data)
+    (final_local, local_si), _ = run_ranks(_local_rank_run, 2, tmp_path, config_to_dict(local), tmp_path / "l",
+                                           ddp_data)
+    assert final["status"] == final_local["status"] == "completed"
+    assert local_si != pytest.approx(global_si, rel=1e-3)  # another estimator: SI of each half-batch
