@@ -21,6 +21,15 @@ from .core import (
 
 __version__ = "0.1.0"
 
+
+def __getattr__(name: str):
+    # The measures live in the analysis layer; import it on first use, not with the package.
+    if name in ("unit_measures", "measure_agreement"):
+        from .analysis import measures
+
+        return getattr(measures, name)
+    raise AttributeError(f"module 'selectivity' has no attribute {name!r}")
+
 __all__ = [
     "DEFAULT_EPS",
     "EpochWindow",
@@ -33,6 +42,8 @@ __all__ = [
     "SelectivityResult",
     "class_means",
     "default_layers",
+    "measure_agreement",
     "resolve_layers",
     "selectivity_index",
+    "unit_measures",
 ]

@@ -56,16 +56,52 @@ def _train(args) -> int:
 
 
 def _measure(args) -> int:
+    if args.model is not None:
+        return _measure_any(args)
     from .commands.measure import measure_run
 
+    if args.run_dir is None:
+        raise ConfigError("measure needs a run directory, or --model with --weights and --data")
+    model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device")
+    model_only = [f"--{k}" for k in model_flags if getattr(args, k) is not None]
+    if model_only:
+        raise ConfigError(f"{', '.join(model_only)} only apply with --model; a run is measured with its own model")
+    if args.split == "val":
+        raise ConfigError("--split val is for --model image folders; a run is measured on train or test")
+    args.split = args.split or "test"
     summary = measure_run(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress)
     print(f"{'layer':<24} {'mean SI':>8}")
     for layer, value in summary["per_layer"].items():
         print(f"{layer:<24} {value:>8.4f}")
     print(f"{'network':<24} {summary['mean_si']:>8.4f}   accuracy {summary['accuracy']:.4f}")
+    live = summary["mean_si_live"]
+    print(f"dead units {100 * summary['dead_fraction']:.1f}%, mean SI of the live units "
+          f"{'- (none alive)' if live is None else f'{live:.4f}'}")
     # Say what was measured: training's final.json may have used a subset (data.test_limit).
     print(f"measured on {summary['images']} images of the {summary['split']} split of {summary['data']}")
     print(f"per-unit SI: {summary['units_csv']}")
+    if args.measures:
+        from .commands.measure_any import measure_run_units
+
+        for name, path in measure_run_units(args.run_dir, data=args.data, split=args.split, measures=args.measures,
+                                            progress=not args.no_progress).items():
+            print(f"{name}: {path}")
+    return 0
+
+
+def _measure_any(args) -> int:
+    from .commands.measure_any import measure_any, model_kwargs
+
+    if args.run_dir is not None or not args.weights or not args.data:
+        raise ConfigError("measure --model takes --weights FILE.safetensors and --data DIR, and no run directory")
+    layers = [p.strip() for p in args.layers.split(",") if p.strip()] if args.layers else None
+    summary = measure_any(args.model, args.weights, args.data, args.out, model_kwargs(args.set), split=args.split,
+                          device=args.device, layers=layers, measures=args.measures or "all", mean=args.mean,
+                          std=args.std, size=args.size, crop_fraction=args.crop_fraction,
+                          progress=not args.no_progress)
+    print(f"{summary['images']} images, {summary['classes']} classes, layers {', '.join(summary['layers'])}")
+    for name, path in summary["files"].items():
+        print(f"{name}: {path}")
     return 0
 
 
@@ -111,10 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("measure", help="class selectivity of every unit of a trained run")
-    p.add_argument("run_dir")
-    p.add_argument("--data", help="measure on another dataset than the run's")
-    p.add_argument("--split", default="test", choices=["train", "test"])
+    p = sub.add_parser("measure", help="class selectivity of every unit of a trained run, or of any model")
+    p.add_argument("run_dir", nargs="?", help="a run directory (or use --model, --weights, --data)")
+    p.add_argument("--data", help="measure on another dataset than the run's; with --model: images (folder or zip)")
+    p.add_argument("--split", choices=["train", "test", "val"],
+                   help="run: train or test (default); --model: default val, else test, else train")
+    p.add_argument("--measures", help="'all' or comma-separated measures: also write unit_measures.csv and "
+                   "measure_agreement.csv")
+    p.add_argument("--model", help="a registered model name or package.module:factory (measure any model)")
+    p.add_argument("--weights", help="with --model: the weights, a .safetensors file")
+    p.add_argument("--set", action="append", metavar="model.kwargs.KEY=VALUE", help="with --model: a model argument")
+    p.add_argument("--layers", help="with --model: comma-separated module names or globs (default: the model's)")
+    p.add_argument("--out", help="with --model: output folder (default runs/measure/<weights name>)")
+    p.add_argument("--mean", type=_alpha_list, help="with --model: per-channel mean to normalize [0, 1] images")
+    p.add_argument("--std", type=_alpha_list, help="with --model: per-channel std to normalize [0, 1] images")
+    p.add_argument("--size", type=int, help="with --model: input side (default: the model's input_size)")
+    p.add_argument("--crop-fraction", type=float, default=1.0, help="resize to size/fraction, then centre-crop")
+    p.add_argument("--device", help="with --model: cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_measure)
 

@@ -82,6 +82,36 @@ def test_merging_shards_equals_one_pass():
     torch.testing.assert_close(a.compute().per_unit["layer"], whole.compute().per_unit["layer"])
 
 
+def test_dead_units_and_live_mean_si():
+    acts = torch.tensor([[2.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 1.0, 3.0]])
+    y = torch.tensor([0, 1, 2])
+    meter = SelectivityMeter(None, num_classes=3)
+    meter.update_activations({"a": acts[:, :2], "b": acts[:, 2:]}, y)
+    result = meter.compute()
+    assert result.dead["a"].tolist() == [False, True] and result.dead["b"].tolist() == [False, False]
+    summary = result.dead_summary
+    # a: unit 0 answers class 0 only (SI 1), unit 1 is dead; b: flat (SI 0) and class-2-only (SI 1)
+    assert summary["per_layer_dead_fraction"] == {"a": 0.5, "b": 0.0}
+    assert summary["per_layer_live_mean"] == pytest.approx({"a": 1.0, "b": 0.5})
+    assert result.dead_fraction == 0.25 and result.live_mean == pytest.approx(0.75)
+    assert result.mean == pytest.approx((0.5 + 0.5) / 2)  # the dead unit pulls the plain mean down
+
+
+def test_dead_units_stream_and_merge():
+    acts = torch.rand(40, 3)
+    acts[:, 1] = 0
+    acts[:30, 2] = 0  # responds only in the second shard
+    y = torch.arange(40) % 4
+    a, b = SelectivityMeter(None, num_classes=4), SelectivityMeter(None, num_classes=4)
+    a.update_activations(acts[:30], y[:30])
+    b.update_activations(acts[30:], y[30:])
+    assert a.compute().dead["layer"].tolist() == [False, True, True]
+    a.merge(b)
+    assert a.compute().dead["layer"].tolist() == [False, True, False]
+    a.reset()
+    assert a.positive == {}
+
+
 def test_negative_activations_warn_once():
     meter = SelectivityMeter(None, num_classes=2)
     with pytest.warns(RuntimeWarning, match="negative activations"):
@@ -113,18 +143,26 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _distributed_data():
+    acts, y = torch.rand(64, 5, generator=torch.Generator().manual_seed(1)), torch.arange(64) % 6
+    acts[:32, 0] = 0  # silent on rank 0's shard only: alive once the ranks' counts are summed
+    acts[:, 4] = 0  # dead everywhere
+    return acts, y
+
+
 def _distributed_worker(rank: int, world: int, port: int, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     dist.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        acts, y = torch.rand(64, 5, generator=torch.Generator().manual_seed(1)), torch.arange(64) % 6
+        acts, y = _distributed_data()
         meter = SelectivityMeter(None, num_classes=6)
         shard = slice(rank * 32, (rank + 1) * 32)  # each rank sees half the data
         meter.update_activations({"fc": acts[shard]}, y[shard])
         result = meter.compute()
         local_counts = meter.counts.tolist()
         with open(f"{out}.{rank}", "w") as f:
-            json.dump({"si": result.per_unit["fc"].tolist(), "counts": result.counts.tolist(), "local": local_counts}, f)
+            json.dump({"si": result.per_unit["fc"].tolist(), "counts": result.counts.tolist(), "local": local_counts,
+                       "dead": result.dead["fc"].tolist()}, f)
     finally:
         dist.destroy_process_group()
 
@@ -132,7 +170,7 @@ def _distributed_worker(rank: int, world: int, port: int, out: str) -> None:
 def test_distributed_state_is_summed_across_two_gloo_ranks(tmp_path):
     out = str(tmp_path / "rank")
     mp.spawn(_distributed_worker, args=(2, _free_port(), out), nprocs=2, join=True)
-    acts, y = torch.rand(64, 5, generator=torch.Generator().manual_seed(1)), torch.arange(64) % 6
+    acts, y = _distributed_data()
     single = SelectivityMeter(None, num_classes=6)
     single.update_activations({"fc": acts}, y)
     expected = single.compute().per_unit["fc"].tolist()
@@ -141,3 +179,4 @@ def test_distributed_state_is_summed_across_two_gloo_ranks(tmp_path):
         np.testing.assert_allclose(got["si"], expected, rtol=1e-12)
         assert got["counts"] == torch.bincount(y, minlength=6).double().tolist()
         assert sum(got["local"]) == 32  # the local state was not overwritten by the reduction
+        assert got["dead"] == [False, False, False, False, True]

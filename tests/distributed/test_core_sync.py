@@ -101,6 +101,8 @@ def test_sync_batchnorm_on_cpu_equals_batchnorm_of_the_whole_batch(tmp_path):
 def _meter_data():
     g = torch.Generator().manual_seed(5)
     acts = torch.rand(10, 6, generator=g)
+    acts[:, 2] = 0.0  # a dead unit
+    acts[5, 4], acts[:5, 4], acts[6:, 4] = 1.0, 0.0, 0.0  # a unit that fires on rank 1's share only
     labels = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 3, 3])
     return acts, labels
 
@@ -115,7 +117,7 @@ def _meter_rank(rank, world):
         meter.update_activations({"l": acts[4:]}, labels[4:], mask=torch.ones(6, dtype=torch.bool))
     # rank 2 saw no sample and still joins
     result = meter.compute()
-    return result.per_unit["l"], result.counts, result.class_means["l"]
+    return result.per_unit["l"], result.counts, result.class_means["l"], result.dead["l"]
 
 
 def test_sharded_meter_equals_one_process_with_an_empty_rank_and_padding(tmp_path):
@@ -123,8 +125,10 @@ def test_sharded_meter_equals_one_process_with_an_empty_rank_and_padding(tmp_pat
     one = SelectivityMeter(None, num_classes=C)
     one.update_activations({"l": acts}, labels)
     expected = one.compute()
-    for si, counts, means in run_ranks(_meter_rank, 3, tmp_path):
+    assert expected.dead["l"].tolist() == [False, False, True, False, False, False]
+    for si, counts, means, dead in run_ranks(_meter_rank, 3, tmp_path):
         torch.testing.assert_close(si, expected.per_unit["l"], rtol=1e-12, atol=1e-12)
+        assert torch.equal(dead, expected.dead["l"])
         assert counts.tolist() == [2, 2, 2, 4]
         torch.testing.assert_close(means, expected.class_means["l"])
 

@@ -184,3 +184,20 @@ def test_selectivity_cli_runs_the_report(sweep_dir, tmp_path, capsys):
     assert (copy / "report.html").exists()
     assert cli.main(["report", str(tmp_path / "nowhere")]) == 2
     assert "is not a directory" in capsys.readouterr().err
+
+
+def test_measure_agreement_and_selectivity_over_training_are_drawn_when_runs_have_them(tmp_path):
+    root = write_sweep(tmp_path / "sweep", alphas=(-1.0, 0.0), seeds=(0, 1), diverged=False, units=False)
+    measures = ["si", "auroc", "informedness"]
+    rows = [dict(layer=layer, measure_a=a, measure_b=b, spearman=0.5)
+            for layer in ("l1", "l2") for i, a in enumerate(measures) for b in measures[i + 1:]]
+    for run in sorted(p for p in root.iterdir() if (p / "final.json").exists()):
+        pd.DataFrame(rows).to_csv(run / "measure_agreement.csv", index=False)
+        pd.DataFrame([dict(epoch=e, step=e * 10, alpha=0.0, layer="l1.0", stage="l1", unit=u, si=0.1 * e, live=True)
+                      for e in (0, 1, 2) for u in range(4)]).to_csv(run / "si_over_training.csv", index=False)
+    outputs = build_report(root, n_boot=200)
+    page = outputs.page.read_text()
+    assert "Selectivity measures" in page and "Selectivity over training" in page
+    for name in ("measure_agreement.png", "selectivity_over_training.png"):
+        with Image.open(root / name) as image:
+            assert image.width > 300 and len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 20

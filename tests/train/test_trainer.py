@@ -98,3 +98,17 @@ def test_huge_alpha_diverges_cleanly(tmp_path, tiny_overrides):
     final = train(config, tmp_path / "run", progress=False)
     assert final["status"] == "diverged" and final["diverged"] is True and final["test_acc"] is None
     assert json.loads((tmp_path / "run" / "final.json").read_text())["status"] == "diverged"
+
+
+def test_final_json_reports_dead_units_and_live_unit_selectivity(tmp_path, tiny_overrides):
+    """A dead unit has SI 0: mean SI alone mixes 'not selective' with 'silent'."""
+    import json
+
+    from selectivity.train.config import load_config
+    from selectivity.train.trainer import train
+
+    final = train(load_config("demo", tiny_overrides + ["train.epochs=1"]), tmp_path / "run", progress=False)
+    stored = json.loads((tmp_path / "run" / "final.json").read_text())
+    assert stored["dead_fraction"] == final["dead_fraction"] and 0 <= final["dead_fraction"] <= 1
+    if final["dead_fraction"] == 0:
+        assert final["mean_si_live"] == pytest.approx(final["mean_si"])

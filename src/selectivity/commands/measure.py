@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..data import DeviceLoader, load_split
@@ -60,7 +61,8 @@ def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test
     units_csv = paths.root / f"{stem}.csv"
     atomic_write(units_csv, lambda tmp: si.to_frame().to_csv(tmp, index=False))
     summary = {"data": str(source), "split": split, "images": len(split_data.labels), "accuracy": result["test_acc"],
-               "mean_si": si.mean,
+               "mean_si": si.mean, "dead_fraction": si.dead_fraction,
+               "mean_si_live": None if math.isnan(si.live_mean) else si.live_mean,
                "per_layer": si.per_layer, "units_csv": str(units_csv)}
     write_text(paths.root / f"{stem}.json", json.dumps(summary, indent=2))
     return summary

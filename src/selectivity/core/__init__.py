@@ -1,7 +1,7 @@
 """The science: pure tensor functions and the three objects built on them."""
 
 from .functional import DEFAULT_EPS, class_means, selectivity_index
-from .meter import SelectivityMeter, SelectivityResult
+from .meter import SelectivityMeter, SelectivityResult, dead_unit_summary
 from .probe import LayerSelectionError, Probe, default_layers, resolve_layers, unit_activations
 from .regularizer import SelectivityRegularizer
 from .schedule import EpochWindow, LinearWarmup, PerEpochAlpha, constant
@@ -18,6 +18,7 @@ __all__ = [
     "SelectivityResult",
     "class_means",
     "constant",
+    "dead_unit_summary",
     "default_layers",
     "resolve_layers",
     "selectivity_index",

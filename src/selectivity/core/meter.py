@@ -14,7 +14,7 @@ from .functional import (DEFAULT_EPS, NO_CONTRAST_WARNING, _check_inputs, _class
                          _selectivity_from_sums)
 from .probe import LayerSpec, Probe, unit_activations
 
-__all__ = ["SelectivityMeter", "SelectivityResult"]
+__all__ = ["SelectivityMeter", "SelectivityResult", "dead_unit_summary"]
 
 NEGATIVE_WARNING = (
     "layer {name!r} has negative activations: SI assumes non-negative responses (measure after the "
@@ -32,6 +32,9 @@ class SelectivityResult:
         mean: network selectivity, the mean over layers of the layer means.
         class_means: layer name -> (C, U) class-conditional means (NaN rows: absent classes).
         counts: (C,) samples seen per class.
+        dead: layer name -> (U,) bool, True for a unit with no response > 0 on the data.
+            A dead unit has SI 0: :attr:`dead_fraction` and :attr:`live_mean` keep "silent"
+            apart from "not selective" (see :func:`dead_unit_summary`).
     """
 
     per_unit: dict[str, Tensor]
@@ -39,6 +42,22 @@ class SelectivityResult:
     mean: float
     class_means: dict[str, Tensor] = field(repr=False)
     counts: Tensor = field(repr=False)
+    dead: dict[str, Tensor] = field(default_factory=dict, repr=False)
+
+    @property
+    def dead_summary(self) -> dict:
+        """:func:`dead_unit_summary` of this result."""
+        return dead_unit_summary(self.per_unit, self.dead)
+
+    @property
+    def dead_fraction(self) -> float:
+        """Fraction of all units (over all layers) that never respond above 0."""
+        return self.dead_summary["dead_fraction"]
+
+    @property
+    def live_mean(self) -> float:
+        """Network SI over live units only: mean over layers of the layer's live-unit mean SI."""
+        return self.dead_summary["live_mean"]
 
     def to_frame(self):
         """One row per unit: layer, layer_index, unit, si, preferred_class, mu_max."""
@@ -63,10 +82,41 @@ class SelectivityResult:
         return pd.concat(frames, ignore_index=True)
 
 
+def dead_unit_summary(per_unit: dict[str, Tensor], dead: dict[str, Tensor]) -> dict:
+    """Dead units and the SI of the live ones, per layer and overall.
+
+    Args:
+        per_unit: layer -> (U,) SI. dead: layer -> (U,) bool (no response > 0 on the data).
+
+    Returns:
+        dict: ``per_layer_dead_fraction`` and ``per_layer_live_mean`` (layer -> float; NaN
+        for a layer with no live unit), ``dead_fraction`` (dead units / all units) and
+        ``live_mean`` (mean over the layers that have live units of their live mean, the
+        live counterpart of :attr:`SelectivityResult.mean`; NaN when every unit is dead).
+    """
+    if set(dead) != set(per_unit):
+        raise ValueError(f"dead units are known for layers {sorted(dead)}, SI for {sorted(per_unit)}")
+    dead_fraction, live_mean = {}, {}
+    for name, si in per_unit.items():
+        mask = dead[name].to(torch.bool)
+        dead_fraction[name] = float(mask.double().mean())
+        live = si[~mask]
+        live_mean[name] = float(live.double().mean()) if live.numel() else float("nan")
+    total = sum(d.numel() for d in dead.values())
+    live_layers = [v for v in live_mean.values() if v == v]
+    return {
+        "per_layer_dead_fraction": dead_fraction,
+        "per_layer_live_mean": live_mean,
+        "dead_fraction": sum(int(d.sum()) for d in dead.values()) / total if total else float("nan"),
+        "live_mean": sum(live_layers) / len(live_layers) if live_layers else float("nan"),
+    }
+
+
 class SelectivityMeter:
     r"""Stream a dataset through a model and compute the selectivity of every unit.
 
-    The state is fixed-shape float64: per layer the class sums (C, U), and the class counts
+    The state is fixed-shape float64: per layer the class sums (C, U) and the number of
+    responses > 0 of each unit (U,) (a unit with none is dead), and the class counts
     (C,) shared by all layers. ``update`` only adds, ``compute`` only divides, so streaming
     in any batch sizes gives the numbers of one full batch, and states of several processes
     sum (:meth:`merge`, or an all-reduce under ``torch.distributed``).
@@ -102,6 +152,7 @@ class SelectivityMeter:
         self.probe = Probe(model, layers, detach=True) if model is not None else None
         self.layers: list[str] | None = list(self.probe.layers) if self.probe else None
         self.sums: dict[str, Tensor] = {}
+        self.positive: dict[str, Tensor] = {}
         self.counts: Tensor | None = None
         self._warned_negative: set[str] = set()
         self._warned_no_contrast = False
@@ -152,6 +203,8 @@ class SelectivityMeter:
                     f"layer {name!r} has {sums.shape[1]} units in this batch but {self.sums[name].shape[1]} before"
                 )
             self.sums[name] += sums
+            positive = (unit_acts > 0).sum(dim=0, dtype=torch.float64)
+            self.positive[name] = self.positive[name] + positive if name in self.positive else positive
         if self.counts is None:
             self.counts = torch.zeros_like(counts)
         self.counts += counts
@@ -170,19 +223,21 @@ class SelectivityMeter:
         if self.counts is None:
             self.layers = list(other.layers)
             self.sums = {n: torch.zeros_like(s) for n, s in other.sums.items()}
+            self.positive = {n: torch.zeros_like(p) for n, p in other.positive.items()}
             self.counts = torch.zeros_like(other.counts)
         if set(other.sums) != set(self.sums):
             raise ValueError(f"cannot merge meters of layers {sorted(other.sums)} into {sorted(self.sums)}")
         for name, s in other.sums.items():
             self.sums[name] += s.to(self.sums[name].device)
+            self.positive[name] += other.positive[name].to(self.positive[name].device)
         self.counts += other.counts.to(self.counts.device)
 
-    def _reduced_state(self, timeout: float | None) -> tuple[dict[str, Tensor], Tensor]:
+    def _reduced_state(self, timeout: float | None) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
         """The state summed over all ranks when torch.distributed is running (copies)."""
         if not is_distributed():
             if self.counts is None:
                 raise RuntimeError("the meter has seen no data: call update() first")
-            return self.sums, self.counts
+            return self.sums, self.counts, self.positive
         with collective("SelectivityMeter.compute()", timeout):
             # A rank that saw no sample still joins: it learns the shapes from the others.
             mine = None if self.counts is None else {n: s.shape[1] for n, s in self.sums.items()}
@@ -196,17 +251,20 @@ class SelectivityMeter:
                 self.layers = list(layers)
                 device = _collective_device()
                 sums = {n: torch.zeros(self.num_classes, units[n], dtype=torch.float64, device=device) for n in layers}
+                positive = {n: torch.zeros(units[n], dtype=torch.float64, device=device) for n in layers}
                 counts = torch.zeros(self.num_classes, dtype=torch.float64, device=device)
             else:
-                sums = {n: s.clone() for n, s in self.sums.items()}
-                counts = self.counts.clone()
-            # One all-reduce for all layers and the counts.
+                sums = dict(self.sums)
+                positive = dict(self.positive)
+                counts = self.counts
+            # Every part is a sum: one all-reduce for all layers, their positive counts and the counts.
             names = list(layers)
-            flat = torch.cat([*(sums[n].flatten() for n in names), counts])
+            pieces = [*(sums[n] for n in names), *(positive[n] for n in names), counts]
+            flat = torch.cat([t.flatten() for t in pieces])
             dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-            parts = flat.split([sums[n].numel() for n in names] + [counts.numel()])
-            sums = {n: p.view_as(sums[n]) for n, p in zip(names, parts)}
-            return sums, parts[-1]
+            parts = [p.view_as(t) for p, t in zip(flat.split([t.numel() for t in pieces]), pieces)]
+            k = len(names)
+            return dict(zip(names, parts[:k])), parts[-1], dict(zip(names, parts[k:2 * k]))
 
     def compute(self, timeout: float | None = None) -> SelectivityResult:
         """Divide: per-unit SI, per-layer means and the network mean (summed over ranks).
@@ -216,7 +274,7 @@ class SelectivityMeter:
         :class:`~selectivity.core.distributed.CollectiveError` after ``timeout`` seconds
         (default: the process group's timeout) instead of hanging.
         """
-        sums, counts = self._reduced_state(timeout)
+        sums, counts, positive = self._reduced_state(timeout)
         present = int((counts > 0).sum())
         if present < 2 and not self._warned_no_contrast:
             self._warned_no_contrast = True
@@ -231,11 +289,13 @@ class SelectivityMeter:
             mean=sum(per_layer.values()) / len(per_layer),
             class_means=means,
             counts=counts.cpu(),
+            dead={n: (positive[n] == 0).cpu() for n in self.layers},
         )
 
     def reset(self) -> None:
         """Forget everything seen; layers and hooks stay."""
         self.sums = {}
+        self.positive = {}
         self.counts = None
         if self.probe is not None:
             self.probe.clear()

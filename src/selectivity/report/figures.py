@@ -24,6 +24,7 @@ __all__ = [
     "plot_dimensionality_by_layer",
     "plot_similarity_to_baseline",
     "plot_layer_selectivity",
+    "plot_measure_agreement",
     "plot_metric_vs_alpha",
     "plot_si_distribution",
     "plot_selectivity_over_training",
@@ -427,4 +428,33 @@ def plot_selectivity_over_training(rows: pd.DataFrame, path: str | Path, title: 
     axes[0][0].set_ylabel("mean class selectivity (SI)")
     axes[0][-1].legend(fontsize=7, frameon=False, loc="best")
     fig.suptitle(title or f"Selectivity over training: mean and {int(level * 100)}% CI over seeds", fontsize=10)
+    return _save(fig, path)
+
+
+def plot_measure_agreement(agreement: pd.DataFrame, path: str | Path, title: str = "") -> Path:
+    """Spearman rank correlation between every pair of selectivity measures across units.
+
+    agreement: rows of measure_agreement.csv (layer, measure_a, measure_b, spearman) of one or
+    more runs; each cell is the mean over layers and runs (Gale et al. report it per layer).
+    """
+    mean = agreement.groupby(["measure_a", "measure_b"])["spearman"].mean()
+    names = list(dict.fromkeys(list(agreement["measure_a"]) + list(agreement["measure_b"])))
+    grid = np.full((len(names), len(names)), np.nan)
+    np.fill_diagonal(grid, 1.0)
+    for (a, b), value in mean.items():
+        i, j = names.index(a), names.index(b)
+        grid[i, j] = grid[j, i] = value
+    fig, ax = plt.subplots(figsize=(1.0 + 0.62 * len(names), 0.6 + 0.55 * len(names)))
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1)
+    for i in range(len(names)):
+        for j in range(len(names)):
+            if np.isfinite(grid[i, j]):
+                ax.text(j, i, f"{grid[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(grid[i, j]) > 0.6 else "black")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    fig.colorbar(image, ax=ax, label="Spearman rank correlation across units")
+    layers, runs = agreement["layer"].nunique(), agreement["run"].nunique() if "run" in agreement else 1
+    ax.set_title(title or f"Agreement of selectivity measures (mean over {layers} layers, {runs} run(s))",
+                 fontsize=9)
     return _save(fig, path)

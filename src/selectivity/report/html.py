@@ -377,7 +377,9 @@ def _seeds_cell(comp) -> str:
 
 
 def _summary_table(results: pd.DataFrame, level: float) -> str:
-    metrics = [m for m in ("test_acc", "mean_si") if m in results.columns]
+    # Mean SI with its dead-unit fraction and live-unit SI: a dead unit has SI 0, so mean SI alone
+    # mixes "not selective" with "silent".
+    metrics = [m for m in ("test_acc", "mean_si", "dead_fraction", "mean_si_live") if m in results.columns]
     keys = cell_columns(results)
     head = "<tr>" + "".join(f"<th>{_e(k)}</th>" for k in keys) + "<th>alpha</th><th>runs</th>" + "".join(
         f"<th>{_e(m)}{' (%)' if _is_fraction_accuracy(m) else ''}: mean [{int(level * 100)}% CI]</th>"
@@ -408,7 +410,8 @@ def _summary_table(results: pd.DataFrame, level: float) -> str:
 
 
 def _runs_table(results: pd.DataFrame) -> str:
-    columns = [c for c in ("alpha", "seed", "status", "test_acc", "mean_si", "epochs", "train_seconds", "run")
+    columns = [c for c in ("alpha", "seed", "status", "test_acc", "mean_si", "dead_fraction", "mean_si_live",
+                           "epochs", "train_seconds", "run")
                if c in results.columns]
     layers = [c for c in results.columns if c.startswith("si/")]
     names = {"test_acc": "test_acc (%)", "train_seconds": "train s"}
@@ -677,6 +680,16 @@ def _evaluation_sections(root: Path, results: pd.DataFrame) -> list[tuple[str, s
     if paths:
         out.append(("Representations", "From each run's <code>analysis.json</code> (<code>selectivity analyze"
                     "</code>).", paths))
+    agreement = _load_run_csvs(root, results, "measure_agreement.csv", {"layer", "measure_a", "measure_b", "spearman"})
+    if not agreement.empty:
+        agreement["run"] = list(zip(agreement["alpha"], agreement["seed"]))
+        figure = figures.plot_measure_agreement(agreement, root / "measure_agreement.png")
+        out.append(("Selectivity measures", "From each run's <code>measure_agreement.csv</code> (<code>selectivity "
+                    "measure RUN --measures all</code>): do the measures call the same units selective? Gale et "
+                    "al. (2020) found that the class selectivity index and precision disagree with signal-detection "
+                    "measures (AUROC, informedness).", [(figure, "Spearman rank correlation between measures "
+                                                                 "across the units of a layer, mean over layers "
+                                                                 "and runs.", False)]))
     over = load_over_training(root, results)
     if not over.empty:
         figure = figures.plot_selectivity_over_training(over, root / "selectivity_over_training.png")

@@ -18,8 +18,8 @@ from ..runs import run_row
 __all__ = ["RESULT_COLUMNS", "collect_results"]
 
 #: Leading columns, in order; one ``si/<layer>`` column per layer follows.
-RESULT_COLUMNS = ["alpha", "seed", "model", "dataset", "test_acc", "mean_si", "status", "epochs", "train_seconds",
-                  "wall_seconds"]
+RESULT_COLUMNS = ["alpha", "seed", "model", "dataset", "test_acc", "mean_si", "dead_fraction", "mean_si_live",
+                  "status", "epochs", "train_seconds", "wall_seconds"]
 
 
 def collect_results(run_dirs: list[str | Path]) -> pd.DataFrame:

@@ -96,7 +96,7 @@ class SelectivityRecorder:
             return
         frames = []
         for name, si in result.per_unit.items():
-            live = result.class_means[name].nan_to_num(nan=0.0).amax(dim=0) > 0  # activations >= 0: all zero
+            live = ~result.dead[name].to(torch.bool)
             frames.append(pd.DataFrame({"epoch": epoch, "step": step, "alpha": alpha, "layer": name,
                                         "stage": name.split(".")[0], "unit": range(si.numel()),
                                         "si": si.numpy(), "live": live.numpy()}))

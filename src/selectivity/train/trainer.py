@@ -386,7 +386,9 @@ def _finish(paths, config, model, test_loader, num_classes, layers, amp, status,
     if status == "completed":
         result = evaluate(model, test_loader, num_classes, layers, amp)
         si = result["selectivity"]
+        live = si.live_mean  # NaN when every unit is dead: JSON has no NaN, so null
         final.update(test_acc=result["test_acc"], test_loss=result["test_loss"], mean_si=si.mean,
+                     dead_fraction=si.dead_fraction, mean_si_live=None if math.isnan(live) else live,
                      **{f"si/{name}": value for name, value in si.per_layer.items()})
     if not ranks.main:  # rank 0 writes the run's files
         return final

@@ -1,0 +1,304 @@
+"""Every selectivity measure of a network the tool did not train, or of a run, to CSV (and a page).
+
+- :func:`measure_any` / :func:`measure_model`: a model (registered name or
+  ``package.module:factory``) with weights from a ``.safetensors`` file, on labelled images of any size (:mod:`selectivity.data.imageset`),
+  resized and centre-cropped to the model's input size. Images enter the model in [0, 1]
+  unless ``mean``/``std`` are given. Writes ``unit_measures.csv``, ``measure_agreement.csv``,
+  ``exemplars.html`` and ``measure.json`` to ``out``.
+- :func:`measure_run_units`: a run directory's model on its own test split; writes
+  ``unit_measures.csv`` and ``measure_agreement.csv`` in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from ..analysis.measures import ALL_MEASURES, DEFAULT_PER_CLASS, UnitMeasureAccumulator, measure_agreement
+from ..core.probe import Probe, unit_activations
+from ..data.imageset import ImageSet, open_image_set
+from ..models import create_model
+from ..runs import RunError, RunPaths, atomic_write, load_tensors, write_text
+from ..train.config import ConfigError
+from .exemplars import TopK, class_histogram_svg, exemplar_page, png_data_uri
+
+__all__ = ["WeightsError", "build_measured_model", "load_safetensors_weights", "measure_any", "measure_model",
+           "measure_run_units", "model_kwargs"]
+
+_LISTED = 8  # keys shown per kind in a weights error
+
+
+class WeightsError(RunError):
+    """Weights that do not fit the model (missing, unexpected or misshapen keys), or not safetensors."""
+
+
+def _listing(kind: str, items: list[str]) -> str:
+    more = f" (+{len(items) - _LISTED} more)" if len(items) > _LISTED else ""
+    return f"{kind} {len(items)}: {', '.join(items[:_LISTED])}{more}"
+
+
+def load_safetensors_weights(model: nn.Module, path: str | Path) -> nn.Module:
+    """Load a ``.safetensors`` state dict into ``model`` strictly, or raise one :class:`WeightsError`
+    that lists every missing key, unexpected key and shape mismatch. A ``model.`` prefix on
+    every key (the layout of this tool's checkpoints) is dropped."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} does not exist")
+    try:
+        tensors, _ = load_tensors(path)  # checksum verified when the file records one
+    except RunError as err:
+        raise WeightsError(f"weights {path} are not a readable .safetensors file ({err}); only safetensors is "
+                           "accepted (convert a pickle checkpoint with safetensors.torch.save_file in a trusted "
+                           "environment)") from None
+    expected = model.state_dict()
+    if tensors and all(k.startswith("model.") for k in tensors) and not any(k.startswith("model.") for k in expected):
+        tensors = {k.removeprefix("model."): v for k, v in tensors.items()}
+    missing = sorted(set(expected) - set(tensors))
+    unexpected = sorted(set(tensors) - set(expected))
+    shapes = sorted(f"{k} {tuple(tensors[k].shape)} (model {tuple(expected[k].shape)})"
+                    for k in set(expected) & set(tensors) if tensors[k].shape != expected[k].shape)
+    problems = [_listing(kind, items) for kind, items in
+                (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if items]
+    if problems:
+        raise WeightsError(f"weights {path} do not fit the model: " + "; ".join(problems))
+    model.load_state_dict(tensors, strict=True)
+    return model
+
+
+def model_kwargs(settings: list[str] | None) -> dict:
+    """``KEY=VALUE`` strings (``model.kwargs.KEY``, ``model.KEY`` or ``KEY``; YAML values) -> kwargs."""
+    kwargs = {}
+    for item in settings or []:
+        key, sep, value = item.partition("=")
+        key = key.strip().removeprefix("model.").removeprefix("kwargs.")
+        if not sep or not key or "." in key:
+            raise ConfigError(f"--set {item!r}: expected model.kwargs.KEY=VALUE (or KEY=VALUE)")
+        try:
+            kwargs[key] = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is not valid YAML ({err})") from None
+    return kwargs
+
+
+def build_measured_model(name: str, weights: str | Path, num_classes: int, kwargs: dict | None = None) -> nn.Module:
+    """``create_model`` (num_classes from the data unless kwargs give ``num_classes``) + safetensors weights."""
+    kwargs = dict(kwargs or {})
+    num_classes = int(kwargs.pop("num_classes", num_classes))
+    try:
+        model = create_model(name, num_classes, **kwargs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return load_safetensors_weights(model, weights).eval()
+
+
+def _input_size(model: nn.Module, images: ImageSet, size: int | None) -> int:
+    if size is not None:
+        return int(size)
+    declared = getattr(model, "input_size", None)
+    if declared:
+        return int(declared[-1])
+    h, w = images.first_image_size()
+    if h != w:
+        raise ConfigError(f"the model declares no input_size and the images are not square ({w}x{h}): pass --size")
+    return int(h)
+
+
+def _channel_stats(values, name: str) -> torch.Tensor | None:
+    if values is None:
+        return None
+    t = torch.as_tensor(values, dtype=torch.float32).flatten()
+    if t.numel() not in (1, 3) or (name == "std" and not bool((t > 0).all())):
+        raise ConfigError(f"--{name} must be 1 or 3 {'positive ' if name == 'std' else ''}numbers, got {values}")
+    return t.view(1, -1, 1, 1)
+
+
+def _check_measures(measures) -> None:
+    try:
+        UnitMeasureAccumulator(2, measures)
+    except ValueError as err:
+        raise ConfigError(f"--measures: {err}") from None
+
+
+class _LayerState:
+    def __init__(self, num_classes: int, measures, per_class: int, seed: int, top_images: int):
+        self.acc = UnitMeasureAccumulator(num_classes, measures, per_class=per_class, seed=seed)
+        self.top = TopK(top_images)
+
+
+@torch.no_grad()
+def _stream(model, probe: Probe, batches, num_classes, measures, per_class, seed, top_images, progress, total):
+    states: dict[str, _LayerState] = {}
+    offset = 0
+    for x, y in tqdm(batches, total=total, desc="measuring", unit="batch", disable=not progress):
+        model(x)
+        acts = probe.collect(batch_size=y.shape[0])
+        for name in probe.layers:
+            units = unit_activations(acts[name], name)
+            state = states.setdefault(name, _LayerState(num_classes, measures, per_class, seed, top_images))
+            state.acc.update(units, y.to(units.device))
+            state.top.update(units, offset)
+        offset += y.shape[0]
+    return states
+
+
+def _tables(states: dict[str, _LayerState]):
+    import pandas as pd
+
+    frame = pd.concat([s.acc.to_frame(name) for name, s in states.items()], ignore_index=True)
+    return frame, measure_agreement(frame)
+
+
+def _write_tables(out: Path, frame, agreement) -> dict[str, str]:
+    out.mkdir(parents=True, exist_ok=True)
+    names = RunPaths(out)
+    paths = {"unit_measures": names.unit_measures, "measure_agreement": names.measure_agreement}
+    atomic_write(paths["unit_measures"], lambda tmp: frame.to_csv(tmp, index=False))
+    atomic_write(paths["measure_agreement"], lambda tmp: agreement.to_csv(tmp, index=False))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def _exemplar_sections(frame, states, images: ImageSet, size: int, crop_fraction: float, units_per_measure: int):
+    measures = [m for m in ALL_MEASURES if m in frame.columns and m != "mi_shuffled"]
+    sections = []
+    for measure in measures:
+        best = frame.sort_values(measure, ascending=False, kind="stable").head(units_per_measure)
+        units = []
+        for row in best.itertuples():
+            state = states[row.layer]
+            indices = state.top.indices[:, row.unit].tolist()
+            values = state.top.values[:, row.unit].tolist()
+            pictures = images.batch(indices, size, crop_fraction)
+            acc = state.acc
+            means = (acc.sums.sum(0)[:, row.unit] / acc.counts.sum(0).clamp(min=1)).cpu().numpy()
+            means[acc.counts.sum(0).cpu().numpy() == 0] = np.nan
+            units.append({
+                "layer": row.layer, "unit": int(row.unit), "preferred": images.classes[int(row.preferred_class)],
+                "values": {m: float(getattr(row, m)) for m in measures},
+                "images": [(png_data_uri(p), images.classes[int(images.labels[i])], v)
+                           for p, i, v in zip(pictures, indices, values)],
+                "svg": class_histogram_svg(means, images.classes, int(row.preferred_class)),
+            })
+        sections.append({"measure": measure, "units": units})
+    return sections
+
+
+def measure_model(
+    model: nn.Module,
+    data: str | Path | ImageSet,
+    out: str | Path,
+    layers=None,
+    measures="all",
+    mean=None,
+    std=None,
+    size: int | None = None,
+    crop_fraction: float = 1.0,
+    split: str | None = None,
+    batch_size: int = 64,
+    device: str = "cpu",
+    per_class: int = DEFAULT_PER_CLASS,
+    seed: int = 0,
+    top_images: int = 8,
+    units_per_measure: int = 4,
+    progress: bool = True,
+) -> dict:
+    """Measure every unit of ``model``'s layers on ``data``; write the CSVs and ``exemplars.html`` to ``out``.
+
+    Args:
+        model: the network, weights loaded (see :func:`build_measured_model`); put in eval mode here.
+        data: a folder or zip of labelled images (:func:`~selectivity.data.imageset.open_image_set`).
+        layers: module names or glob patterns; None for the model's default layers.
+        mean, std: per-channel normalization applied to the [0, 1] images; None: none.
+        size: the square input side; None: ``model.input_size``, else the images' own (square) size.
+        crop_fraction: shorter side resized to ``size / crop_fraction`` before the centre crop.
+        per_class, seed: the measures' reservoir (see :class:`UnitMeasureAccumulator`).
+        top_images, units_per_measure: exemplars per unit, units per measure on the page.
+
+    Returns:
+        dict: paths of the files written, the number of images and classes, the layers.
+    """
+    _check_measures(measures)
+    if not 0 < crop_fraction <= 1:
+        raise ConfigError(f"crop fraction must lie in (0, 1], got {crop_fraction}")
+    images = data if isinstance(data, ImageSet) else open_image_set(data, split)
+    out = Path(out)
+    mean_t, std_t = _channel_stats(mean, "mean"), _channel_stats(std, "std")
+    model = model.eval().to(device)
+    size = _input_size(model, images, size)
+    n = len(images)
+
+    def batches():
+        for start in range(0, n, batch_size):
+            idx = range(start, min(n, start + batch_size))
+            x = images.batch(idx, size, crop_fraction).to(device).float() / 255
+            if mean_t is not None:
+                x = x - mean_t.to(device)
+            if std_t is not None:
+                x = x / std_t.to(device)
+            yield x, images.labels[start : start + len(idx)]
+
+    try:
+        with Probe(model, layers, detach=True) as probe:
+            states = _stream(model, probe, batches(), len(images.classes), measures, per_class, seed, top_images,
+                             progress, -(-n // batch_size))
+        frame, agreement = _tables(states)
+        paths = _write_tables(out, frame, agreement)
+        sections = _exemplar_sections(frame, states, images, size, crop_fraction, units_per_measure)
+        page = exemplar_page(f"Selective units on {images.path.name}", sections)
+        paths["exemplars"] = str(out / "exemplars.html")
+        write_text(out / "exemplars.html", page)
+    finally:
+        images.close()
+    summary = {"data": str(images.path), "images": n, "classes": len(images.classes), "input_size": size,
+               "layers": list(states), "files": paths}
+    write_text(out / "measure.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def measure_any(model: str, weights: str | Path, data: str | Path, out: str | Path | None = None,
+                kwargs: dict | None = None, split: str | None = None, device: str | None = None, **options) -> dict:
+    """:func:`measure_model` of a model given by name (or ``package.module:factory``) and safetensors weights.
+
+    ``out`` defaults to ``runs/measure/<weights file stem>``; ``device`` to cuda when available;
+    ``num_classes`` (in ``kwargs``) to the number of class folders. ``options`` go to :func:`measure_model`.
+    """
+    images = open_image_set(data, split)
+    try:
+        net = build_measured_model(model, weights, len(images.classes), kwargs)
+    except BaseException:
+        images.close()
+        raise
+    out = Path(out) if out else Path("runs") / "measure" / Path(weights).stem
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return measure_model(net, images, out, device=device, **options)
+
+
+def measure_run_units(run_dir: str | Path, data: str | None = None, split: str = "test", measures="all",
+                      progress: bool = True, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> dict[str, str]:
+    """Every measure of a run's selectivity layers on its test split (or ``data``); CSVs in the run directory."""
+    from ..data import DeviceLoader, load_split
+    from ..train.config import load_config
+    from ..train.trainer import resolve_device
+    from .measure import load_run_model
+
+    _check_measures(measures)
+    paths = RunPaths(Path(run_dir))
+    if not paths.config.exists():
+        raise RunError(f"{paths.root} is not a run directory (no config.yaml)")
+    config = load_config(paths.config)
+    source = data or config.data.source
+    split_data = load_split(source, split, cache_dir=config.data.cache_dir, progress=progress, stats_from=split)
+    config, model = load_run_model(run_dir, split_data)
+    device = resolve_device(config.train.device)
+    model.to(device)
+    loader = DeviceLoader(split_data, 512, device, shuffle=False)
+    with Probe(model, config.regularizer.layers, detach=True) as probe:
+        states = _stream(model, probe, loader, split_data.num_classes, measures, per_class, seed, 1, progress,
+                         None)
+    frame, agreement = _tables(states)
+    return _write_tables(paths.root, frame, agreement)

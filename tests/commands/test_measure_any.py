@@ -1,0 +1,251 @@
+"""`selectivity measure --model ...`: any model from a factory + safetensors weights on an image folder."""
+
+import io
+import json
+import shutil
+import subprocess
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from selectivity.analysis.measures import ALL_MEASURES
+from selectivity.cli import main
+from selectivity.data import DatasetError
+from selectivity.data.imageset import open_image_set, resize_center_crop
+
+COLORS = {"blue": (30, 30, 220), "green": (30, 200, 30), "red": (220, 30, 30)}  # sorted: labels 0, 1, 2
+SIZES = [(16, 16), (20, 16), (24, 30)]  # (W, H): images of any size are resized and centre-cropped
+
+
+def image_bytes(color, size, seed):
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(np.array(color)[None, None, :] + rng.integers(-25, 25, (size[1], size[0], 3)), 0, 255)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def write_tree(root: Path, prefix="val/", per_class=6):
+    for c, color in COLORS.items():
+        folder = root / prefix / c
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            (folder / f"{i}.png").write_bytes(image_bytes(color, SIZES[i % len(SIZES)], hash((c, i)) % 1000))
+    return root
+
+
+@pytest.fixture
+def factory(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    from measure_factories import tiny_conv
+
+    return tiny_conv
+
+
+@pytest.fixture
+def setup(tmp_path, factory):
+    torch.manual_seed(0)
+    weights = tmp_path / "tiny.safetensors"
+    save_file(factory(num_classes=3, width=5).state_dict(), str(weights))
+    return tmp_path, weights, write_tree(tmp_path / "images")
+
+
+def run(argv, capsys):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def measure_argv(weights, data, out, *extra):
+    return ["measure", "--model", "measure_factories:tiny_conv", "--set", "model.kwargs.width=5",
+            "--weights", str(weights), "--data", str(data), "--out", str(out), "--size", "16",
+            "--no-progress", *extra]
+
+
+def test_measure_a_model_from_a_factory(setup, capsys):
+    tmp, weights, data = setup
+    code, out, err = run(measure_argv(weights, data, tmp / "out"), capsys)
+    assert code == 0, err
+    units = pd.read_csv(tmp / "out" / "unit_measures.csv")
+    assert list(units.columns) == ["layer", "unit", "preferred_class", *ALL_MEASURES]
+    assert units.groupby("layer").size().to_dict() == {"features.1": 5, "features.3": 5}
+    assert units.si.between(0, 1).all() and units.auroc.between(0.5, 1).all()
+    agreement = pd.read_csv(tmp / "out" / "measure_agreement.csv")
+    assert set(agreement.layer) == {"features.1", "features.3"}
+    page = (tmp / "out" / "exemplars.html").read_text()
+    measures = len(ALL_MEASURES) - 1  # mi_shuffled is a baseline
+    assert page.count("data:image/png;base64,") == measures * 4 * 8  # 4 units per measure, 8 images each
+    assert page.count("<svg class=\"hist\"") == measures * 4 and "src='http" not in page
+    summary = json.loads((tmp / "out" / "measure.json").read_text())
+    assert summary["images"] == 18 and summary["classes"] == 3 and summary["input_size"] == 16
+
+
+def test_layers_globs_and_a_zip_of_bare_class_folders(tmp_path, factory, capsys):
+    weights = tmp_path / "w.safetensors"
+    save_file(factory(num_classes=3, width=4).state_dict(), str(weights))
+    tree = write_tree(tmp_path / "tree", prefix="imagenet_val/")
+    archive = shutil.make_archive(str(tmp_path / "val"), "zip", tree)  # imagenet_val/<class>/<image>
+    code, out, err = run(measure_argv(weights, archive, tmp_path / "out", "--layers", "features.3",
+                                      "--measures", "si,auroc") + ["--set", "width=4"], capsys)
+    assert code == 0, err
+    units = pd.read_csv(tmp_path / "out" / "unit_measures.csv")
+    assert list(units.columns) == ["layer", "unit", "preferred_class", "si", "auroc"]
+    assert set(units.layer) == {"features.3"} and len(units) == 4
+
+
+def test_bad_weights_give_one_clear_error(setup, factory, capsys):
+    tmp, _, data = setup
+    state = factory(num_classes=3, width=5).state_dict()
+    state["extra.bias"] = torch.zeros(2)
+    del state["fc.bias"]
+    state["features.0.weight"] = torch.zeros(7, 3, 3, 3)
+    bad = tmp / "bad.safetensors"
+    save_file(state, str(bad))
+    code, out, err = run(measure_argv(bad, data, tmp / "out"), capsys)
+    assert code == 2
+    assert err.count("\n") == 1
+    assert "missing 1: fc.bias" in err and "unexpected 1: extra.bias" in err
+    assert "wrong shape 1: features.0.weight (7, 3, 3, 3) (model (5, 3, 3, 3))" in err
+    pickled = tmp / "model.pt"
+    torch.save(state, pickled)
+    code, out, err = run(measure_argv(pickled, data, tmp / "out"), capsys)
+    assert code == 2 and "not a readable .safetensors file" in err
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["--layers", "nosuch.*"], "nosuch"),
+    (["--measures", "si,grandmother"], "measures must be 'all'"),
+    (["--std", "0,1,1"], "--std must be 1 or 3 positive numbers"),
+    (["--split", "train"], "has no 'train' folder"),
+    (["--crop-fraction", "1.5"], "crop fraction must lie in (0, 1]"),
+])
+def test_user_mistakes_exit_2(setup, capsys, extra, match):
+    tmp, weights, data = setup
+    code, out, err = run(measure_argv(weights, data, tmp / "out", *extra), capsys)
+    assert code == 2 and match in err, err
+
+
+def test_resize_center_crop_is_a_pure_tensor_function():
+    image = torch.zeros(1, 3, 4, 8, dtype=torch.uint8)
+    image[..., 2:6] = 200  # the middle half of a 4x8 image
+    crop = resize_center_crop(image, 4)
+    assert crop.shape == (1, 3, 4, 4) and crop.dtype == torch.uint8 and bool((crop == 200).all())
+    assert resize_center_crop(image[..., :4], 4) is not None and torch.equal(resize_center_crop(image[..., :4], 4),
+                                                                               image[..., :4])
+    # shorter side 4 -> 8, then crop 6 of the centre: the bright half covers the middle 8 of 16 columns
+    big = resize_center_crop(image.float(), 6, crop_fraction=0.75)
+    assert big.shape == (1, 3, 6, 6) and big.dtype == torch.float32
+    assert float(big[0, 0, 3, 3]) == pytest.approx(200, abs=1)
+
+
+def test_open_image_set_layouts(tmp_path):
+    tree = write_tree(tmp_path / "a", prefix="train/")
+    write_tree(tmp_path / "a", prefix="val/", per_class=2)
+    images = open_image_set(tmp_path / "a")
+    assert len(images) == 6 and images.classes == ["blue", "green", "red"]  # val preferred
+    assert images.batch([0, 5], 10).shape == (2, 3, 10, 10)
+    assert len(open_image_set(tmp_path / "a", "train")) == 18
+    (tmp_path / "b" / "only").mkdir(parents=True)
+    (tmp_path / "b" / "only" / "x.png").write_bytes(image_bytes((1, 2, 3), (4, 4), 0))
+    (tmp_path / "b" / "README.txt").write_text("one class")
+    with pytest.raises(DatasetError, match="one class folder"):
+        open_image_set(tmp_path / "b")
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install -y chromium)")
+def test_exemplar_page_thumbnails_render_in_chromium(setup, capsys):
+    tmp, weights, data = setup
+    assert run(measure_argv(weights, data, tmp / "out"), capsys)[0] == 0
+    shot = tmp / "shot.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    f"--user-data-dir={tmp / 'profile'}", "--window-size=1100,700", f"--screenshot={shot}",
+                    (tmp / "out" / "exemplars.html").as_uri()], check=True, capture_output=True, timeout=60)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
+    # The page itself is black, grey, white and red (bars); green and blue only come from the thumbnails.
+    green = (g > 150) & (r < 90) & (b < 90)
+    blue = (b > 150) & (r < 90) & (g < 90)
+    assert green.sum() > 64 * 64 and blue.sum() > 64 * 64, (green.sum(), blue.sum())
+
+
+@pytest.mark.slow  # trains one tiny epoch first (~5 s on 2 cores)
+def test_measure_a_run_with_every_measure(tmp_path, tiny_overrides, capsys):
+    run_dir = tmp_path / "run"
+    sets = [a for o in tiny_overrides + ["train.epochs=1"] for a in ("--set", o)]
+    code, out, err = run(["train", "demo", "--out", str(run_dir), "--no-progress"] + sets, capsys)
+    assert code == 0, err
+    code, out, err = run(["measure", str(run_dir), "--measures", "all", "--no-progress"], capsys)
+    assert code == 0, err
+    units = pd.read_csv(run_dir / "unit_measures.csv")
+    final = json.loads((run_dir / "final.json").read_text())
+    layers = {k[3:] for k in final if k.startswith("si/")}
+    assert set(units.layer) == layers and list(units.columns[3:]) == list(ALL_MEASURES)
+    # SI is the same number the meter reports (the run's own per-unit table, on the whole test split)
+    meter = pd.read_csv(run_dir / "measure-cifar10-demo-test.csv")
+    np.testing.assert_allclose(units.si.to_numpy(), meter.si.to_numpy(), rtol=1e-5, atol=1e-7)
+    agreement = pd.read_csv(run_dir / "measure_agreement.csv")
+    assert set(agreement.layer) == layers and agreement.spearman.dropna().between(-1, 1).all()
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["measure"], "needs a run directory, or --model"),
+    (["measure", "somerun", "--weights", "w.safetensors"], "--weights only apply with --model"),
+    (["measure", "somerun", "--split", "val"], "--split val is for --model"),
+    (["measure", "--model", "resnet20", "--data", "x"], "takes --weights FILE.safetensors and --data DIR"),
+])
+def test_measure_argument_mistakes_exit_2(argv, match, capsys):
+    code, out, err = run(argv, capsys)
+    assert code == 2 and match in err, err
+
+
+def test_open_image_set_reads_cifar_pickles_and_tiny_imagenet(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1] / "data"))
+    from builders import CIFAR_NAMES, make_cifar, make_tiny
+
+    folder, expected = make_cifar(tmp_path / "c")
+    images = open_image_set(folder.parent)
+    assert images.classes == CIFAR_NAMES and images.labels.tolist() == expected["test"][1].tolist()
+    assert torch.equal(images.batch([0, 1], 32), torch.from_numpy(expected["test"][0][:2]))
+    assert images.batch([0], 16).shape == (1, 3, 16, 16)
+    make_tiny(tmp_path / "t")
+    tiny = open_image_set(tmp_path / "t", "val")  # Tiny ImageNet's val split, labels from its annotations
+    assert tiny.classes == ["goldfish", "tabby", "school bus"] and tiny.labels.tolist() == [2, 0, 1, 0]
+    assert tiny.batch([0, 3], 32).shape == (2, 3, 32, 32)
+
+
+class Normalized(torch.nn.Module):
+    """A fixed preprocessing step in front of the factory's network (layers ``net.features.*``)."""
+
+    selectivity_layers = ("net.features.1", "net.features.3")
+
+    def __init__(self, pre, net):
+        super().__init__()
+        self.pre, self.net = pre, net
+
+    def forward(self, x):
+        return self.net(self.pre(x))
+
+
+def test_mean_and_std_normalize_the_unit_interval_images(setup, factory):
+    from selectivity.models import Normalize
+    from selectivity.commands.measure_any import measure_model
+
+    tmp, _, data = setup
+    net = factory(num_classes=3, width=5)
+    mean, std = [0.2, 0.5, 0.4], [0.5, 0.25, 0.3]
+    inside = measure_model(Normalized(Normalize(mean, std), net), data, tmp / "inside", size=16, progress=False)
+    given = measure_model(Normalized(torch.nn.Identity(), net), data, tmp / "given", size=16, mean=mean, std=std,
+                          progress=False)
+    plain = measure_model(Normalized(torch.nn.Identity(), net), data, tmp / "plain", size=16, progress=False)
+    read = [pd.read_csv(s["files"]["unit_measures"]) for s in (inside, given, plain)]
+    pd.testing.assert_frame_equal(read[0], read[1], rtol=1e-5)
+    assert not np.allclose(read[0].si, read[2].si)
