@@ -104,7 +104,12 @@ def _common_root(names: list[str]) -> str:
 
 
 def open_image_set(path: str | Path, split: str | None = None) -> ImageSet:
-    """List the labelled images at ``path`` (see the module docstring for the layouts)."""
+    """List the labelled images at ``path`` (see the module docstring for the layouts); ``"demo"`` is
+    the bundled CIFAR-10 demo set."""
+    if str(path) == "demo":
+        from .bundled import demo_path
+
+        path = demo_path()
     path = Path(path).expanduser()
     if not path.exists():
         raise DatasetError(f"image data {path} does not exist; expected a folder or .zip of <class>/<image> "
