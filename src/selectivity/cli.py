@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ def _train(args) -> int:
     from .runs import run_name
     from .sweep.grid import run_id
     from .train.config import load_config
+    from .train.distributed import teardown
     from .train.trainer import resolve_source, train
 
     overrides = list(args.set or [])
@@ -43,9 +45,13 @@ def _train(args) -> int:
     # refused by) an existing run, such as the demo's, and the same command resumes its own.
     default = Path("runs") / config.name / f"{run_name(config.regularizer.alpha, config.train.seed)}-{run_id(config)}"
     out = Path(args.out) if args.out else default
-    final = train(config, out, progress=not args.no_progress)
-    print(json.dumps({k: v for k, v in final.items() if not k.startswith("si/")}, indent=2))
-    print(f"run directory: {out}")
+    try:
+        final = train(config, out, progress=not args.no_progress)
+    finally:
+        teardown()  # under torchrun: leave the process group
+    if os.environ.get("RANK", "0") == "0":  # one report, from rank 0
+        print(json.dumps({k: v for k, v in final.items() if not k.startswith("si/")}, indent=2))
+        print(f"run directory: {out}")
     return 0
 
 

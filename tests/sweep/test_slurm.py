@@ -61,3 +61,31 @@ def test_a_sweep_through_slurm_submits_each_run_once(slurm_cluster, tmp_path, ti
     assert _manifest_jobs(out) == jobs
     assert {p: p.stat().st_mtime_ns for p in out.glob("*/final.json")} == finals
     assert pd.read_csv(out / "results.csv").equals(table)
+
+
+@pytest.mark.slow
+def test_a_two_task_slurm_job_trains_one_run_with_ddp_and_is_not_submitted_again(slurm_cluster, tmp_path, tiny):
+    out = tmp_path / "sweep"
+    overrides = [*tiny, "slurm.time=10", "slurm.cpus_per_task=1", "slurm.nodes=1", "slurm.tasks_per_node=2",
+                 f"slurm.partition={slurm_cluster.partition}"]
+
+    def sweep():
+        return run_sweep("demo", "-1", "0", out, executor="slurm", overrides=overrides, progress=False)
+
+    before = set(slurm_cluster.job_ids())
+    first = sweep()
+    assert first.submitted == 1 and first.ok, first
+    script = next((out / "logs" / "slurm").glob("*_submission.sh")).read_text()
+    assert "#SBATCH --ntasks-per-node=2" in script
+    (run_dir,) = out.glob("alpha*")
+    final = json.loads((run_dir / "final.json").read_text())
+    assert final["status"] == "completed" and final["processes"] == 2  # one run, two DDP ranks
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in metrics] == [0]  # logged once, by rank 0
+    attempts = (run_dir / "attempts.jsonl").read_text().splitlines()
+    assert len(attempts) == 1 and json.loads(attempts[0])["outcome"] == "completed"
+    jobs = set(slurm_cluster.job_ids()) - before
+
+    again = sweep()
+    assert again.submitted == 0 and again.ok
+    assert set(slurm_cluster.job_ids()) - before == jobs

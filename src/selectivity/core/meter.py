@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from .distributed import collective, is_distributed
 from .functional import (DEFAULT_EPS, NO_CONTRAST_WARNING, _check_inputs, _class_sums, _means_from_sums,
                          _selectivity_from_sums)
 from .probe import LayerSpec, Probe, unit_activations
@@ -158,16 +159,21 @@ class SelectivityMeter:
 
     # -- update -------------------------------------------------------------------------
     @torch.no_grad()
-    def update(self, x: Tensor, y: Tensor) -> None:
+    def update(self, x: Tensor, y: Tensor, mask: Tensor | None = None) -> None:
         """Run the model on a batch (without grad) and add its activations to the state."""
         if self.probe is None:
             raise RuntimeError("this meter has no model: use update_activations(acts, labels)")
         self.model(x)
-        self.update_activations(self.probe.collect(batch_size=y.shape[0]), y)
+        self.update_activations(self.probe.collect(batch_size=y.shape[0]), y, mask)
 
     @torch.no_grad()
-    def update_activations(self, acts: dict[str, Tensor] | Tensor, labels: Tensor) -> None:
-        """Add precomputed activations: a dict layer -> (N, U) or (N, U, H, W), or one tensor."""
+    def update_activations(self, acts: dict[str, Tensor] | Tensor, labels: Tensor, mask: Tensor | None = None) -> None:
+        """Add precomputed activations: a dict layer -> (N, U) or (N, U, H, W), or one tensor.
+
+        ``mask`` (bool (N,)): the samples to count; False for the repeats a padding sampler
+        (``DistributedSampler``) adds so that every rank has as many batches, which would
+        otherwise be counted twice.
+        """
         if isinstance(acts, Tensor):
             if self.layers is not None and len(self.layers) != 1:
                 raise ValueError(f"this meter measures {len(self.layers)} layers: pass a dict layer -> activations")
@@ -177,8 +183,16 @@ class SelectivityMeter:
         if set(acts) != set(self.layers):
             raise ValueError(f"activations are for layers {sorted(acts)}, expected {sorted(self.layers)}")
         labels = labels.to(next(iter(acts.values())).device)
+        if mask is not None:
+            if mask.dtype != torch.bool or mask.shape != labels.shape:
+                raise ValueError(f"mask must be a bool tensor of shape {tuple(labels.shape)}, "
+                                 f"got {mask.dtype} {tuple(mask.shape)}")
+            mask = mask.to(labels.device)
+            labels = labels[mask]
         for name in self.layers:
             unit_acts = acts[name] if acts[name].ndim == 2 else unit_activations(acts[name], name)
+            if mask is not None:
+                unit_acts = unit_acts[mask]
             _check_inputs(unit_acts, labels, self.num_classes)
             self._warn_if_negative(name, unit_acts)
             sums, counts = _class_sums(unit_acts, labels, self.num_classes, dtype=torch.float64)
@@ -218,22 +232,49 @@ class SelectivityMeter:
             self.positive[name] += other.positive[name].to(self.positive[name].device)
         self.counts += other.counts.to(self.counts.device)
 
-    def _reduced_state(self) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
+    def _reduced_state(self, timeout: float | None) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
         """The state summed over all ranks when torch.distributed is running (copies)."""
-        if self.counts is None:
-            raise RuntimeError("the meter has seen no data: call update() first")
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        if not is_distributed():
+            if self.counts is None:
+                raise RuntimeError("the meter has seen no data: call update() first")
             return self.sums, self.counts, self.positive
-        sums = {n: s.clone() for n, s in self.sums.items()}
-        positive = {n: p.clone() for n, p in self.positive.items()}
-        counts = self.counts.clone()
-        for tensor in (*sums.values(), *positive.values(), counts):  # every part is a sum
-            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        return sums, counts, positive
+        with collective("SelectivityMeter.compute()", timeout):
+            # A rank that saw no sample still joins: it learns the shapes from the others.
+            mine = None if self.counts is None else {n: s.shape[1] for n, s in self.sums.items()}
+            shapes = [None] * dist.get_world_size()
+            dist.all_gather_object(shapes, (self.layers, mine))
+            known = [(layers, units) for layers, units in shapes if units is not None]
+            if not known:
+                raise ValueError("the meter has seen no data on any rank: call update() first")
+            layers, units = known[0]
+            if self.counts is None:
+                self.layers = list(layers)
+                device = _collective_device()
+                sums = {n: torch.zeros(self.num_classes, units[n], dtype=torch.float64, device=device) for n in layers}
+                positive = {n: torch.zeros(units[n], dtype=torch.float64, device=device) for n in layers}
+                counts = torch.zeros(self.num_classes, dtype=torch.float64, device=device)
+            else:
+                sums = dict(self.sums)
+                positive = dict(self.positive)
+                counts = self.counts
+            # Every part is a sum: one all-reduce for all layers, their positive counts and the counts.
+            names = list(layers)
+            pieces = [*(sums[n] for n in names), *(positive[n] for n in names), counts]
+            flat = torch.cat([t.flatten() for t in pieces])
+            dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            parts = [p.view_as(t) for p, t in zip(flat.split([t.numel() for t in pieces]), pieces)]
+            k = len(names)
+            return dict(zip(names, parts[:k])), parts[-1], dict(zip(names, parts[k:2 * k]))
 
-    def compute(self) -> SelectivityResult:
-        """Divide: per-unit SI, per-layer means and the network mean (summed over ranks)."""
-        sums, counts, positive = self._reduced_state()
+    def compute(self, timeout: float | None = None) -> SelectivityResult:
+        """Divide: per-unit SI, per-layer means and the network mean (summed over ranks).
+
+        Under ``torch.distributed`` this is a collective: every rank must call it, also a rank
+        that saw no sample. A rank calling it alone raises
+        :class:`~selectivity.core.distributed.CollectiveError` after ``timeout`` seconds
+        (default: the process group's timeout) instead of hanging.
+        """
+        sums, counts, positive = self._reduced_state(timeout)
         present = int((counts > 0).sum())
         if present < 2 and not self._warned_no_contrast:
             self._warned_no_contrast = True
@@ -269,3 +310,10 @@ class SelectivityMeter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _collective_device() -> torch.device:
+    """Where the tensors of this process group's collectives live (NCCL: this rank's GPU)."""
+    if dist.get_backend() == "nccl":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")

@@ -7,6 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .distributed import sum_across_ranks
 from .functional import DEFAULT_EPS, NO_CONTRAST_WARNING, _check_inputs, _class_sums, _selectivity_from_sums
 from .meter import NEGATIVE_WARNING
 from .probe import LayerSpec, Probe
@@ -40,6 +41,12 @@ class SelectivityRegularizer:
             Default: True.
         track (bool): also measure the batch selectivity (without gradient) while the
             scheduled alpha is 0, for logging; off, alpha = 0 captures nothing. Default: False.
+        sync (str): under ``torch.distributed``, ``"global"`` sums the class sums and counts of
+            every rank (a differentiable all-reduce) before SI is taken, so the term is the SI
+            of the global batch and alpha means the same on any number of processes.
+            ``"local"`` takes SI of each rank's own share of the batch: a different estimator
+            (minibatch SI grows as the batch shrinks), cheaper by one all-reduce per step.
+            Without a process group both are the same. Default: "global".
 
     Call :meth:`loss` once after each training forward pass, with that batch's labels.
 
@@ -64,16 +71,20 @@ class SelectivityRegularizer:
         eps: float = DEFAULT_EPS,
         check: bool = True,
         track: bool = False,
+        sync: str = "global",
     ):
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
         if steps_per_epoch is not None and steps_per_epoch < 1:
             raise ValueError(f"steps_per_epoch must be a positive int, got {steps_per_epoch!r}")
+        if sync not in ("global", "local"):
+            raise ValueError(f"sync must be 'global' or 'local', got {sync!r}")
         if not math.isfinite(float(alpha)):
             raise ValueError(f"alpha must be a finite number, got {alpha!r}")
         if not (eps > 0 and math.isfinite(eps)):
             raise ValueError(f"eps must be a finite number > 0, got {eps!r}")
         self.alpha = float(alpha)
+        self.sync = sync
         self.num_classes = num_classes
         self.schedule = schedule if schedule is not None else constant
         self.steps_per_epoch = steps_per_epoch
@@ -131,6 +142,9 @@ class SelectivityRegularizer:
                     where=f"the batch of {labels.shape[0]} labels", n=int(labels.unique().numel())))
             self._warn_once_if_negative(acts)
         sums, counts = _class_sums(units, labels, self.num_classes)
+        if self.sync == "global":  # one all-reduce of sums and counts side by side
+            both = sum_across_ranks(torch.cat([sums, counts.unsqueeze(1)], dim=1))
+            sums, counts = both[:, :-1], both[:, -1]
         si = _selectivity_from_sums(sums, counts, self.eps)
         sizes = [a.shape[1] for a in acts.values()]
         return torch.stack([part.mean() for part in si.split(sizes)])

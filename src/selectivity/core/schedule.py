@@ -105,7 +105,7 @@ class PerEpochAlpha:
     def __call__(self, step: int, epoch: float | None) -> float:
         if epoch is None:
             raise _need_epoch("per-epoch alpha")
-        return self.alpha_at(epoch) / self.strength if self.strength else 0.0
+        return self.alpha_at(epoch) / self.strength + 0.0 if self.strength else 0.0  # no -0.0
 
 
 def first_active_epoch(schedule: Schedule, alpha: float, epochs: int) -> float | None:

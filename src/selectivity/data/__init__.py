@@ -14,7 +14,7 @@ from .augment import Augment, AugmentParams, crop_flip, pad_images
 from .bundled import demo_path
 from .cache import DatasetSplit, channel_stats, default_cache_dir, load_split
 from .errors import DatasetError
-from .loader import DeviceLoader
+from .loader import DeviceLoader, shard_split
 from .safe_pickle import RestrictedUnpickler
 from .sources import SourceInfo, describe_source
 
@@ -24,6 +24,7 @@ __all__ = [
     "DatasetError",
     "DatasetSplit",
     "DeviceLoader",
+    "shard_split",
     "RestrictedUnpickler",
     "SourceInfo",
     "channel_stats",

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import dataclasses
+
 import numpy as np
 import torch
 
@@ -34,6 +36,12 @@ class DeviceLoader:
         seed (int): seed (>= 0) of shuffle and augmentation. Default: 0
         dtype (torch.dtype): floating dtype of x. Default: torch.float32
         channels_last (bool): x in ``torch.channels_last`` memory format. Default: False
+        rank (int), world_size (int): data parallelism. ``batch_size`` is the *global* batch;
+            every rank draws the same permutation and the same augmentation parameters for
+            the whole global batch and keeps its slice ``[rank * B/W, (rank+1) * B/W)``, so
+            step k of a W-process run sees the images (and crops, flips) of step k of a
+            one-process run with the same seed. batch_size must divide by world_size.
+            Default: 0, 1
 
     Example::
 
@@ -55,11 +63,17 @@ class DeviceLoader:
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
         channels_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
+        if world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must lie in [0, world_size), got rank {rank} of world_size {world_size}")
+        if batch_size % world_size:
+            raise ValueError(f"batch_size {batch_size} must divide by the {world_size} processes")
         if not dtype.is_floating_point:
             raise ValueError(f"dtype must be a floating dtype, got {dtype}")
         images, labels = split.images, split.labels
@@ -76,6 +90,7 @@ class DeviceLoader:
         self.seed = seed
         self.dtype = dtype
         self.channels_last = channels_last
+        self.rank, self.world_size = rank, world_size
         self.epoch = 0
         self._padded = pad_images(self.images, augment.crop_padding if augment else 0)
 
@@ -110,8 +125,29 @@ class DeviceLoader:
         fmt = torch.channels_last if self.channels_last else torch.contiguous_format
         for b in range(len(self)):
             index = order[b * self.batch_size : (b + 1) * self.batch_size]
-            if self.augment is not None:
-                x = crop_flip(self._padded, index, self.augment.sample(len(index), g, self.device), size)
+            # The whole global batch's draws, on every rank, so the generator stays in step.
+            params = self.augment.sample(len(index), g, self.device) if self.augment is not None else None
+            if self.world_size > 1:
+                parts = index.tensor_split(self.world_size)
+                start = sum(len(part) for part in parts[: self.rank])
+                index = parts[self.rank]
+                if params is not None:
+                    params = type(params)(*(p[start : start + len(index)] for p in params))
+            if params is not None:
+                x = crop_flip(self._padded, index, params, size)
             else:
                 x = self.images[index]
             yield x.to(dtype=self.dtype, memory_format=fmt).div_(255), self.labels[index]
+
+
+def shard_split(split, rank: int, world_size: int):
+    """Rank ``rank``'s contiguous share of ``split`` for evaluation: no padding, no repeats.
+
+    The shares of all ranks cover the split exactly once (``tensor_split``: sizes differ by at
+    most one; a rank may get none when there are fewer samples than ranks), so sums over
+    ranks equal sums over the split.
+    """
+    if world_size == 1:
+        return split
+    keep = torch.arange(len(split.labels)).tensor_split(world_size)[rank]
+    return dataclasses.replace(split, images=split.images[keep], labels=split.labels[keep])

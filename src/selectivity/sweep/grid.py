@@ -112,7 +112,8 @@ def parse_seeds(values: str | Iterable) -> list[int]:
 #: Config keys added after a version that wrote sweeps (0.1): at their default values they are
 #: left out of run ids and of a sweep's shared config, so sweeps written before they existed keep
 #: their ids and resume instead of training everything again. Add each new key here.
-LATER_KEYS = {("regularizer", "schedule"): None, ("record",): RecordConfig()}
+LATER_KEYS = {("regularizer", "schedule"): None, ("record",): RecordConfig(), ("regularizer", "sync"): "global",
+              ("train", "sync_bn"): True}
 
 
 def _without_later_defaults(data: dict) -> dict:

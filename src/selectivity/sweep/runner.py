@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ..train.config import Config, config_from_dict, config_to_dict
 from ..runs import RunPaths, atomic_write, read_json, write_text
+from ..train.distributed import env_from_submitit, teardown
 from ..train.trainer import train
 from .backends import make_executor
 from .executors import PARENT_PID_ENV, Executor, JobFailed, last_line
@@ -84,6 +85,11 @@ def run_one(config_dict: dict, run_dir: str) -> dict:
     never train the same directory at once: the second waits for the first.
     """
     _die_with_parent()
+    # A multi-task SLURM job (slurm.nodes / tasks_per_node): every task trains this run as one
+    # rank of a DDP group, from the environment torchrun would have set.
+    ddp_env = env_from_submitit()
+    os.environ.update(ddp_env)
+    main = ddp_env.get("RANK", "0") == "0"
     config = config_from_dict(config_dict)
     paths = RunPaths(Path(run_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
@@ -100,9 +106,12 @@ def run_one(config_dict: dict, run_dir: str) -> dict:
         attempt["error"] = f"{type(err).__name__}: {err}"
         raise
     finally:
+        if ddp_env:
+            teardown()
         attempt["wall_seconds"] = time.perf_counter() - started
-        with paths.attempts.open("a") as f:
-            f.write(json.dumps(attempt) + "\n")
+        if main:  # one line per attempt, from rank 0
+            with paths.attempts.open("a") as f:
+                f.write(json.dumps(attempt) + "\n")
 
 
 # -- the sweep -------------------------------------------------------------------------------

@@ -36,11 +36,15 @@ _MEM = re.compile(r"^\d+\s*[KMGT]?B?$", re.IGNORECASE)
 
 @dataclass
 class SlurmResources:
-    """What each run asks SLURM for (one run = one job = one task)."""
+    """What each run asks SLURM for (one run = one job; one task, or several for data parallelism)."""
 
     time: int = 24 * 60  # minutes; a run that runs out of time resumes on retry
     cpus_per_task: int | None = None
-    gpus: int | None = None  # GPUs per run (gpus_per_node)
+    gpus: int | None = None  # GPUs per node (gpus_per_node)
+    # Data parallelism: nodes x tasks_per_node processes train one run together (DDP, as under
+    # torchrun). tasks_per_node None: one task per GPU when gpus is set, else one.
+    nodes: int = 1
+    tasks_per_node: int | None = None
     mem: str | None = None  # "16G", "500M"; a number means GB
     partition: str | None = None
     account: str | None = None
@@ -62,6 +66,8 @@ class SlurmResources:
             (resources.time >= 1, "slurm.time must be >= 1 (minutes)"),
             (resources.cpus_per_task is None or resources.cpus_per_task >= 1, "slurm.cpus_per_task must be >= 1"),
             (resources.gpus is None or resources.gpus >= 0, "slurm.gpus must be >= 0"),
+            (resources.nodes >= 1, "slurm.nodes must be >= 1"),
+            (resources.tasks_per_node is None or resources.tasks_per_node >= 1, "slurm.tasks_per_node must be >= 1"),
             (resources.mem is None or bool(_MEM.match(resources.mem)), "slurm.mem must look like 16G or 500M"),
             (resources.array_parallelism is None or resources.array_parallelism >= 1,
              "slurm.array_parallelism must be >= 1"),
@@ -74,10 +80,15 @@ class SlurmResources:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @property
+    def tasks(self) -> int:
+        """Processes per node: ``tasks_per_node``, else one per GPU, else one."""
+        return self.tasks_per_node or self.gpus or 1
+
     def submitit_parameters(self) -> dict:
         """Keyword arguments for ``submitit.SlurmExecutor.update_parameters``."""
-        params: dict[str, Any] = {"time": self.time, "job_name": "selectivity-sweep", "nodes": 1,
-                                  "ntasks_per_node": 1, "use_srun": True}
+        params: dict[str, Any] = {"time": self.time, "job_name": "selectivity-sweep", "nodes": self.nodes,
+                                  "ntasks_per_node": self.tasks, "use_srun": True}
         for key in ("cpus_per_task", "partition", "account", "qos", "constraint", "array_parallelism"):
             if getattr(self, key) is not None:
                 params[key] = getattr(self, key)

@@ -89,6 +89,9 @@ class RegularizerConfig:
     # It replaces the warm-up and the window; alpha is then its strongest value (set for you).
     schedule: str | None = None
     eps: float = 1e-7
+    # Over several processes: "global" takes SI of the whole batch (class sums all-reduced, so
+    # alpha means the same on 1 or 64 GPUs); "local" takes it per rank's share, another estimator.
+    sync: Literal["global", "local"] = "global"
 
 
 @dataclass
@@ -114,6 +117,7 @@ class TrainConfig:
     channels_last: bool = False
     threads: int | None = None  # torch CPU threads; None: torch's default
     seed: int = 0
+    sync_bn: bool = True  # several processes: batch-norm statistics of the global batch (False: per rank)
 
 
 @dataclass

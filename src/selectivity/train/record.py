@@ -18,7 +18,8 @@ import pandas as pd
 import torch
 
 from ..core import SelectivityMeter
-from ..data import DatasetSplit, DeviceLoader
+from ..core.distributed import rank_and_world
+from ..data import DatasetSplit, DeviceLoader, shard_split
 from ..runs import RunPaths, atomic_write, read_text
 
 __all__ = ["SelectivityRecorder", "balanced_subset"]
@@ -49,7 +50,10 @@ class SelectivityRecorder:
         self.num_classes = test_split.num_classes
         if self.enabled:
             subset = balanced_subset(test_split, self.settings.per_class)
-            self.loader = DeviceLoader(subset, 1024, device, shuffle=False)
+            # Several processes: each measures its share and the meter sums them; rank 0 writes.
+            rank, world = rank_and_world()
+            self.writes = rank == 0
+            self.loader = DeviceLoader(shard_split(subset, rank, world), 1024, device, shuffle=False)
 
     def recorded(self, completed: int) -> bool:
         """Whether the state after ``completed`` epochs is recorded."""
@@ -67,7 +71,7 @@ class SelectivityRecorder:
         """Keep the rows of the ``completed`` epochs a checkpoint holds; drop any recorded after it
         (they are recorded again as the epoch is redone)."""
         path = self.paths.si_over_training
-        if not self.enabled or not path.exists():
+        if not self.enabled or not self.writes or not path.exists():
             return
         if completed == 0:
             path.unlink()
@@ -88,6 +92,8 @@ class SelectivityRecorder:
                 meter.update_activations(meter.probe.collect(batch_size=y.shape[0]), y)
             result = meter.compute()
         model.train(was_training)
+        if not self.writes:
+            return
         frames = []
         for name, si in result.per_unit.items():
             live = ~result.dead[name].to(torch.bool)

@@ -6,6 +6,7 @@ loop reads in one screen; the selectivity term is one visible line of the loss.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -20,9 +21,10 @@ from tqdm.auto import tqdm
 from .. import __version__
 from ..core import EpochWindow, LinearWarmup, PerEpochAlpha, SelectivityMeter, SelectivityRegularizer
 from ..core.schedule import first_active_epoch
-from ..data import Augment, DatasetSplit, DeviceLoader, load_split
+from ..data import Augment, DatasetSplit, DeviceLoader, load_split, shard_split
 from ..models import accepts_keyword, create_model
 from .config import Config, ConfigError, config_from_dict, config_to_dict
+from .distributed import Ranks, agree, setup, sum_over_ranks, unwrap, wrap_model
 from .record import SelectivityRecorder, epoch_value
 from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
                    save_checkpoint, save_tensors, write_text)
@@ -87,7 +89,7 @@ def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
         model = create_model(config.model.name, **kwargs)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model {config.model.name!r}: {err}") from None
-    probe = data.images[:2].float() / 255
+    probe = data.images[:2].to(torch.get_default_dtype()) / 255
     model.eval()
     with torch.no_grad():
         outputs = model(probe).shape[-1]
@@ -141,12 +143,21 @@ def _optimizer_for(config: Config, decay: list, no_decay: list) -> torch.optim.O
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
 
 
+def _full(logits: torch.Tensor) -> torch.Tensor:
+    """Logits for the loss: bfloat16 (autocast) up to float32; float64 stays float64."""
+    return logits if logits.dtype == torch.float64 else logits.float()
+
+
 # -- evaluation -------------------------------------------------------------------------------
 
 
 @torch.no_grad()
 def evaluate(model, loader: DeviceLoader, num_classes: int, layers=None, amp: bool = False) -> dict:
-    """Test accuracy, loss and the selectivity of every unit, in one pass (eval mode)."""
+    """Test accuracy, loss and the selectivity of every unit, in one pass (eval mode).
+
+    Under several processes each rank passes its shard and the sums are all-reduced: the
+    numbers of one process over the whole split (every rank must call it).
+    """
     was_training = model.training
     model.eval()
     correct = torch.zeros((), device=loader.device)
@@ -156,12 +167,12 @@ def evaluate(model, loader: DeviceLoader, num_classes: int, layers=None, amp: bo
             with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
                 logits = model(x)
             meter.update_activations(meter.probe.collect(batch_size=y.shape[0]), y)
-            loss += F.cross_entropy(logits.float(), y, reduction="sum")
+            loss += F.cross_entropy(_full(logits), y, reduction="sum")
             correct += (logits.argmax(dim=1) == y).sum()
         result = meter.compute()
     model.train(was_training)
-    n = len(loader.labels)
-    return {"test_acc": correct.item() / n, "test_loss": loss.item() / n, "selectivity": result}
+    correct, loss, n = sum_over_ranks(torch.stack([correct.float(), loss, loss.new_tensor(len(loader.labels))])).tolist()
+    return {"test_acc": correct / n, "test_loss": loss / n, "selectivity": result}
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -228,7 +239,7 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None,
         return read_json(paths.final)
     # Everything that can be checked is checked before the run directory is created, so a
     # mistake (a bad factory, missing data) leaves nothing behind that blocks the fixed command.
-    device = resolve_device(config.train.device)
+    ranks, device = setup(resolve_device(config.train.device))  # torchrun: join the process group
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     train_split, test_split = data or load_data(config, progress=progress)
@@ -237,35 +248,52 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None,
     if config.train.batch_size > len(train_split.labels):
         raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_split.labels)} "
                           "training images")
-    try:
-        paths.root.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise RunError(f"cannot write the run directory {paths.root}: {err.strerror or err}") from None
-    busy = f"{paths.root} is being trained by another process"
-    with exclusive(paths.lock, busy, wait=wait_for_lock):
+    if config.train.batch_size % ranks.world_size:
+        raise ConfigError(f"train.batch_size {config.train.batch_size} must divide by the {ranks.world_size} processes")
+
+    def claim(stack: contextlib.ExitStack) -> dict | None:  # rank 0 alone holds and writes the directory
+        try:
+            paths.root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise RunError(f"cannot write the run directory {paths.root}: {err.strerror or err}") from None
+        busy = f"{paths.root} is being trained by another process"
+        stack.enter_context(exclusive(paths.lock, busy, wait=wait_for_lock))
         if check_run_dir(paths, config) and paths.final.exists():  # finished while we waited
             return read_json(paths.final)
         remove_orphans(paths.root, paths.written_files())
         if not paths.config.exists():
             write_text(paths.config, yaml.safe_dump(config_to_dict(config), sort_keys=False))
-        return _train(config, paths, model, train_split, test_split, device, progress)
+        return None
+
+    with contextlib.ExitStack() as stack:
+        finished = agree(ranks, lambda: claim(stack))
+        if finished is not None:
+            return finished
+        return _train(config, paths, model, train_split, test_split, device, progress, ranks)
 
 
-def _train(config: Config, paths: RunPaths, model, train_split, test_split, device, progress: bool) -> dict:
+def _train(config: Config, paths: RunPaths, model, train_split, test_split, device, progress: bool,
+           ranks: Ranks = Ranks()) -> dict:
     amp = _use_amp(config, device)
     memory = torch.channels_last if config.train.channels_last else torch.contiguous_format
     model = model.to(device, memory_format=memory)
+    net = wrap_model(model, device, config.train.sync_bn)  # DDP under torchrun; `model` itself otherwise
+    model = unwrap(net)  # hooks, checkpoints and evaluation use the network inside
     optimizer = _optimizer(config, model)
+    progress = progress and ranks.main
     augment = Augment(crop_padding=config.data.crop_padding, flip=config.data.flip)
+    dtype = next(model.parameters()).dtype  # float32, or float64 for exact-arithmetic checks
     loader = DeviceLoader(train_split, config.train.batch_size, device, shuffle=True, drop_last=True,
-                          augment=augment, seed=config.train.seed, channels_last=config.train.channels_last)
-    test_loader = DeviceLoader(test_split, 1024, device, shuffle=False, channels_last=config.train.channels_last)
+                          augment=augment, seed=config.train.seed, channels_last=config.train.channels_last,
+                          rank=ranks.rank, world_size=ranks.world_size, dtype=dtype)
+    test_loader = DeviceLoader(shard_split(test_split, ranks.rank, ranks.world_size), 1024, device, shuffle=False,
+                               channels_last=config.train.channels_last, dtype=dtype)
     steps_per_epoch, epochs = len(loader), config.train.epochs
     total_steps = steps_per_epoch * epochs
     num_classes = train_split.num_classes
     reg = SelectivityRegularizer(model, config.regularizer.alpha, num_classes, config.regularizer.layers,
                                  schedule=_alpha_schedule(config), steps_per_epoch=steps_per_epoch,
-                                 eps=config.regularizer.eps, track=True, check=False)
+                                 eps=config.regularizer.eps, track=True, check=False, sync=config.regularizer.sync)
     # check=False: labels come from the validated dataset, and non-finite activations show up
     # as a non-finite loss, which ends the run as diverged instead of raising.
 
@@ -280,14 +308,15 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                            "(its checksum changed); restore it, or train into another --out")
     # metrics.jsonl is rebuilt from the checkpoint: an epoch logged after the last checkpoint
     # (killed in between) is dropped here and logged again when it is redone.
-    write_text(paths.metrics, "".join(json.dumps(h) + "\n" for h in history))
+    if ranks.main:
+        write_text(paths.metrics, "".join(json.dumps(h) + "\n" for h in history))
     recorder = SelectivityRecorder(config, test_split, reg.layers, epochs, steps_per_epoch, device, paths)
     recorder.resume(start_epoch)
     if recorder.enabled and start_epoch == 0:
         reg.set_epoch(0)
         recorder.record(model, 0.0, 0, reg.current_alpha)  # initialization
 
-    writer = _tensorboard(paths)
+    writer = _tensorboard(paths) if ranks.main else None
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
                desc=f"{config.name} alpha={config.regularizer.alpha:g} seed={config.train.seed}", unit="step")
     status = "completed"
@@ -304,8 +333,8 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(config, step, total_steps, steps_per_epoch)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    logits = model(x)
-                    ce = F.cross_entropy(logits.float(), y, label_smoothing=config.optim.label_smoothing)
+                    logits = net(x)
+                    ce = F.cross_entropy(_full(logits), y, label_smoothing=config.optim.label_smoothing)
                 loss = ce + reg.loss(y)  # reg.loss(y) = -alpha * batch selectivity
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -317,15 +346,16 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                 # reg tracks the batch selectivity even while alpha is 0 (without gradient).
                 sums += torch.stack([ce.detach() * len(y), (logits.argmax(1) == y).sum().float(), reg.last_selectivity])
                 bar.update(1)
-                if i % 50 == 49 and not torch.isfinite(sums[0]):
+                if i % 50 == 49 and not torch.isfinite(sum_over_ranks(sums[:1])).all():  # every rank agrees
                     break
+            sums = sum_over_ranks(sums)  # the global batch's loss and accuracy; batch SI once per rank
             if not torch.isfinite(sums).all() or not torch.isfinite(loss.detach()):
                 status = "diverged"
                 break
             elapsed += time.perf_counter() - started
             seen = steps_per_epoch * config.train.batch_size
             row = {"epoch": epoch, "train_loss": sums[0].item() / seen, "train_acc": sums[1].item() / seen,
-                   "batch_si": sums[2].item() / steps_per_epoch, "alpha": reg.alpha,
+                   "batch_si": sums[2].item() / steps_per_epoch / ranks.world_size, "alpha": reg.alpha,
                    "alpha_now": reg.current_alpha, "lr": optimizer.param_groups[0]["lr"],
                    "epoch_seconds": time.perf_counter() - started}
             if (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs:
@@ -334,10 +364,11 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
             history.append(row)
             if recorder.recorded(epoch + 1):  # before the checkpoint: a resumed epoch records again
                 recorder.record(model, float(epoch + 1), (epoch + 1) * steps_per_epoch, row["alpha_now"])
-            save_checkpoint(paths.checkpoint, model, optimizer,
-                            {"epoch": epoch, "history": history, "train_seconds": elapsed, "data": data_id})
-            with paths.metrics.open("a") as f:
-                f.write(json.dumps(row) + "\n")
+            if ranks.main:
+                save_checkpoint(paths.checkpoint, model, optimizer,
+                                {"epoch": epoch, "history": history, "train_seconds": elapsed, "data": data_id})
+                with paths.metrics.open("a") as f:
+                    f.write(json.dumps(row) + "\n")
             if writer is not None:
                 for key, value in row.items():
                     writer.add_scalar(key, value, epoch)
@@ -348,10 +379,11 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
         if writer is not None:
             writer.close()
     return _finish(paths, config, model, test_loader, num_classes, reg.layers, amp, status, history, elapsed,
-                   train_split, device)
+                   train_split, device, ranks)
 
 
-def _finish(paths, config, model, test_loader, num_classes, layers, amp, status, history, elapsed, train_split, device):
+def _finish(paths, config, model, test_loader, num_classes, layers, amp, status, history, elapsed, train_split, device,
+            ranks: Ranks = Ranks()):
     """Final evaluation and files; final.json last, as the mark that the run is over."""
     final = {"status": status, "diverged": status == "diverged", "alpha": config.regularizer.alpha,
              "seed": config.train.seed, "schedule": config.regularizer.schedule,
@@ -359,7 +391,7 @@ def _finish(paths, config, model, test_loader, num_classes, layers, amp, status,
              "model": config.model.name, "data_sha256": train_split.checksum, "dataset": train_split.name,
              "epochs": len(history), "train_seconds": elapsed, "device": str(device),
              "images_per_second": len(history) * len(train_split.labels) / elapsed if elapsed else None,
-             "version": __version__, "torch": torch.__version__}
+             "processes": ranks.world_size, "version": __version__, "torch": torch.__version__}
     if status == "completed":
         result = evaluate(model, test_loader, num_classes, layers, amp)
         si = result["selectivity"]
@@ -367,6 +399,9 @@ def _finish(paths, config, model, test_loader, num_classes, layers, amp, status,
         final.update(test_acc=result["test_acc"], test_loss=result["test_loss"], mean_si=si.mean,
                      dead_fraction=si.dead_fraction, mean_si_live=None if math.isnan(live) else live,
                      **{f"si/{name}": value for name, value in si.per_layer.items()})
+    if not ranks.main:  # rank 0 writes the run's files
+        return final
+    if status == "completed":
         save_tensors(paths.weights, model.state_dict(), metadata={"model": config.model.name})
         atomic_write(paths.si_per_unit, lambda tmp: si.to_frame().to_csv(tmp, index=False))
     else:
