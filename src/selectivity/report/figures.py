@@ -421,7 +421,8 @@ def plot_selectivity_over_training(rows: pd.DataFrame, path: str | Path, title: 
             ax.plot(table.index, stats[:, 0], color=cmap(k % 10), lw=1.6, marker="o", ms=2.5,
                     label=f"{condition} (n={table.shape[1]})")
             if np.isfinite(stats[:, 1]).any():
-                ax.fill_between(table.index, stats[:, 1], stats[:, 2], color=cmap(k % 10), alpha=0.18, lw=0)
+                ax.fill_between(table.index, np.clip(stats[:, 1], 0, 1), np.clip(stats[:, 2], 0, 1),
+                                color=cmap(k % 10), alpha=0.18, lw=0)  # SI lies in [0, 1]
         ax.set_title(stage, fontsize=10)
         ax.set_xlabel("epoch (0 = initialization)")
         ax.grid(alpha=0.3)

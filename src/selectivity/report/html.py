@@ -160,7 +160,7 @@ def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, colu
         if not columns <= set(frame.columns):
             warnings.warn(f"{path} lacks the columns {', '.join(sorted(columns))}; left out", stacklevel=3)
             continue
-        frame["alpha"], frame["seed"] = alpha, seed
+        frame["alpha"], frame["seed"], frame["run_dir"] = alpha, seed, run_dir.name
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -171,11 +171,10 @@ def load_over_training(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataF
     if rows.empty:
         return rows
     schedules = {}
-    if "schedule" in results.columns and "run" in results.columns:
-        schedules = {(float(r.alpha), r.seed): r.schedule for r in results.itertuples(index=False)
-                     if isinstance(r.schedule, str)}
-    rows["condition"] = [f"schedule {schedules[(a, s)]}" if (a, s) in schedules else f"alpha {a:g}"
-                         for a, s in zip(rows["alpha"], rows["seed"])]
+    if "schedule" in results.columns and "run" in results.columns:  # two schedules may share an alpha
+        schedules = {r.run: r.schedule for r in results.itertuples(index=False) if isinstance(r.schedule, str)}
+    rows["condition"] = [f"schedule {schedules[d]}" if d in schedules else f"alpha {a:g}"
+                         for a, d in zip(rows["alpha"], rows["run_dir"])]
     return rows
 
 
