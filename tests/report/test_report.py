@@ -201,3 +201,19 @@ def test_measure_agreement_and_selectivity_over_training_are_drawn_when_runs_hav
     for name in ("measure_agreement.png", "selectivity_over_training.png"):
         with Image.open(root / name) as image:
             assert image.width > 300 and len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 20
+
+
+def test_over_training_curves_follow_each_runs_schedule_even_when_two_share_an_alpha(tmp_path):
+    from selectivity.report.html import load_over_training
+
+    rows = []
+    for name, schedule in (("a", "-5*8"), ("b", "0*2 -5*6")):
+        for seed in (0, 1):
+            run = tmp_path / f"{name}{seed}"
+            run.mkdir()
+            pd.DataFrame([dict(epoch=0, step=0, alpha=0.0, layer="l.0", stage="l", unit=0, si=0.1, live=True)]).to_csv(
+                run / "si_over_training.csv", index=False)
+            rows.append(dict(run=run.name, alpha=-5.0, seed=seed, schedule=schedule, status="completed"))
+    loaded = load_over_training(tmp_path, pd.DataFrame(rows))
+    assert sorted(loaded.groupby("condition")["run_dir"].apply(sorted).to_dict().items()) == [
+        ("schedule -5*8", ["a0", "a1"]), ("schedule 0*2 -5*6", ["b0", "b1"])]
