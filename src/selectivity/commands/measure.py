@@ -39,18 +39,26 @@ def load_run_model(run_dir: str | Path, data_split):
     return config, model.eval()
 
 
+def run_model_on(run_dir: str | Path, data: str | None, split: str, progress: bool):
+    """(config, model on its device, the split to measure, device) for a run directory: the run's
+    own dataset unless ``data`` names another."""
+    paths = RunPaths(Path(run_dir))
+    if not paths.config.exists():
+        raise RunError(f"{paths.root} is not a run directory (no config.yaml)")
+    config = load_config(paths.config)
+    # The model's normalization comes with its weights: no need to decode the train split.
+    split_data = load_split(data or config.data.source, split, cache_dir=config.data.cache_dir, progress=progress,
+                            stats_from=split)
+    config, model = load_run_model(run_dir, split_data)
+    device = resolve_device(config.train.device)
+    return config, model.to(device), split_data, device
+
+
 def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test", progress: bool = True) -> dict:
     """Per-unit and per-layer SI of a run on ``data`` (default: the run's own dataset)."""
     paths = RunPaths(Path(run_dir))
-    config = load_config(paths.config) if paths.config.exists() else None
-    if config is None:
-        raise RunError(f"{paths.root} is not a run directory (no config.yaml)")
+    config, model, split_data, device = run_model_on(run_dir, data, split, progress)
     source = data or config.data.source
-    # The model's normalization comes with its weights: no need to decode the train split.
-    split_data = load_split(source, split, cache_dir=config.data.cache_dir, progress=progress, stats_from=split)
-    config, model = load_run_model(run_dir, split_data)
-    device = resolve_device(config.train.device)
-    model.to(device)
     loader = DeviceLoader(split_data, 1024, device, shuffle=False)
     try:
         result = evaluate(model, loader, split_data.num_classes, config.regularizer.layers)

@@ -281,21 +281,12 @@ def measure_any(model: str, weights: str | Path, data: str | Path, out: str | Pa
 def measure_run_units(run_dir: str | Path, data: str | None = None, split: str = "test", measures="all",
                       progress: bool = True, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> dict[str, str]:
     """Every measure of a run's selectivity layers on its test split (or ``data``); CSVs in the run directory."""
-    from ..data import DeviceLoader, load_split
-    from ..train.config import load_config
-    from ..train.trainer import resolve_device
-    from .measure import load_run_model
+    from ..data import DeviceLoader
+    from .measure import run_model_on
 
     _check_measures(measures)
     paths = RunPaths(Path(run_dir))
-    if not paths.config.exists():
-        raise RunError(f"{paths.root} is not a run directory (no config.yaml)")
-    config = load_config(paths.config)
-    source = data or config.data.source
-    split_data = load_split(source, split, cache_dir=config.data.cache_dir, progress=progress, stats_from=split)
-    config, model = load_run_model(run_dir, split_data)
-    device = resolve_device(config.train.device)
-    model.to(device)
+    config, model, split_data, device = run_model_on(run_dir, data, split, progress)
     loader = DeviceLoader(split_data, 512, device, shuffle=False)
     with Probe(model, config.regularizer.layers, detach=True) as probe:
         states = _stream(model, probe, loader, split_data.num_classes, measures, per_class, seed, 1, progress,
