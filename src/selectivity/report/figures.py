@@ -85,14 +85,15 @@ def plot_accuracy_vs_selectivity(results: pd.DataFrame, path: str | Path, title:
             if len(group) > 1:
                 ax.scatter([x], [y], marker="+", s=90, color="black", linewidths=1.2, zorder=4)
             ax.annotate(f"{alpha:g}", (x, y), textcoords="offset points", xytext=(6, 5), fontsize=8)
-        if k == 0 and "seed" in rows.columns and rows.groupby("alpha")["seed"].nunique().max() < 2:
-            ax.text(0.01, 0.01, "one seed per alpha: differences between points may be seed noise; "
-                    "run `selectivity sweep --seeds 0,1,2` to test them", transform=ax.transAxes, fontsize=7,
-                    color="#a33", va="bottom")
+        one_seed = k == 0 and "seed" in rows.columns and rows.groupby("alpha")["seed"].nunique().max() < 2
         ax.set_xlabel("mean class selectivity (test set)")
         ax.set_ylabel("test accuracy (%)")
         ax.grid(alpha=0.3)
         ax.set_title("high-accuracy region" if k else (title or "accuracy vs selectivity"))
+        if one_seed:  # under the axis, off the points: a finding needs seeds
+            ax.set_xlabel("mean class selectivity (test set)\n"
+                          "one seed per alpha: differences may be seed noise (test them with --seeds 0,1,2)",
+                          fontsize=8)
     _colorbar(fig, axes[0][-1], norm)
     return _save(fig, path)
 
