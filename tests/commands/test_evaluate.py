@@ -58,11 +58,14 @@ def test_robustness_csv_per_run(robust):
         assert len(corr) == 4 and set(corr["level"]) == {1, 3}
         assert set(corr["name"]) == {"gaussian_noise", "contrast"}
         attack = table[table["kind"] == "attack"]
-        assert len(attack) == 3 and set(attack["name"]) == {"fgsm"}
+        assert len(attack) == 6 and set(attack["name"]) == {"fgsm", "worst"}
         assert attack["level"].between(0, 1).all()
+        # one attack run: the worst case over the attacks is that attack
+        worst = attack[attack["name"] == "worst"].set_index("level")["accuracy"]
+        assert worst.to_dict() == attack[attack["name"] == "fgsm"].set_index("level")["accuracy"].to_dict()
         clean = float(table.loc[table["kind"] == "clean", "accuracy"].iloc[0])
         zero = attack[attack["level"] == 0]["accuracy"]
-        assert len(zero) == 1 and zero.iloc[0] == pytest.approx(clean)
+        assert len(zero) == 2 and (zero == clean).all()
         # robust accuracy never exceeds clean accuracy (a sample counts only if clean is right)
         assert (attack["accuracy"] <= clean + 1e-12).all()
 
