@@ -52,6 +52,11 @@ def test_epsilon_check_compares_each_radius_with_the_next_smaller():
     assert flags[(0.02, "epsilon")].flagged is True and flags[(0.02, "epsilon")].value == pytest.approx(0.0)
     assert flags[(0.04, "epsilon")].flagged is False
     assert flags[(0.08, "epsilon")].flagged is False  # already 0: nothing left to fall
+    # 1 image of 40 left at both radii: at or below the floor of 5%, not a sign of masking
+    one = _b(T, *[F] * 39)
+    assert _flags({"pgd": {0.01: one, 0.02: one}}, [T] * 40)[(0.02, "epsilon")].flagged is False
+    three = _b(T, T, T, *[F] * 37)
+    assert _flags({"pgd": {0.01: three, 0.02: three}}, [T] * 40)[(0.02, "epsilon")].flagged is True
     # worse at a larger radius than at a smaller one: flagged, with the rise in the numbers
     robust = {"pgd": {0.01: _b(T, F, F, F, F), 0.02: _b(T, T, F, F, F)}}
     flag = _flags(robust, clean)[(0.02, "epsilon")]

@@ -147,7 +147,7 @@ def _apgd_run(model: nn.Module, x: Tensor, y: Tensor, eps: float, loss_fn: Calla
     return torch.where(fooled.view(view), found, x_max), fooled
 
 
-def _check_common(model, x, y, eps, norm, steps, restarts) -> float:
+def _check_common(x, y, eps, norm, steps, restarts) -> float:
     _check_batch(x, y)
     _check_norm(norm)
     if norm != "linf":
@@ -191,7 +191,7 @@ def apgd(
         Tensor: (N, ...) points within eps of x in [0, 1]: a misclassified one where an
         iterate was, else the highest-loss point of the last run.
     """
-    eps = _check_common(model, x, y, eps, norm, steps, restarts)
+    eps = _check_common(x, y, eps, norm, steps, restarts)
     if loss not in ("ce", "dlr-t"):
         raise ValueError(f"unknown APGD loss {loss!r}: use 'ce' or 'dlr-t'")
     if isinstance(targets, bool) or not isinstance(targets, int) or targets < 1:

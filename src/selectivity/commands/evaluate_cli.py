@@ -73,7 +73,7 @@ def _robustness(args: argparse.Namespace) -> int:
         print(f"{path.parent.name}: clean {clean.iloc[0]:.3f}" if len(clean) else f"{path.parent.name}:", end="")
         print(f"  corruption mean {corr.mean():.3f}" if len(corr) else "", end="")
         print(f"  {adv}" if adv else "")
-        _print_attack_details(path.parent, eps_label)
+        _print_attack_details(path.parent)
     for run in outcome["skipped"]:
         print(f"{run.name}: skipped (not completed)")
     if outcome["results"]:
@@ -81,12 +81,12 @@ def _robustness(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_attack_details(run_dir, eps_label) -> None:
+def _print_attack_details(run_dir) -> None:
     """The attacks' cost per image and epsilon, and the gradient-masking checks that flagged."""
     import pandas as pd
 
     from ..runs import RunPaths
-    from .evaluate import attack_costs
+    from .evaluate import attack_costs, eps_label
 
     by_attack: dict[str, list[str]] = {}
     for attack, eps, seconds, calls in attack_costs(run_dir):
