@@ -65,6 +65,12 @@ class MaskingFlag:
     detail: str
 
 
+def _eps(eps: float) -> str:
+    """'4/255' for a multiple of 1/255, else the number."""
+    k = eps * 255
+    return f"{round(k)}/255" if abs(k - round(k)) < 1e-6 else f"{eps:.4g}"
+
+
 def _pct(count: int, n: int) -> str:
     return f"{count} of {n} images ({100 * count / n:.1f}%)"
 
@@ -122,9 +128,9 @@ def masking_flags(robust: Mapping[str, Mapping[float, Tensor]], clean: Tensor,
         else:
             acc = float(white_robust.double().mean())
             fall = previous_acc - acc
-            before = "clean" if previous_eps == 0 else f"eps {previous_eps:.4g}"
+            before = "clean" if previous_eps == 0 else f"eps {_eps(previous_eps)}"
             out.append(MaskingFlag(eps, "epsilon", bool(previous_acc > EPSILON_FLOOR and fall <= 0), fall, 0.0,
-                                   f"white-box accuracy ({names}) {acc:.3f} at eps {eps:.4g}, {previous_acc:.3f} "
+                                   f"white-box accuracy ({names}) {acc:.3f} at eps {_eps(eps)}, {previous_acc:.3f} "
                                    f"at {before}: fell by {fall:+.3f} (flag when it does not fall from above "
                                    f"{EPSILON_FLOOR:g})"))
             previous_eps, previous_acc = eps, acc

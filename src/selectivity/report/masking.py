@@ -70,7 +70,7 @@ def masking_sections(runs) -> list[tuple[str, str, list]]:
             f"<tr><td class='num'>{r.alpha:g}</td><td class='num'>{html.escape(str(r.seed))}</td>"
             f"<td class='num'>{eps_label(float(r.eps))}</td><td><code>{html.escape(str(r.check))}</code></td>"
             f"<td>{html.escape(str(r.detail))}</td></tr>" for r in flagged.itertuples(index=False))
-        verdict = (f"<p class='bad'><b>Gradient masking suspected: {len(flagged)} flag(s) in "
+        verdict = (f"<p><b class='bad'>Gradient masking suspected: {len(flagged)} flag(s) in "
                    f"{flagged['run'].nunique()} of {n_runs} run(s).</b> Where a run is flagged, its white-box "
                    "robust accuracy at that epsilon may be an artefact of misleading gradients, and so may the "
                    "adversarial claims above; the <code>worst</code> rows (every attack run, Square included) "
