@@ -14,8 +14,11 @@ loss f to maximize, per sample, with x^(0) a uniform point of the eps ball:
   *condition 1* (fewer than rho = 0.75 of the steps since w_{j-1} raised f) or *condition 2*
   (eta was not halved at w_{j-1} and f_max has not risen since w_{j-1}) holds.
 
-P projects onto the eps ball around x, then clips to [0, 1]. After a restart from x_max the
-momentum term starts from zero (x^(k) is set to x_max too): the paper leaves this open.
+P projects onto the eps ball around x, then clips to [0, 1]. Two choices the paper leaves
+open: the checkpoint test runs on the iterate x^(w_j) itself, over the w_j - w_{j-1} steps
+that led to it, and restarts that iterate (Algorithm 1 writes the test in the loop step that
+has just made x^(w_j + 1)); after a restart from x_max the momentum term starts from zero
+(x^(k-1) is set to x_max too). A run costs steps + 1 forward and backward passes.
 
 The attack succeeds on a sample when *any* iterate is misclassified; that iterate is returned
 (else x_max), so robust accuracy counts the samples no iterate fooled. Further restarts (and,

@@ -513,7 +513,9 @@ def robustness(path: str | Path, *, corruptions=None, severities=None, attacks=N
 
     A corruption that needs a missing optional package is announced (a warning) before any work,
     the rest runs, and robustness.csv records the skipped rows without an accuracy (they are
-    computed by a later call once the package is there).
+    computed by a later call once the package is there). ``square_queries`` (default 5000) and
+    ``apgd_steps`` (default 100) are the budgets of the Square and APGD attacks; every argument
+    is checked before any work.
 
     Returns {"runs": [robustness.csv paths], "skipped": [run dirs not completed], "results": results.csv or None,
     "unavailable": {corruption: reason}}.

@@ -132,9 +132,13 @@ def add_robustness_parser(subparsers) -> argparse.ArgumentParser:
         "robustness", help="accuracy under corruptions and adversarial attacks (robustness.csv per run)",
         description="Write robustness.csv (kind, name, level, accuracy, n) in a run directory, or in every "
                     "completed run of a sweep directory, and add corruption_acc and adv_acc/<attack>/<eps> "
-                    "to the sweep's results.csv/.parquet. Corruptions are seeded (deterministic). Resumable: "
-                    "rows already in robustness.csv (same number of images) are kept, only missing ones are "
-                    "computed; --force recomputes them.")
+                    "(adv_acc/worst/<eps>: an image counts only if every attack run failed on it) to the sweep's "
+                    "results.csv/.parquet. Beside robustness.csv: attack_outcomes.safetensors (per image, each "
+                    "attack's outcome, settings and cost, so that a later call with other attacks extends the "
+                    "worst case) and masking.csv (gradient-masking checks per epsilon: blackbox, epsilon, "
+                    "apgd-vs-pgd, gradient, each with what it saw). Corruptions and attacks are seeded "
+                    "(deterministic). Resumable: rows already in robustness.csv (same number of images, same "
+                    "attack budget) are kept, only missing ones are computed; --force recomputes them.")
     p.add_argument("dir", help="a run directory or a sweep directory")
     p.add_argument("--corruptions", nargs="+", metavar="NAME",
                    help="comma-separated corruption names (default: the 15 benchmark corruptions)")
