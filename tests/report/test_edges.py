@@ -222,6 +222,25 @@ def test_failed_and_unfinished_runs_count_and_infinite_values_are_named():
     assert loss.verdict == INCONCLUSIVE and "seed 2 test_loss = inf" in loss.reason
 
 
+def test_a_trend_with_a_diverged_network_is_blocked_scored_or_unscorable():
+    rows = [dict(alpha=a, seed=s, score=1.0 - 0.1 * a + 0.01 * s * a, mean_si=0.3 + 0.1 * a + 0.001 * s)
+            for s in range(3) for a in (0.0, 1.0, 2.0)]
+    rows[-1].update(status="diverged", score=np.nan, mean_si=np.nan)  # seed 2 at alpha 2
+    table = frame(rows)
+    falls = dict(test="trend", direction="decreasing", group="all")
+    blocked = evaluate_claim(table, claim(**falls))
+    assert blocked.verdict == INCONCLUSIVE and "alpha = 2: seed 2 diverged" in blocked.reason
+    scored = evaluate_claim(table, claim(**falls, failed=0.0))
+    (comp,) = scored.comparisons
+    assert comp.n_group == 3 and "scored 0 by the claim's rule" in scored.reason
+    slopes = [-0.1, -0.09, sps.linregress([0, 1, 2], [1.0, 0.92, 0.0]).slope]  # seed 2 at 0 from alpha 2
+    assert comp.estimate == pytest.approx(np.mean(slopes)) and "9 networks" in comp.label
+    on_si = evaluate_claim(table, claim(**falls, against="mean_si", failed=0.0))
+    assert on_si.verdict == INCONCLUSIVE and "no mean_si to place it" in on_si.reason
+    excluded = evaluate_claim(table, claim(**falls, against="mean_si", failed="exclude"))
+    assert excluded.verdict == SUPPORTED and "(3 seeds, 8 networks)" in excluded.comparisons[0].label
+
+
 # --------------------------------------------------------------------------- 5. cells on every setting
 
 

@@ -877,7 +877,7 @@ def _compare_trend(claim: Claim, frame: pd.DataFrame, found: list[float], level:
         n_units, sd_unit = int(result.n), float(result.se) * math.sqrt(float(result.n))
         df_of_n = lambda m: m - 1.0  # noqa: E731
         name, paired = "t of per-seed slopes (networks clustered by seed)", True
-        left = len(points_per_seed) - with_slope
+        left = int((points_per_seed == 1).sum())
         label += f" ({with_slope} seeds, {n_nets} networks)" + (f"; {left} seed(s) with one network left out"
                                                                   if left else "")
         effect, effect_name = (float(result.r), "d_z") if claim.test == "trend" else \
@@ -1012,6 +1012,9 @@ def _evaluate_cell(claim: Claim, key: tuple, frame: pd.DataFrame, level: float, 
                                                f"(alphas here: {_alphas_text(with_values)})")
         if claim.failed == "exclude":
             found = [a for a in found if a in with_values]
+            if len(found) < 2:
+                return CellResult(key, NOT_TESTED, f"no two alphas of {claim.group} with completed runs with "
+                                                   f"{', '.join(columns)} (alphas here: {_alphas_text(with_values)})")
         comparison, verdict, outcome, untestable = _compare_trend(claim, frame, found, level, fail, resolution)
         comparisons = (comparison,) if comparison is not None else ()
         if untestable:

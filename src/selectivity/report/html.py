@@ -95,8 +95,10 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     if run_dirs or planned:
         results = collect_results(run_dirs)
         if planned:
-            results = pd.concat([results.dropna(axis=1, how="all") if len(results) else None,
-                                 pd.DataFrame(planned)], ignore_index=True)
+            frames = [f for f in (results, pd.DataFrame(planned)) if len(f)]
+            with warnings.catch_warnings():  # all-empty columns of one side (None settings) are fine
+                warnings.simplefilter("ignore", FutureWarning)
+                results = pd.concat(frames, ignore_index=True)
         source = f"the {len(run_dirs) + len(planned)} run directories of {root}"
     elif table.exists():
         source = str(table)
