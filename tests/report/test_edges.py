@@ -267,8 +267,8 @@ def test_a_setting_outside_any_list_splits_cells_and_environment_does_not():
     assert [c.verdict for c in result.cells] == [SUPPORTED, REFUTED]
     assert [c.comparisons[0].n_group for c in result.cells] == [3, 3]
     # a claim that compares over the setting names it in `by`, and the setting then splits nothing
-    by = evaluate_claim(runs[runs["alpha"] == -1.0], claim(by="optim.weight_decay", group=0.0005, baseline=0.0001,
-                                                            test="less"))
+    by = evaluate_claim(runs, claim(by="optim.weight_decay", group=0.0005, baseline=0.0001, test="less",
+                                    where={"alpha": -1}))  # `where` filters on alpha, not on the `by` column
     assert len(by.cells) == 1 and by.verdict == SUPPORTED
 
 

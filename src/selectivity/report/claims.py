@@ -930,8 +930,15 @@ def _apply_where(results: pd.DataFrame, claim: Claim) -> tuple[pd.DataFrame, str
                               f"of the results (columns: {', '.join(map(str, results.columns))})")
         options = wanted if isinstance(wanted, list) else [wanted]
         values = frame[column].astype(str)
-        absent += [f"{column}={o}" for o in options if not (values == str(o)).any()]
-        keep = values.isin([str(o) for o in options])
+        numbers = pd.to_numeric(frame[column], errors="coerce").to_numpy(dtype=float)
+
+        def matches(option) -> np.ndarray:  # -1 matches an alpha of -1.0; text matches text
+            number = _number(option)
+            same = (values == str(option)).to_numpy()
+            return same | _same(number, numbers) if number is not None else same
+
+        absent += [f"{column}={o}" for o in options if not matches(o).any()]
+        keep = pd.Series(np.any([matches(o) for o in options], axis=0), index=frame.index)
         if not keep.any():
             present = ", ".join(sorted(results[column].astype(str).unique()))
             why = f"applies where {column} is {' or '.join(map(str, options))}; this sweep has {present}"
@@ -1129,16 +1136,16 @@ def evaluate_claim(results: pd.DataFrame, claim: Claim, *, level: float = 0.95, 
     if claim.by != "alpha" and claim.by not in results.columns:
         return ClaimResult(claim, NOT_TESTED, f"the results have no {claim.by} column (runs trained by an older "
                                               "version, or not with this kind of condition)")
-    exempt: tuple = ()
-    if claim.by != "alpha":  # groups by another config value: it plays alpha's part below
-        by = _metric_values(results, claim, claim.by)
-        results = results.assign(alpha=by)[by.notna()]
-        exempt = (claim.by, *SCHEDULE_COLUMNS)  # the compared condition (and what sets it) must not split
+    # the compared condition (and, for reg_from, what sets it) must not split cells
+    exempt = (claim.by, *SCHEDULE_COLUMNS) if claim.by != "alpha" else ()
     keys = cell_columns(results, exempt=exempt)
-    results = assign_cells(results, keys)
+    results = assign_cells(results, keys)  # before `where`: a failed run may not record what it filters on
     frame, reason, absent = _apply_where(results, claim)
     if reason:
         return ClaimResult(claim, NOT_TESTED, reason)
+    if claim.by != "alpha":  # groups by another config value: it plays alpha's part below (after `where`)
+        by = _metric_values(frame, claim, claim.by)
+        frame = frame.assign(alpha=by)[by.notna()]
     done = frame[frame["status"] == "completed"] if "status" in frame.columns else frame
     if done.empty:
         return ClaimResult(claim, NOT_TESTED, "no completed run")
