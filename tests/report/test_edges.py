@@ -409,3 +409,19 @@ def test_report_names_the_diverged_failed_and_unfinished_runs_of_a_cell(tmp_path
     assert row["verdict"] != SUPPORTED and row["n_group"] == 6 and row["paired"]
     assert row["failed_rule"].startswith("failed: 0.1")
     assert "failed: 0.1 (a run without a value scores 0.1)" in (root / "report.html").read_text()
+
+
+def test_schedules_split_alpha_claims_but_not_the_claim_that_compares_them_with_settings_columns():
+    rows = []
+    for seed in range(3):
+        for schedule, reg_from, alpha, acc in (("-5*8", 0.0, -5.0, 0.60), ("0*2 -5*6", 2.0, -5.0, 0.63),
+                                                ("0*8", None, 0.0, 0.66)):
+            rows.append({"alpha": alpha, "seed": seed, "schedule": schedule, "reg_from": reg_from,
+                         "regularizer.schedule": schedule, "regularizer.alpha": alpha, "train.seed": seed,
+                         "optim.lr": 0.1, "config_source": "config.yaml",
+                         "score": acc + 0.01 * seed + (0.002 * seed if reg_from else 0.0)})
+    runs = frame(rows)
+    assert cell_columns(runs) == ["model", "dataset", "regularizer.schedule"]
+    assert len(evaluate_claim(runs, claim(group=-5, test="less")).cells) == 3
+    early = evaluate_claim(runs, claim(by="reg_from", group=0, baseline="> 0", test="less"))
+    assert len(early.cells) == 1 and early.verdict == SUPPORTED
