@@ -151,3 +151,24 @@ def test_given_embeddings_reach_the_loss_and_layers_average():
     expected = 2.0 * torch.stack([s[~torch.isnan(s)].mean() for s in per_layer]).mean()  # -lambda, lambda = -2
     assert loss.item() == pytest.approx(expected.item(), rel=1e-12)
     reg.close()
+
+
+def test_the_meter_gives_each_units_monoscore_over_the_whole_data():
+    from selectivity.core import SelectivityMeter
+
+    rng = np.random.default_rng(3)
+    acts = torch.tensor(np.maximum(rng.normal(size=(90, 6)), 0))
+    acts[:, 5] = 0.0  # a dead unit: no score
+    labels = torch.tensor(rng.integers(0, 4, 90))
+    expected = monoscore(acts, labels=labels, num_classes=4)
+    one, a, b = (SelectivityMeter(None, 4) for _ in range(3))
+    for chunk in (slice(0, 7), slice(7, 50), slice(50, 90)):
+        one.update_activations({"u": acts[chunk]}, labels[chunk])
+    a.update_activations({"u": acts[:40]}, labels[:40])
+    b.update_activations({"u": acts[40:]}, labels[40:])
+    a.merge(b)  # two shards of one data set
+    for meter in (one, a):
+        result = meter.compute()
+        torch.testing.assert_close(result.monoscore["u"], expected, rtol=1e-10, atol=1e-12, equal_nan=True)
+        assert torch.isnan(result.monoscore["u"][5])
+        assert result.mean_monoscore == pytest.approx(float(expected[:5].mean()), rel=1e-10)

@@ -121,6 +121,22 @@ def label_embeddings(labels: Tensor, num_classes: int) -> Tensor:
     return torch.nn.functional.one_hot(labels.long(), num_classes).to(torch.float64)
 
 
+def _moments_from_sums(p: Tensor, e: Tensor, x: Tensor, xx: Tensor, n, lo: Tensor, hi: Tensor):
+    """(q, u, v) from streamed sums (see :class:`MonoScoreSums`); a constant unit gets zeros.
+
+    p (D, U) = sum_i x_i e_i/|e_i| (label embeddings: the class sums), e (D,) = sum_i e_i/|e_i|
+    (the class counts), x (U,) = sum x, xx (U,) = sum x^2, n inputs, lo/hi (U,) = min/max.
+    """
+    span = hi - lo
+    constant = span <= 0
+    r = torch.where(constant, torch.ones_like(span), span)
+    u = (x - n * lo) / r
+    v = (xx - 2 * lo * x + n * lo**2) / r**2
+    w = (p - lo * e.unsqueeze(1)) / r
+    zero = torch.zeros_like(u)
+    return (w * w).sum(dim=0) * (~constant), torch.where(constant, zero, u), torch.where(constant, zero, v)
+
+
 class MonoScoreSums:
     """MonoScore of every unit, streamed exactly over a whole data set in one pass.
 
@@ -183,15 +199,7 @@ class MonoScoreSums:
         """(q, u, v) of everything seen, as if the whole data set were one batch."""
         if self.n == 0:
             raise ValueError("MonoScoreSums has seen no data")
-        span = self.hi - self.lo
-        constant = span <= 0
-        r = torch.where(constant, torch.ones_like(span), span)
-        u = (self.x - self.n * self.lo) / r
-        v = (self.xx - 2 * self.lo * self.x + self.n * self.lo**2) / r**2
-        w = (self.p - self.lo * self.e.unsqueeze(1)) / r
-        u, v, w = (torch.where(constant, torch.zeros_like(u), u), torch.where(constant, torch.zeros_like(v), v),
-                   w * (~constant))
-        return (w * w).sum(dim=0), u, v
+        return _moments_from_sums(self.p, self.e, self.x, self.xx, self.n, self.lo, self.hi)
 
     def compute(self, eps: float = DEFAULT_MONO_EPS) -> Tensor:
         """(U,) MonoScore (float64), NaN for inactive units."""
