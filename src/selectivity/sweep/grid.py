@@ -113,7 +113,8 @@ def parse_seeds(values: str | Iterable) -> list[int]:
 #: left out of run ids and of a sweep's shared config, so sweeps written before they existed keep
 #: their ids and resume instead of training everything again. Add each new key here.
 LATER_KEYS = {("regularizer", "schedule"): None, ("record",): RecordConfig(), ("regularizer", "sync"): "global",
-              ("train", "sync_bn"): True}
+              ("train", "sync_bn"): True, ("regularizer", "kind"): "si", ("regularizer", "lambda"): 0.0,
+              ("regularizer", "embeddings"): "labels"}
 
 
 def _without_later_defaults(data: dict) -> dict:
