@@ -951,7 +951,10 @@ def _apply_where(results: pd.DataFrame, claim: Claim) -> tuple[pd.DataFrame, str
 #: of them that the results lack is 'not tested' (run the evaluation first), not an error.
 EVALUATION_COLUMNS = {"corruption_acc": "robustness", "adv_acc/": "robustness", "clean_acc_eval": "robustness",
                       "pc95": "analyze", "pr/": "analyze", "pr_early": "analyze", "delta_pc95": "analyze",
-                      "pwcca": "analyze", "cka": "analyze", "grad_": "analyze"}
+                      "pwcca": "analyze", "cka": "analyze", "grad_": "analyze",
+                      # measures beside SI: written by `selectivity measure DIR --measures all`
+                      # (MonoScore also by training, in final.json, since it was added)
+                      "mean_monoscore": "measure --measures all", "mean_informedness": "measure --measures all"}
 
 
 def _not_evaluated(results: pd.DataFrame, claim: Claim) -> str:
