@@ -425,3 +425,33 @@ def test_schedules_split_alpha_claims_but_not_the_claim_that_compares_them_with_
     assert len(evaluate_claim(runs, claim(group=-5, test="less")).cells) == 3
     early = evaluate_claim(runs, claim(by="reg_from", group=0, baseline="> 0", test="less"))
     assert len(early.cells) == 1 and early.verdict == SUPPORTED
+
+
+# --------------------------------------------------------------------------- two knobs
+
+
+def test_each_knob_is_compared_with_plain_training_and_never_pools_the_other(tmp_path):
+    """alpha (SI) and lambda (MonoLoss) runs in one sweep: a claim over alpha sees only lambda = 0 runs
+    and a claim by lambda only alpha = 0 runs; both share the plain baseline (kind si, both 0), paired."""
+    from selectivity.sweep.results import collect_results
+    from tests.report.sweep_builder import write_run
+
+    rng = np.random.default_rng(7)
+    truth = {("si", -1.0): 0.88, ("si", 0.0): 0.90, ("monoloss", 0.1): 0.92}  # SI down hurts, MonoLoss helps
+    for (kind, value), acc in truth.items():
+        for seed in range(4):
+            settings = {"regularizer.kind": kind}
+            settings["regularizer.lambda" if kind == "monoloss" else "regularizer.alpha"] = value
+            alpha = value if kind == "si" else 0.0
+            write_run(tmp_path, alpha, seed, acc=acc + rng.normal(0, 0.002), si=0.3, settings=settings,
+                      name=f"{kind}{value:+g}_seed{seed}")
+    results = collect_results(sorted(tmp_path.iterdir()))
+    assert sorted(set(zip(results["kind"], results["lambda"]))) == [("monoloss", 0.1), ("si", 0.0)]
+    si_claim = evaluate_claim(results, claim(metric="test_acc", group=-1, test="less"))
+    mono_claim = evaluate_claim(results, claim(metric="test_acc", by="lambda", group=0.1, baseline=0, test="greater"))
+    for result in (si_claim, mono_claim):
+        assert len(result.cells) == 1 and result.verdict == SUPPORTED
+        (comparison,) = result.cells[0].comparisons
+        assert comparison.paired and comparison.n_group == comparison.n_baseline == 4
+    # pooled, the MonoLoss runs (alpha 0, accuracy 0.92) would have joined the SI claim's baseline
+    assert evaluate_claim(results, claim(metric="test_acc", group=-1, test="less")).cells[0].comparisons[0].n_baseline == 4

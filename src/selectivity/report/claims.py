@@ -976,6 +976,25 @@ def _not_evaluated(results: pd.DataFrame, claim: Claim) -> str:
     return ""
 
 
+#: The regularizer's knobs (the results columns of their strengths) and the settings columns that
+#: go with each. A run drives one knob (regularizer.kind); plain training has both at 0.
+KNOB_SETTINGS = {"alpha": ("regularizer.alpha",), "lambda": ("regularizer.lambda", "regularizer.kind", "kind")}
+
+
+def _other_knobs_off(results: pd.DataFrame, claim: Claim) -> pd.DataFrame:
+    """The runs a claim compares: a claim over one knob (alpha, or ``by: lambda``) uses the runs
+    whose other knobs are 0, so the baseline is plain training and no run of the other knob joins a
+    group (a MonoLoss run has alpha 0). Runs that do not record a knob (older versions) have it at 0."""
+    knob = claim.by if claim.by in KNOB_SETTINGS else ("alpha" if claim.by == "alpha" else None)
+    if knob is None:
+        return results
+    keep = np.ones(len(results), dtype=bool)
+    for other in KNOB_SETTINGS:
+        if other != knob and other in results.columns:
+            keep &= pd.to_numeric(results[other], errors="coerce").fillna(0.0).to_numpy() == 0
+    return results[keep]
+
+
 def _metric_values(results: pd.DataFrame, claim: Claim, metric: str) -> pd.Series:
     """A column the claim tests, as floats (missing values NaN, inf kept); an error if absent or not numbers."""
     if metric not in results.columns:
@@ -1139,8 +1158,10 @@ def evaluate_claim(results: pd.DataFrame, claim: Claim, *, level: float = 0.95, 
     if claim.by != "alpha" and claim.by not in results.columns:
         return ClaimResult(claim, NOT_TESTED, f"the results have no {claim.by} column (runs trained by an older "
                                               "version, or not with this kind of condition)")
+    results = _other_knobs_off(results, claim)
     # the compared condition (and, for reg_from, what sets it) must not split cells
     exempt = (claim.by, *SCHEDULE_COLUMNS) if claim.by != "alpha" else ()
+    exempt += KNOB_SETTINGS.get(claim.by, ())
     keys = cell_columns(results, exempt=exempt)
     results = assign_cells(results, keys)  # before `where`: a failed run may not record what it filters on
     frame, reason, absent = _apply_where(results, claim)

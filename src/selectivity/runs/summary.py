@@ -169,6 +169,13 @@ def run_settings(run_dir: str | Path) -> dict:
     return {**flatten_settings(config), "config_source": FROM_CONFIG}
 
 
+def knob_columns(settings: dict) -> dict:
+    """The regularizer's knob of a run beside its alpha: ``kind`` (si | monoloss) and ``lambda``
+    (MonoLoss strength); runs trained before MonoLoss existed are kind si, lambda 0."""
+    return {"kind": settings.get("regularizer.kind") or "si",
+            "lambda": float(settings.get("regularizer.lambda") or 0.0)}
+
+
 def unfinished_row(run_dir: str | Path, entry: dict | None = None, base_config: dict | None = None) -> dict:
     """The row of a planned run without final.json or failed.json: status ``unfinished``.
 
@@ -191,6 +198,7 @@ def unfinished_row(run_dir: str | Path, entry: dict | None = None, base_config: 
         row["sweep_status"] = entry["status"]  # queued, submitted, retrying, interrupted, ...
     if settings.get("regularizer.schedule") is not None:
         row["schedule"] = settings["regularizer.schedule"]
+    row.update(knob_columns(settings))
     row.update({k: v for k, v in settings.items() if k not in row})
     return row
 
@@ -217,5 +225,7 @@ def run_row(run_dir: str | Path) -> dict | None:
     row["wall_seconds"] = _wall_seconds(paths)
     if row.get("status") == "completed":
         row.update(run_summary(paths.root))
-    row.update({k: v for k, v in run_settings(paths.root).items() if k not in row})
+    settings = run_settings(paths.root)
+    row.update({k: v for k, v in knob_columns(settings).items() if k not in row})
+    row.update({k: v for k, v in settings.items() if k not in row})
     return row

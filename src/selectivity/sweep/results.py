@@ -19,6 +19,7 @@ __all__ = ["RESULT_COLUMNS", "collect_results"]
 
 #: Leading columns, in order; one ``si/<layer>`` column per layer follows.
 RESULT_COLUMNS = ["alpha", "seed", "model", "dataset", "test_acc", "mean_si", "dead_fraction", "mean_si_live",
+                  "kind", "lambda",
                   "status", "epochs", "train_seconds", "wall_seconds"]
 
 
@@ -31,4 +32,4 @@ def collect_results(run_dirs: list[str | Path]) -> pd.DataFrame:
     layer_columns = [c for c in frame.columns if c.startswith("si/")]
     rest = [c for c in frame.columns if c not in RESULT_COLUMNS and c not in layer_columns]
     frame = frame.reindex(columns=RESULT_COLUMNS + layer_columns + rest)
-    return frame.sort_values(["alpha", "seed"], kind="stable").reset_index(drop=True)
+    return frame.sort_values(["kind", "lambda", "alpha", "seed"], kind="stable").reset_index(drop=True)
