@@ -73,7 +73,7 @@ def test_measure_a_model_from_a_factory(setup, capsys):
     code, out, err = run(measure_argv(weights, data, tmp / "out"), capsys)
     assert code == 0, err
     units = pd.read_csv(tmp / "out" / "unit_measures.csv")
-    assert list(units.columns) == ["layer", "unit", "preferred_class", *ALL_MEASURES]
+    assert list(units.columns) == ["layer", "unit", "dead", "preferred_class", *ALL_MEASURES]
     assert units.groupby("layer").size().to_dict() == {"features.1": 5, "features.3": 5}
     assert units.si.between(0, 1).all() and units.auroc.between(0.5, 1).all()
     agreement = pd.read_csv(tmp / "out" / "measure_agreement.csv")
@@ -95,7 +95,7 @@ def test_layers_globs_and_a_zip_of_bare_class_folders(tmp_path, factory, capsys)
                                       "--measures", "si,auroc") + ["--set", "width=4"], capsys)
     assert code == 0, err
     units = pd.read_csv(tmp_path / "out" / "unit_measures.csv")
-    assert list(units.columns) == ["layer", "unit", "preferred_class", "si", "auroc"]
+    assert list(units.columns) == ["layer", "unit", "dead", "preferred_class", "si", "auroc"]
     assert set(units.layer) == {"features.3"} and len(units) == 4
 
 
@@ -188,7 +188,7 @@ def test_measure_a_run_with_every_measure(tmp_path, tiny_overrides, capsys):
     units = pd.read_csv(run_dir / "unit_measures.csv")
     final = json.loads((run_dir / "final.json").read_text())
     layers = {k[3:] for k in final if k.startswith("si/")}
-    assert set(units.layer) == layers and list(units.columns[3:]) == list(ALL_MEASURES)
+    assert set(units.layer) == layers and list(units.columns[4:]) == list(ALL_MEASURES)
     # SI is the same number the meter reports (the run's own per-unit table, on the whole test split)
     meter = pd.read_csv(run_dir / "measure-cifar10-demo-test.csv")
     np.testing.assert_allclose(units.si.to_numpy(), meter.si.to_numpy(), rtol=1e-5, atol=1e-7)

@@ -14,13 +14,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from torch import nn
 from tqdm import tqdm
 
-from ..analysis.measures import ALL_MEASURES, DEFAULT_PER_CLASS, UnitMeasureAccumulator, measure_agreement
+from ..analysis.measures import UnitMeasureAccumulator, measure_agreement, ranked_measures
 from ..core.probe import Probe, unit_activations
 from ..data.imageset import ImageSet, open_image_set
 from ..models import create_model
@@ -126,13 +125,13 @@ def _check_measures(measures) -> None:
 
 
 class _LayerState:
-    def __init__(self, num_classes: int, measures, per_class: int, seed: int, top_images: int):
-        self.acc = UnitMeasureAccumulator(num_classes, measures, per_class=per_class, seed=seed)
+    def __init__(self, name: str, num_classes: int, measures, sample_size: int | None, seed: int, top_images: int):
+        self.acc = UnitMeasureAccumulator(num_classes, measures, sample_size=sample_size, seed=seed, name=name)
         self.top = TopK(top_images)
 
 
 @torch.no_grad()
-def _stream(model, probe: Probe, batches, num_classes, measures, per_class, seed, top_images, progress, total):
+def _stream(model, probe: Probe, batches, num_classes, measures, sample_size, seed, top_images, progress, total):
     states: dict[str, _LayerState] = {}
     offset = 0
     for x, y in tqdm(batches, total=total, desc="measuring", unit="batch", disable=not progress):
@@ -140,7 +139,9 @@ def _stream(model, probe: Probe, batches, num_classes, measures, per_class, seed
         acts = probe.collect(batch_size=y.shape[0])
         for name in probe.layers:
             units = unit_activations(acts[name], name)
-            state = states.setdefault(name, _LayerState(num_classes, measures, per_class, seed, top_images))
+            if name not in states:
+                states[name] = _LayerState(name, num_classes, measures, sample_size, seed, top_images)
+            state = states[name]
             state.acc.update(units, y.to(units.device))
             state.top.update(units, offset)
         offset += y.shape[0]
@@ -164,7 +165,7 @@ def _write_tables(out: Path, frame, agreement) -> dict[str, str]:
 
 
 def _exemplar_sections(frame, states, images: ImageSet, size: int, crop_fraction: float, units_per_measure: int):
-    measures = [m for m in ALL_MEASURES if m in frame.columns and m != "mi_shuffled"]
+    measures = ranked_measures(frame.columns)
     sections = []
     for measure in measures:
         best = frame.sort_values(measure, ascending=False, kind="stable").head(units_per_measure)
@@ -174,9 +175,7 @@ def _exemplar_sections(frame, states, images: ImageSet, size: int, crop_fraction
             indices = state.top.indices[:, row.unit].tolist()
             values = state.top.values[:, row.unit].tolist()
             pictures = images.batch(indices, size, crop_fraction)
-            acc = state.acc
-            means = (acc.sums.sum(0)[:, row.unit] / acc.counts.sum(0).clamp(min=1)).cpu().numpy()
-            means[acc.counts.sum(0).cpu().numpy() == 0] = np.nan
+            means = state.acc.class_means()[:, row.unit].numpy()
             units.append({
                 "layer": row.layer, "unit": int(row.unit), "preferred": images.classes[int(row.preferred_class)],
                 "values": {m: float(getattr(row, m)) for m in measures},
@@ -201,7 +200,7 @@ def measure_model(
     split: str | None = None,
     batch_size: int = 64,
     device: str = "cpu",
-    per_class: int = DEFAULT_PER_CLASS,
+    sample_size: int | None = None,
     seed: int = 0,
     top_images: int = 8,
     units_per_measure: int = 4,
@@ -216,7 +215,9 @@ def measure_model(
         mean, std: per-channel normalization applied to the [0, 1] images; None: none.
         size: the square input side; None: ``model.input_size``, else the images' own (square) size.
         crop_fraction: shorter side resized to ``size / crop_fraction`` before the centre crop.
-        per_class, seed: the measures' reservoir (see :class:`UnitMeasureAccumulator`).
+        sample_size, seed: None (default) ranks every image for AUROC, informedness and MI (exact;
+            memory images x units x 4 bytes); an int keeps a seeded uniform sample of that many
+            images (see :class:`~selectivity.analysis.measures.UnitMeasureAccumulator`).
         top_images, units_per_measure: exemplars per unit, units per measure on the page.
 
     Returns:
@@ -244,7 +245,7 @@ def measure_model(
 
     try:
         with Probe(model, layers, detach=True) as probe:
-            states = _stream(model, probe, batches(), len(images.classes), measures, per_class, seed, top_images,
+            states = _stream(model, probe, batches(), len(images.classes), measures, sample_size, seed, top_images,
                              progress, -(-n // batch_size))
         frame, agreement = _tables(states)
         paths = _write_tables(out, frame, agreement)
@@ -279,7 +280,7 @@ def measure_any(model: str, weights: str | Path, data: str | Path, out: str | Pa
 
 
 def measure_run_units(run_dir: str | Path, data: str | None = None, split: str = "test", measures="all",
-                      progress: bool = True, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> dict[str, str]:
+                      progress: bool = True, sample_size: int | None = None, seed: int = 0) -> dict[str, str]:
     """Every measure of a run's selectivity layers on its test split (or ``data``); CSVs in the run directory."""
     from ..data import DeviceLoader
     from .measure import run_model_on
@@ -289,7 +290,7 @@ def measure_run_units(run_dir: str | Path, data: str | None = None, split: str =
     config, model, split_data, device = run_model_on(run_dir, data, split, progress)
     loader = DeviceLoader(split_data, 512, device, shuffle=False)
     with Probe(model, config.regularizer.layers, detach=True) as probe:
-        states = _stream(model, probe, loader, split_data.num_classes, measures, per_class, seed, 1, progress,
+        states = _stream(model, probe, loader, split_data.num_classes, measures, sample_size, seed, 1, progress,
                          None)
     frame, agreement = _tables(states)
     return _write_tables(paths.root, frame, agreement)
