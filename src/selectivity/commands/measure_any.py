@@ -7,11 +7,16 @@
   ``exemplars.html`` and ``measure.json`` to ``out``.
 - :func:`measure_run_units`: a run directory's model on its own test split; writes
   ``unit_measures.csv`` and ``measure_agreement.csv`` in the run directory.
+
+Every measure uses every image unless ``sample_size`` is given (then AUROC, informedness and MI
+rank a seeded uniform sample, and :func:`sampling_summary` gives their standard error). Dead
+units (no response above 0) are marked in the ``dead`` column and never ranked on the page.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -20,6 +25,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..analysis.measures import UnitMeasureAccumulator, measure_agreement, ranked_measures
+from ..core.functional import selectivity_index
+from ..core.meter import dead_unit_summary
 from ..core.probe import Probe, unit_activations
 from ..data.imageset import ImageSet, open_image_set
 from ..models import create_model
@@ -28,7 +35,7 @@ from ..train.config import ConfigError
 from .exemplars import TopK, class_histogram_svg, exemplar_page, png_data_uri
 
 __all__ = ["WeightsError", "build_measured_model", "load_safetensors_weights", "measure_any", "measure_model",
-           "measure_run_units", "model_kwargs"]
+           "measure_run_units", "model_kwargs", "sampling_summary", "si_summary"]
 
 _LISTED = 8  # keys shown per kind in a weights error
 
@@ -117,11 +124,15 @@ def _channel_stats(values, name: str) -> torch.Tensor | None:
     return t.view(1, -1, 1, 1)
 
 
-def _check_measures(measures) -> None:
+def _check_measures(measures, sample_size: int | None = None) -> None:
     try:
         UnitMeasureAccumulator(2, measures)
     except ValueError as err:
         raise ConfigError(f"--measures: {err}") from None
+    try:
+        UnitMeasureAccumulator(2, "si", sample_size=sample_size)
+    except ValueError as err:
+        raise ConfigError(f"--sample: {err}") from None
 
 
 class _LayerState:
@@ -164,11 +175,45 @@ def _write_tables(out: Path, frame, agreement) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
 
 
+def si_summary(states: dict[str, _LayerState]) -> dict:
+    """The summary the run form of ``selectivity measure`` prints: mean SI per layer and over the
+    layers, the fraction of dead units and the mean SI of the live units (as :class:`SelectivityResult`)."""
+    per_unit = {name: selectivity_index(s.acc.class_means(), s.acc.eps) for name, s in states.items()}
+    dead = {name: s.acc.dead_units() for name, s in states.items()}
+    summary = dead_unit_summary(per_unit, dead)
+    per_layer = {name: float(si.mean()) for name, si in per_unit.items()}
+    live = summary["live_mean"]
+    return {"mean_si": sum(per_layer.values()) / len(per_layer), "dead_fraction": summary["dead_fraction"],
+            "mean_si_live": None if math.isnan(live) else live, "per_layer": per_layer,
+            "dead_units": sum(int(d.sum()) for d in dead.values()), "units": sum(d.numel() for d in dead.values())}
+
+
+def sampling_summary(states: dict[str, _LayerState]) -> dict | None:
+    """None when every measure used every image; else how many images the sampled measures kept
+    and, per layer and measure, the root mean square over live units of the standard error."""
+    first = next(iter(states.values())).acc
+    if first.exact:
+        return None
+    errors = {}
+    for name, state in states.items():
+        live = ~state.acc.dead_units()
+        errors[name] = {m: float(se[live].pow(2).mean().sqrt()) if bool(live.any()) else 0.0
+                        for m, se in state.acc.sampling_errors().items()}
+    return {"kept": first.kept, "images": first.total, "standard_error": errors}
+
+
+def _dead_units(frame) -> dict[str, list[int]]:
+    dead = frame[frame["dead"]]
+    return {layer: dead.unit[dead.layer == layer].tolist() for layer in frame.layer.unique()}
+
+
 def _exemplar_sections(frame, states, images: ImageSet, size: int, crop_fraction: float, units_per_measure: int):
     measures = ranked_measures(frame.columns)
+    live = frame[~frame["dead"]]  # a dead unit is never "most selective" by any measure
     sections = []
     for measure in measures:
-        best = frame.sort_values(measure, ascending=False, kind="stable").head(units_per_measure)
+        ranked = live.dropna(subset=[measure])  # NaN: undefined for the unit
+        best = ranked.sort_values(measure, ascending=False, kind="stable").head(units_per_measure)
         units = []
         for row in best.itertuples():
             state = states[row.layer]
@@ -221,9 +266,11 @@ def measure_model(
         top_images, units_per_measure: exemplars per unit, units per measure on the page.
 
     Returns:
-        dict: paths of the files written, the number of images and classes, the layers.
+        dict: the number of images and classes, the layers, :func:`si_summary` (mean SI, dead
+        fraction, mean SI of the live units, per layer), :func:`sampling_summary` and the
+        paths of the files written (also in ``measure.json``).
     """
-    _check_measures(measures)
+    _check_measures(measures, sample_size)
     if not 0 < crop_fraction <= 1:
         raise ConfigError(f"crop fraction must lie in (0, 1], got {crop_fraction}")
     images = data if isinstance(data, ImageSet) else open_image_set(data, split)
@@ -250,13 +297,13 @@ def measure_model(
         frame, agreement = _tables(states)
         paths = _write_tables(out, frame, agreement)
         sections = _exemplar_sections(frame, states, images, size, crop_fraction, units_per_measure)
-        page = exemplar_page(f"Selective units on {images.path.name}", sections)
+        page = exemplar_page(f"Selective units on {images.path.name}", sections, _dead_units(frame), len(frame))
         paths["exemplars"] = str(out / "exemplars.html")
         write_text(out / "exemplars.html", page)
     finally:
         images.close()
     summary = {"data": str(images.path), "images": n, "classes": len(images.classes), "input_size": size,
-               "layers": list(states), "files": paths}
+               "layers": list(states), **si_summary(states), "sampling": sampling_summary(states), "files": paths}
     write_text(out / "measure.json", json.dumps(summary, indent=2))
     return summary
 
@@ -280,12 +327,16 @@ def measure_any(model: str, weights: str | Path, data: str | Path, out: str | Pa
 
 
 def measure_run_units(run_dir: str | Path, data: str | None = None, split: str = "test", measures="all",
-                      progress: bool = True, sample_size: int | None = None, seed: int = 0) -> dict[str, str]:
-    """Every measure of a run's selectivity layers on its test split (or ``data``); CSVs in the run directory."""
+                      progress: bool = True, sample_size: int | None = None, seed: int = 0) -> dict:
+    """Every measure of a run's selectivity layers on its test split (or ``data``); CSVs in the run directory.
+
+    Returns:
+        dict: ``files`` (name -> path) and ``sampling`` (:func:`sampling_summary`: None when exact).
+    """
     from ..data import DeviceLoader
     from .measure import run_model_on
 
-    _check_measures(measures)
+    _check_measures(measures, sample_size)
     paths = RunPaths(Path(run_dir))
     config, model, split_data, device = run_model_on(run_dir, data, split, progress)
     loader = DeviceLoader(split_data, 512, device, shuffle=False)
@@ -293,4 +344,4 @@ def measure_run_units(run_dir: str | Path, data: str | None = None, split: str =
         states = _stream(model, probe, loader, split_data.num_classes, measures, sample_size, seed, 1, progress,
                          None)
     frame, agreement = _tables(states)
-    return _write_tables(paths.root, frame, agreement)
+    return {"files": _write_tables(paths.root, frame, agreement), "sampling": sampling_summary(states)}
