@@ -124,19 +124,22 @@ def split_halves(sample_index: Tensor, seed: int = 0) -> Tensor:
 def _sorted_runs(values: Tensor):
     """Sort (N, U) along dim 0, ascending; for every sorted position, the first and last position
     of its run of ties. Returns (order, ordered, first, last), all (N, U). The measures that
-    rank share one call (sorting is most of their cost)."""
-    n = values.shape[0]
-    order = values.argsort(dim=0, stable=True)
-    ordered = values.gather(0, order)
-    position = torch.arange(n, device=values.device).unsqueeze(1).expand_as(ordered)
+    rank share one call (sorting is most of their cost).
+
+    The work runs on the rows of the transpose (U, N), 3-4x faster than along dim 0 on a CPU;
+    the results are (N, U) views of (U, N) memory (``.t()`` gives the rows back for free)."""
+    rows = values.t().contiguous()
+    n = rows.shape[1]
+    ordered, order = rows.sort(dim=1, stable=True)
+    position = torch.arange(n, device=values.device).expand_as(ordered)
     new_run = torch.ones_like(ordered, dtype=torch.bool)
-    new_run[1:] = ordered[1:] != ordered[:-1]
-    first = torch.where(new_run, position, torch.zeros_like(position)).cummax(dim=0).values
+    new_run[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    first = torch.where(new_run, position, torch.zeros_like(position)).cummax(dim=1).values
     end_run = torch.ones_like(new_run)
-    end_run[:-1] = new_run[1:]
+    end_run[:, :-1] = new_run[:, 1:]
     # the last position of each run: a reversed running min over the run ends.
-    last = torch.where(end_run, position, torch.full_like(position, n)).flip(0).cummin(dim=0).values.flip(0)
-    return order, ordered, first, last
+    last = torch.where(end_run, position, torch.full_like(position, n)).flip(1).cummin(dim=1).values.flip(1)
+    return order.t(), ordered.t(), first.t(), last.t()
 
 
 def average_ranks(values: Tensor, runs=None) -> Tensor:
@@ -399,22 +402,22 @@ def max_informedness(acts: Tensor, labels: Tensor, num_classes: int, runs=None) 
     n, u = acts.shape
     n_c = _class_counts(labels, num_classes)
     order, _, first, _ = runs if runs is not None else _sorted_runs(acts)
-    # Descending = the ascending order reversed (the order within a tie run does not matter here);
-    # the end of a run, descending, is its first position ascending.
-    order, last = order.flip(0), (n - 1 - first).flip(0)
-    ys = labels[order]  # (N, U) classes in descending order of activation
+    # On the rows (U, N) of the sort. Descending = the ascending order reversed (the order
+    # within a tie run does not matter here); the end of a run, descending, is its first position ascending.
+    order, last = order.t().flip(1), (n - 1 - first.t()).flip(1)
+    ys = labels[order]  # (U, N) classes in descending order of activation
     # r_i: sort positions by (class, position); an item's place in that order minus the
     # number of items of smaller classes is its 0-based index within its class.
-    position = torch.arange(n, device=acts.device).unsqueeze(1)
+    position = torch.arange(n, device=acts.device).unsqueeze(0)
     key = ys * n + position  # unique keys: no stable sort needed; int32 sorts faster when it fits
-    by_class = (key.int() if num_classes * n < 2**31 else key).argsort(dim=0)
-    place = torch.empty_like(by_class).scatter_(0, by_class, position.expand_as(by_class))
+    by_class = (key.int() if num_classes * n < 2**31 else key).argsort(dim=1)
+    place = torch.empty_like(by_class).scatter_(1, by_class, position.expand_as(by_class))
     before = torch.cumsum(n_c, 0) - n_c  # items of smaller classes
     r = (place - before[ys].long() + 1).to(torch.float64)
     n_y = n_c[ys]
     value = r / n_y - (last.to(torch.float64) + 1 - r) / (n - n_y).clamp(min=1)
     value = torch.where(n_y < n, value, torch.zeros_like(value))  # one class only: no contrast
-    return value.amax(dim=0).clamp(min=0)
+    return value.amax(dim=1).clamp(min=0)
 
 
 def default_bins(num_samples: int, num_classes: int) -> int:
