@@ -200,6 +200,7 @@ def test_measure_a_run_with_every_measure(tmp_path, tiny_overrides, capsys):
     (["measure"], "needs a run directory, or --model"),
     (["measure", "somerun", "--weights", "w.safetensors"], "--weights only apply with --model"),
     (["measure", "somerun", "--split", "val"], "--split val is for --model"),
+    (["measure", "somerun", "--sample", "100"], "--sample applies to --measures"),
     (["measure", "--model", "resnet20", "--data", "x"], "takes --weights FILE.safetensors and --data DIR"),
 ])
 def test_measure_argument_mistakes_exit_2(argv, match, capsys):
