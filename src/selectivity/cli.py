@@ -69,24 +69,42 @@ def _measure(args) -> int:
     if args.split == "val":
         raise ConfigError("--split val is for --model image folders; a run is measured on train or test")
     args.split = args.split or "test"
+    if args.sample is not None and not args.measures:
+        raise ConfigError("--sample applies to --measures (AUROC, informedness and MI); SI is always exact")
     summary = measure_run(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress)
-    print(f"{'layer':<24} {'mean SI':>8}")
-    for layer, value in summary["per_layer"].items():
-        print(f"{layer:<24} {value:>8.4f}")
-    print(f"{'network':<24} {summary['mean_si']:>8.4f}   accuracy {summary['accuracy']:.4f}")
-    live = summary["mean_si_live"]
-    print(f"dead units {100 * summary['dead_fraction']:.1f}%, mean SI of the live units "
-          f"{'- (none alive)' if live is None else f'{live:.4f}'}")
+    _print_si_summary(summary, f"   accuracy {summary['accuracy']:.4f}")
     # Say what was measured: training's final.json may have used a subset (data.test_limit).
     print(f"measured on {summary['images']} images of the {summary['split']} split of {summary['data']}")
     print(f"per-unit SI: {summary['units_csv']}")
     if args.measures:
         from .commands.measure_any import measure_run_units
 
-        for name, path in measure_run_units(args.run_dir, data=args.data, split=args.split, measures=args.measures,
-                                            progress=not args.no_progress).items():
+        units = measure_run_units(args.run_dir, data=args.data, split=args.split, measures=args.measures,
+                                  progress=not args.no_progress, sample_size=args.sample)
+        _print_sampling(units["sampling"])
+        for name, path in units["files"].items():
             print(f"{name}: {path}")
     return 0
+
+
+def _print_si_summary(summary: dict, after_network: str = "") -> None:
+    """Mean SI per layer and of the network, dead units and the live units' mean SI."""
+    print(f"{'layer':<24} {'mean SI':>8}")
+    for layer, value in summary["per_layer"].items():
+        print(f"{layer:<24} {value:>8.4f}")
+    print(f"{'network':<24} {summary['mean_si']:>8.4f}{after_network}")
+    live = summary["mean_si_live"]
+    print(f"dead units {100 * summary['dead_fraction']:.1f}%, mean SI of the live units "
+          f"{'- (none alive)' if live is None else f'{live:.4f}'}")
+
+
+def _print_sampling(sampling: dict | None) -> None:
+    if sampling is None:
+        return
+    print(f"AUROC, informedness and MI from a uniform sample of {sampling['kept']} of {sampling['images']} images; "
+          "standard error (root mean square over live units; informedness and MI also lean upward in a sample):")
+    for layer, errors in sampling["standard_error"].items():
+        print(f"  {layer:<22} " + ", ".join(f"{m} {v:.4f}" for m, v in errors.items()))
 
 
 def _measure_any(args) -> int:
@@ -97,9 +115,11 @@ def _measure_any(args) -> int:
     layers = [p.strip() for p in args.layers.split(",") if p.strip()] if args.layers else None
     summary = measure_any(args.model, args.weights, args.data, args.out, model_kwargs(args.set), split=args.split,
                           device=args.device, layers=layers, measures=args.measures or "all", mean=args.mean,
-                          std=args.std, size=args.size, crop_fraction=args.crop_fraction,
+                          std=args.std, size=args.size, crop_fraction=args.crop_fraction, sample_size=args.sample,
                           progress=not args.no_progress)
+    _print_si_summary(summary)
     print(f"{summary['images']} images, {summary['classes']} classes, layers {', '.join(summary['layers'])}")
+    _print_sampling(summary["sampling"])
     for name, path in summary["files"].items():
         print(f"{name}: {path}")
     return 0
@@ -154,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run: train or test (default); --model: default val, else test, else train")
     p.add_argument("--measures", help="'all' or comma-separated measures: also write unit_measures.csv and "
                    "measure_agreement.csv")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="rank a seeded uniform sample of N images for AUROC, informedness and MI, with its standard "
+                   "error (default: every image, exact; memory images x units x 4 bytes)")
     p.add_argument("--model", help="a registered model name or package.module:factory (measure any model)")
     p.add_argument("--weights", help="with --model: the weights, a .safetensors file")
     p.add_argument("--set", action="append", metavar="model.kwargs.KEY=VALUE", help="with --model: a model argument")

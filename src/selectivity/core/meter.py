@@ -72,13 +72,23 @@ class SelectivityResult:
         return self.dead_summary["live_mean"]
 
     def to_frame(self):
-        """One row per unit: layer, layer_index, unit, si, preferred_class, mu_max."""
+        """One row per unit (the columns of ``si_per_unit.csv``):
+
+        - layer, layer_index, unit: where the unit is.
+        - si: its selectivity index (0 for a dead unit: it answers every class alike, with nothing).
+        - preferred_class: the argmax of its class means; empty (NA) for a dead unit, which has none.
+        - mu_max: its largest class mean.
+        - dead: True for a unit with no response above 0 on the data (see :attr:`dead`).
+        """
         import pandas as pd
 
         frames = []
         for index, (name, si) in enumerate(self.per_unit.items()):
             means = self.class_means[name].nan_to_num(nan=float("-inf"))
             mu_max, preferred = means.max(dim=0)
+            dead = self.dead[name].to(torch.bool) if name in self.dead else torch.zeros(si.numel(), dtype=torch.bool)
+            preferred = pd.array(preferred.numpy(), dtype="Int64")
+            preferred[dead.numpy()] = pd.NA
             frames.append(
                 pd.DataFrame(
                     {
@@ -86,8 +96,9 @@ class SelectivityResult:
                         "layer_index": index,
                         "unit": range(si.numel()),
                         "si": si.numpy(),
-                        "preferred_class": preferred.numpy(),
+                        "preferred_class": preferred,
                         "mu_max": mu_max.numpy(),
+                        "dead": dead.numpy(),
                     }
                 )
             )
