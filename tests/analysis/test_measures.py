@@ -513,3 +513,59 @@ def test_measures_can_be_chosen_and_bad_names_are_named():
     with pytest.raises(ValueError, match="sample_size must be an int >= 2"):
         M.UnitMeasureAccumulator(C, sample_size=1)
     assert isinstance(frame, pd.DataFrame)
+
+
+# ----------------------------------------------------------------------------- MonoLoss's measures
+
+
+def ref_monoscore_pairs(x, y):
+    """sum_{i<j} a_i a_j [y_i = y_j] / sum_{i<j} a_i a_j over explicit pairs, a min-max scaled."""
+    a = (x - x.min()) / (x.max() - x.min())
+    same = (y[:, None] == y[None, :]).astype(float)
+    weight = np.triu(np.outer(a, a), k=1)
+    return (weight * same).sum() / weight.sum()
+
+
+def ref_purity(x, y, weighted):
+    active = x > 0
+    per_class = np.bincount(y[active], weights=x[active] if weighted else None, minlength=C)
+    return per_class.max() / per_class.sum()
+
+
+def test_monoscore_and_purity_match_references_and_stream_exactly(random_data):
+    a, y = random_data
+    a = a - 0.4  # some responses at or below 0: purity counts only the activating ones
+    ta, ty = torch.from_numpy(a), torch.from_numpy(y)
+    with pytest.warns(RuntimeWarning, match="negative"):
+        frame = selectivity.unit_measures(ta, ty, C, measures=["monoscore", "class_purity", "weighted_purity"])
+    for u in range(a.shape[1]):
+        row, x = frame.iloc[u], a[:, u]
+        assert row.monoscore == pytest.approx(ref_monoscore_pairs(x, y), rel=1e-9)
+        assert row.class_purity == pytest.approx(ref_purity(x, y, weighted=False), rel=1e-12)
+        assert row.weighted_purity == pytest.approx(ref_purity(x, y, weighted=True), rel=1e-12)
+    streamed = M.UnitMeasureAccumulator(C, measures=["monoscore", "class_purity", "weighted_purity"])
+    for chunk in np.array_split(np.arange(len(y)), 7):
+        with pytest.warns(RuntimeWarning) if chunk[0] == 0 else _nothing():
+            streamed.update(ta[chunk], ty[chunk])
+    for name, values in streamed.compute().items():
+        if name in frame.columns:
+            np.testing.assert_allclose(values.numpy(), frame[name].to_numpy(dtype=float), rtol=1e-10)
+
+
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def test_monoscore_is_the_meter_and_regularizer_formula():
+    from selectivity.core.monoscore import monoscore
+
+    gen = torch.Generator().manual_seed(3)
+    y = balanced_labels(25)
+    acts = torch.rand(len(y), 6, generator=gen, dtype=torch.float64) + 0.5 * (y.unsqueeze(1) == 1)
+    acts[:, 5] = 0.0  # dead: MonoScore and purity undefined
+    frame = selectivity.unit_measures(acts, y, C, measures=["monoscore", "class_purity"])
+    expected = monoscore(acts, labels=y, num_classes=C)
+    np.testing.assert_allclose(frame.monoscore.to_numpy(dtype=float)[:5], expected[:5].numpy(), rtol=1e-10)
+    assert frame.monoscore.isna().iloc[5] and frame.class_purity.isna().iloc[5] and frame.dead.iloc[5]

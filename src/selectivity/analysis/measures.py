@@ -20,7 +20,18 @@ column             measure                                                     f
 ``mi``             I(unit; class) / H(class), equal-frequency bins,            ~0       0       samples
                    Miller-Madow corrected
 ``mi_shuffled``    the same with shuffled labels: the estimator's noise floor  ~0       0       samples
+``monoscore``      MonoScore with label embeddings: activation-weighted share  ~1/C     NaN     sums,
+                   of same-class pairs, min-max scaled (``core.monoscore``)                     extremes
+``class_purity``   share of the activating (> 0) samples in the class with     ~1/C     NaN     positives
+                   the most of them (MonoLoss's binary purity)
+``weighted_purity``  the same, each sample weighted by its response            ~1/C     NaN     positives
 =================  ==========================================================  =======  ======  ========
+
+MonoScore and purity are the measures of MonoLoss (Nasiri-Sarvi et al. 2026). Purity counts a
+unit's *activating* samples, those with a response above 0: for a sparse unit (an SAE latent) a
+few images, for a dense one (a conv channel's mean after a ReLU is almost always above 0) every
+image, so a dense unit's purity is near the largest class share. The share of a unit's *top K*
+samples in one class is ``precision``.
 
 Besides the measures, a frame has ``unit``, ``dead`` (True for a unit with no response above 0
 on the data) and ``preferred_class`` (the argmax of the class means; empty/NaN for a dead unit).
@@ -72,6 +83,7 @@ from torch import Tensor
 
 from ..core.functional import DEFAULT_EPS, _check_inputs, _means_from_sums, selectivity_index
 from ..core.meter import NEGATIVE_WARNING
+from ..core.monoscore import _moments_from_sums, _score_from_moments
 
 __all__ = [
     "ALL_MEASURES",
@@ -82,6 +94,7 @@ __all__ = [
     "UnitMeasureAccumulator",
     "average_ranks",
     "class_auroc",
+    "class_purity",
     "default_bins",
     "default_top_k",
     "dprime_from_halves",
@@ -571,6 +584,16 @@ class LayerStats:
         return self._acc.extremes
 
     @property
+    def positives(self) -> tuple[Tensor, Tensor]:
+        """(counts, sums) (C, U): per class, the samples with a response above 0 and their responses."""
+        return self._acc.positive_counts, self._acc.positive_sums
+
+    @cached_property
+    def sumsq(self) -> Tensor:
+        """(U,) sum of squares of every unit's responses."""
+        return self._acc.sumsq.sum(dim=(0, 1))
+
+    @property
     def top(self) -> _TopK:
         return self._acc.top
 
@@ -642,6 +665,23 @@ def _auroc(s: LayerStats) -> Tensor:
     return class_auroc(s.acts, s.labels, s.num_classes, s.ranks).nan_to_num(nan=float("-inf")).amax(dim=0)
 
 
+def _monoscore(s: LayerStats) -> Tensor:
+    """MonoScore with label embeddings over all the data, from the class sums, the sum of squares
+    and the extremes (exact; the same formula as the MonoLoss term, ``core.monoscore``)."""
+    lo = s.extremes.low.amin(dim=0).to(torch.float64)
+    hi = s.extremes.high.amax(dim=0).to(torch.float64)
+    return _score_from_moments(*_moments_from_sums(s.sums, s.counts, s.sums.sum(dim=0), s.sumsq, s.total, lo, hi))
+
+
+def class_purity(positive: Tensor) -> Tensor:
+    """Largest share of one class among a unit's activating samples, (U,), from per-class (C, U)
+    counts (binary purity) or summed responses (weighted purity) of the samples above 0; NaN
+    for a unit with none."""
+    total = positive.sum(dim=0)
+    share = positive.amax(dim=0) / torch.where(total > 0, total, torch.ones_like(total))
+    return torch.where(total > 0, share, torch.full_like(share, float("nan")))
+
+
 #: name -> :class:`Measure`, in column order. Add a measure with :func:`register_measure`.
 MEASURES: dict[str, Measure] = {}
 
@@ -682,6 +722,9 @@ for _measure in (
             frozenset({"samples"})),
     Measure("mi_shuffled", lambda s: mutual_information(s.acts, s.labels[s.permutation], s.num_classes, s.bins,
                                                         s.ranks), frozenset({"samples"}), baseline=True),
+    Measure("monoscore", _monoscore, frozenset({"extremes"}), undefined_when_dead=True),
+    Measure("class_purity", lambda s: class_purity(s.positives[0]), undefined_when_dead=True),
+    Measure("weighted_purity", lambda s: class_purity(s.positives[1]), undefined_when_dead=True),
 ):
     register_measure(_measure)
 
@@ -745,6 +788,7 @@ class UnitMeasureAccumulator:
         self.top_run = _TopRun() if "top_run" in needs else None
         self.sample = _Sample(sample_size, balanced, num_classes, self.seed) if "samples" in needs else None
         self.sums = self.sumsq = self.counts = self.positive = None
+        self.positive_counts = self.positive_sums = None  # (C, U): the activating samples per class
         self.total = 0  # samples seen so far: the global index of the next sample
         self._warned_negative = False
 
@@ -760,6 +804,8 @@ class UnitMeasureAccumulator:
             self.sumsq = torch.zeros_like(self.sums)
             self.counts = torch.zeros(2, c, dtype=torch.float64, device=acts.device)
             self.positive = torch.zeros(u, dtype=torch.long, device=acts.device)
+            self.positive_counts = torch.zeros(c, u, dtype=torch.float64, device=acts.device)
+            self.positive_sums = torch.zeros(c, u, dtype=torch.float64, device=acts.device)
         elif self.sums.shape[2] != u:
             raise ValueError(f"{self.name!r} has {u} units in this batch but {self.sums.shape[2]} before")
         if not self._warned_negative and bool((acts < 0).any()):
@@ -772,6 +818,8 @@ class UnitMeasureAccumulator:
         self.sumsq.view(2 * c, u).index_add_(0, cell, x * x)
         self.counts.view(-1).index_add_(0, cell, torch.ones(n, dtype=torch.float64, device=acts.device))
         self.positive += (acts > 0).sum(dim=0)
+        self.positive_counts.index_add_(0, labels, (x > 0).to(torch.float64))
+        self.positive_sums.index_add_(0, labels, x.clamp(min=0))
         self.total += n
         # float32 halves the memory; float64 input stays float64 (exactly what was given).
         kept = acts if acts.dtype == torch.float64 else acts.to(torch.float32)
