@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
+import pytest
 
 from selectivity.analysis.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS
 from selectivity.runs import run_summary
@@ -109,3 +110,18 @@ def test_unfinished_row_from_config_yaml_or_the_sweep_manifest(tmp_path):
 def test_robustness_n_is_the_image_count(tmp_path):
     out = run_summary(_write(tmp_path / "run", _full(n=250)))
     assert out["robustness_n"] == 250
+
+
+def test_measured_means_are_per_layer_means_over_defined_units_then_over_layers(tmp_path):
+    import pandas as pd
+
+    from selectivity.runs.summary import run_summary
+
+    pd.DataFrame({"layer": ["a", "a", "a", "b"], "unit": [0, 1, 2, 0], "dead": [False, False, True, False],
+                  "preferred_class": [1, 0, None, 2], "si": [0.5, 0.3, 0.0, 0.2],
+                  "informedness": [0.4, 0.2, 0.0, 0.1], "monoscore": [0.3, 0.5, None, 0.2]}
+                 ).to_csv(tmp_path / "unit_measures.csv", index=False)
+    summary = run_summary(tmp_path)
+    assert summary["mean_informedness"] == pytest.approx(((0.4 + 0.2 + 0.0) / 3 + 0.1) / 2)
+    assert summary["mean_monoscore"] == pytest.approx(((0.3 + 0.5) / 2 + 0.2) / 2)  # undefined: left out
+    assert "mean_si" not in summary  # final.json's, over every unit

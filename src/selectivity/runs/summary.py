@@ -111,12 +111,39 @@ def run_summary(run_dir: str | Path) -> dict:
         counts = table["n"].dropna().unique()
         if len(counts) == 1:  # the images per evaluation: accuracies move in steps of 1 / n
             out["robustness_n"] = int(counts[0])
+    out.update(measure_means(paths.unit_measures))
     if paths.analysis.is_file():
         try:
             summary = json.loads(paths.analysis.read_text()).get("summary") or {}
         except (OSError, ValueError, AttributeError):
             summary = {}
         out.update({k: (math.nan if v is None else v) for k, v in summary.items()})
+    return out
+
+
+#: unit_measures.csv columns that are not measures.
+_NOT_MEASURES = ("layer", "unit", "dead", "preferred_class", "si")
+
+
+def measure_means(path: Path) -> dict:
+    """``mean_<measure>`` of a run's unit_measures.csv (`selectivity measure --measures`): per layer
+    the mean over the units where the measure is defined (a dead unit's informedness is 0, as its
+    SI is; its MonoScore is undefined and left out), then the mean over layers, as mean SI is.
+    SI itself is final.json's ``mean_si``. Empty when the file is missing or unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError):
+        return {}
+    if "layer" not in frame.columns:
+        return {}
+    out = {}
+    for column in frame.columns:
+        if column in _NOT_MEASURES or not pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        per_layer = frame.groupby("layer", sort=False)[column].mean().dropna()
+        out[f"mean_{column}"] = float(per_layer.mean()) if len(per_layer) else math.nan
     return out
 
 
