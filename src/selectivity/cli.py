@@ -71,6 +71,8 @@ def _measure(args) -> int:
     args.split = args.split or "test"
     if args.sample is not None and not args.measures:
         raise ConfigError("--sample applies to --measures (AUROC, informedness and MI); SI is always exact")
+    if not (Path(args.run_dir) / "config.yaml").is_file() and Path(args.run_dir).is_dir():
+        return _measure_sweep(args)
     summary = measure_run(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress)
     _print_si_summary(summary, f"   accuracy {summary['accuracy']:.4f}")
     # Say what was measured: training's final.json may have used a subset (data.test_limit).
@@ -84,6 +86,22 @@ def _measure(args) -> int:
         _print_sampling(units["sampling"])
         for name, path in units["files"].items():
             print(f"{name}: {path}")
+    return 0
+
+
+def _measure_sweep(args) -> int:
+    from .commands.measure import measure_sweep
+
+    if not args.measures:
+        raise ConfigError(f"{args.run_dir} is a sweep: measure it with --measures (each run's SI is already in its "
+                          "final.json and si_per_unit.csv)")
+    if args.data is not None or args.split != "test":
+        raise ConfigError("a sweep is measured on each run's own test split: --data and --split apply to one run")
+    done = measure_sweep(args.run_dir, measures=args.measures, sample_size=args.sample, force=args.force,
+                         progress=not args.no_progress)
+    print(f"measured {len(done['measured'])} run(s), kept {len(done['kept'])} already measured (--force redoes them)")
+    if done["results"] is not None:
+        print(f"results: {done['results']}")
     return 0
 
 
@@ -168,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("measure", help="class selectivity of every unit of a trained run, or of any model")
-    p.add_argument("run_dir", nargs="?", help="a run directory (or use --model, --weights, --data)")
+    p.add_argument("run_dir", nargs="?", help="a run directory, a sweep directory (with --measures: every run), "
+                   "or none with --model, --weights, --data")
     p.add_argument("--data", help="measure on another dataset than the run's; with --model: images (folder or zip)")
     p.add_argument("--split", choices=["train", "test", "val"],
                    help="run: train or test (default); --model: default val, else test, else train")
@@ -177,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, metavar="N",
                    help="rank a seeded uniform sample of N images for AUROC, informedness and MI, with its standard "
                    "error (default: every image, exact; memory images x units x 4 bytes)")
+    p.add_argument("--force", action="store_true", help="a sweep: measure runs that have unit_measures.csv again")
     p.add_argument("--model", help="a registered model name or package.module:factory (measure any model)")
     p.add_argument("--weights", help="with --model: the weights, a .safetensors file")
     p.add_argument("--set", action="append", metavar="model.kwargs.KEY=VALUE", help="with --model: a model argument")
