@@ -70,12 +70,6 @@ def test_sync_batch_norm_on_the_cpu_keeps_a_float64_models_dtype_and_values():
     assert converted(torch.rand(2, 3, 6, 6, dtype=torch.float64)).dtype == torch.float64
 
 
-def test_a_float64_model_can_be_stacked():
-    torch.manual_seed(0)
-    model = create_model("resnet_demo", num_classes=4).double()
-    check_stackable("resnet_demo", model, torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8))
-
-
 class ScaledNet(nn.Module):
     """A model with a 0-dim parameter (a learned output temperature)."""
 
@@ -89,6 +83,14 @@ class ScaledNet(nn.Module):
 
     def forward(self, x):
         return self.scale * self.head(self.body(x).mean(dim=(2, 3)))
+
+
+def test_a_float64_model_can_be_stacked():
+    """The probe images reach it in its own dtype (a model without a normalizing first layer too)."""
+    torch.manual_seed(0)
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8)
+    check_stackable("scaled", ScaledNet().double(), images)
+    check_stackable("resnet_demo", create_model("resnet_demo", num_classes=4).double(), images)
 
 
 def test_per_network_clipping_takes_0_dim_parameters_as_clip_grad_norm_does():

@@ -130,18 +130,25 @@ def test_twenty_stacked_steps_equal_three_runs_alone_in_float64_and_write_the_sa
     assert again == stacked
 
 
-def test_a_networks_train_seconds_is_its_share_of_the_stacks_time(tmp_path, cache_dir):
-    """As a lone run counts its own time: so images_per_second compares with a lone run's."""
-    configs = _configs(_tiny(cache_dir, "train.epochs=2", "data.train_per_class=10", "train.dtype=float32"))
+def test_a_networks_train_seconds_is_its_share_and_each_epoch_logs_the_alpha_it_trained_with(tmp_path, cache_dir):
+    """Time as a lone run counts its own (so images_per_second compares with a lone run's); the
+    stack's own time in its own keys. alpha_now: epoch 0 of "0*1 -2*1" trained at 0, not at -2."""
+    overrides = _tiny(cache_dir, "train.epochs=2", "data.train_per_class=10", "train.dtype=float32",
+                      "record.enabled=true", "record.per_class=2")
+    configs = [load_config("demo", overrides + ["regularizer.schedule=0*1 -2*1", "train.seed=0"]),
+               load_config("demo", overrides + ["regularizer.alpha=0", "train.seed=1"])]
     data = load_data(configs[0], progress=False)
-    finals = train_stacked(configs, [tmp_path / f"s{i}" for i in range(3)], progress=False, data=data)
+    finals = train_stacked(configs, [tmp_path / f"s{i}" for i in range(2)], progress=False, data=data)
     for i, final in enumerate(finals):
-        assert final["stack"] == 3
-        assert final["train_seconds"] == pytest.approx(final["stack_train_seconds"] / 3, rel=1e-12)
+        assert final["stack"] == 2
+        assert final["train_seconds"] == pytest.approx(final["stack_train_seconds"] / 2, rel=1e-12)
         assert final["images_per_second"] == pytest.approx(2 * len(data[0].labels) / final["train_seconds"])
         rows = [json.loads(line) for line in (tmp_path / f"s{i}" / "metrics.jsonl").read_text().splitlines()]
-        assert [r["epoch_seconds"] for r in rows] == pytest.approx([r["stack_epoch_seconds"] / 3 for r in rows])
+        assert [r["epoch_seconds"] for r in rows] == pytest.approx([r["stack_epoch_seconds"] / 2 for r in rows])
         assert sum(r["epoch_seconds"] for r in rows) == pytest.approx(final["train_seconds"], rel=1e-9)
+        assert [r["alpha_now"] for r in rows] == ([0.0, -2.0] if i == 0 else [0.0, 0.0])
+        recorded = pd.read_csv(tmp_path / f"s{i}" / "si_over_training.csv").groupby("epoch")["alpha"].first()
+        assert recorded.to_dict() == ({0.0: 0.0, 1.0: 0.0, 2.0: -2.0} if i == 0 else {0.0: 0.0, 1.0: 0.0, 2.0: 0.0})
 
 
 def test_one_float32_stacked_step_is_the_lone_step_to_float32_rounding(tmp_path, cache_dir):
