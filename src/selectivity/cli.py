@@ -43,7 +43,8 @@ def _train(args) -> int:
     config = resolve_source(load_config(args.config, overrides))
     # The default directory carries the config's id: another config never lands in (and is
     # refused by) an existing run, such as the demo's, and the same command resumes its own.
-    default = Path("runs") / config.name / f"{run_name(config.regularizer.alpha, config.train.seed)}-{run_id(config)}"
+    name = run_name(config.regularizer.alpha, config.train.seed, config.regularizer.schedule)
+    default = Path("runs") / config.name / f"{name}-{run_id(config)}"
     out = Path(args.out) if args.out else default
     try:
         final = train(config, out, progress=not args.no_progress)
@@ -158,6 +159,24 @@ def _demo(args) -> int:
     return 0
 
 
+def _compare(args) -> int:
+    from .commands.compare import compare_report, compare_weights
+
+    comparison = compare_weights(args.a, args.b)
+    print("\n".join(compare_report(comparison, args.rtol)))
+    return 1 if comparison.beyond(args.rtol) else 0
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _alpha_list(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -218,6 +237,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="override config keys")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("compare", help="largest relative difference between two runs' (or sweeps') weights",
+                       description="Compare every parameter and buffer of two runs' weights.safetensors (or of "
+                                   "two sweeps' runs, paired by name) and print the largest relative difference "
+                                   "||a - b|| / max(||a||, ||b||). Exit 0 when within --rtol, 1 when not, 2 on "
+                                   "bad input. With train.dtype=float64, stacked and local runs, or 2 processes "
+                                   "and 1, agree to 1e-9 or better.")
+    p.add_argument("a", help="a run directory, a sweep directory or a .safetensors file")
+    p.add_argument("b", help="the same kind of thing as A")
+    p.add_argument("--rtol", type=_tolerance, default=1e-9, help="largest relative difference allowed (default 1e-9)")
+    p.set_defaults(func=_compare)
 
     from .commands.evaluate_cli import add_analyze_parser, add_robustness_parser
     from .report.cli import add_report_parser

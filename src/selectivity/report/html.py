@@ -159,7 +159,8 @@ def _run_dirs(sweep_dir: Path, results: pd.DataFrame):
 
 
 def load_curves(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
-    """Every completed run's metrics.jsonl, one row per (run, epoch), with its alpha and seed.
+    """Every completed run's metrics.jsonl, one row per (run, epoch), with its alpha, seed, run_dir and
+    condition (its schedule, else its alpha: two schedules may share an alpha).
 
     A line that is not JSON (a run killed while writing) is skipped with a warning.
     """
@@ -183,8 +184,9 @@ def load_curves(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
         if rows:
             frame = pd.DataFrame(rows)
             frame["alpha"], frame["seed"] = alpha, seed  # the run's alpha, not alpha_now of the warm-up
+            frame["run_dir"] = run_dir.name
             frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _with_condition(pd.concat(frames, ignore_index=True), results) if frames else pd.DataFrame()
 
 
 def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, columns: set[str]) -> pd.DataFrame:
@@ -210,8 +212,11 @@ def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, colu
 def load_over_training(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
     """Every completed run's si_over_training.csv with its seed and condition (schedule, else alpha)."""
     rows = _load_run_csvs(sweep_dir, results, "si_over_training.csv", {"epoch", "stage", "si"})
-    if rows.empty:
-        return rows
+    return rows if rows.empty else _with_condition(rows, results)
+
+
+def _with_condition(rows: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (with alpha and run_dir) with a ``condition``: the run's schedule, else its alpha."""
     schedules = {}
     if "schedule" in results.columns and "run" in results.columns:  # two schedules may share an alpha
         schedules = {r.run: r.schedule for r in results.itertuples(index=False) if isinstance(r.schedule, str)}

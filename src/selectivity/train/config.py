@@ -125,6 +125,9 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads; None: torch's default
     seed: int = 0
     sync_bn: bool = True  # several processes: batch-norm statistics of the global batch (False: per rank)
+    # float64: weights, data and arithmetic in double precision (no autocast), where stacked, data-parallel
+    # and lone training give the same weights to 1e-9; float32 runs part after a few hundred steps.
+    dtype: Literal["float32", "float64"] = "float32"
 
 
 @dataclass
@@ -174,6 +177,8 @@ class Config:
              f"data.test_limit must be >= 1 (or null for all), got {self.data.test_limit}"),
             (self.train.threads is None or self.train.threads >= 1,
              f"train.threads must be >= 1 (or null for torch's default), got {self.train.threads}"),
+            (self.train.dtype != "float64" or self.train.amp != "bf16",
+             "train.amp=bf16 computes in bfloat16, which defeats train.dtype=float64: set train.amp=off or auto"),
             (_is_device(self.train.device),
              f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.train.device!r}"),
         ]
