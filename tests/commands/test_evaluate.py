@@ -80,6 +80,33 @@ def test_results_table_gets_summary_columns(robust):
     assert "corruption_acc" in parquet.columns
 
 
+def test_the_report_reads_the_worst_case_column(robust, capsys):
+    """claims.yaml's adversarial claims name adv_acc/worst/2/255: `selectivity report` finds that column
+    in the sweep's results (eps written as 2/255) and tests the claim on its values."""
+    from selectivity.report.html import build_report
+
+    results = pd.read_csv(robust / "results.csv")
+    assert "adv_acc/worst/2/255" in results.columns and results["adv_acc/worst/2/255"].notna().all()
+    assert main(["report", str(robust), "--no-default-claims", "--claims",
+                 str(_worst_claim(robust))]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("worst-2-255"))
+    assert "not tested" not in line
+    outputs = build_report(robust, n_boot=200)
+    result = next(r for r in outputs.claims if r.claim.id == "si-down-lowers-worst-adv-acc")
+    assert result.claim.metric == "adv_acc/worst/2/255" and result.verdict != "not tested", result.reason
+    (comparison,) = result.comparisons  # alpha -1 against alpha 0, one seed each
+    by_alpha = results.set_index("alpha")["adv_acc/worst/2/255"]
+    assert comparison.mean_group == pytest.approx(by_alpha[-1.0])
+    assert comparison.mean_baseline == pytest.approx(by_alpha[0.0])
+
+
+def _worst_claim(sweep):
+    path = sweep.parent / "worst_claim.yaml"
+    path.write_text("claims:\n  - id: worst-2-255\n    statement: lower selectivity, lower worst-case accuracy\n"
+                    "    metric: adv_acc/worst/2/255\n    group: \"< 0\"\n    test: less\n")
+    return path
+
+
 def test_robustness_is_resumable_and_deterministic(robust):
     run = _runs(robust)[0]
     before = (run / ROBUSTNESS_CSV).read_text()
