@@ -31,7 +31,8 @@ from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint
                    save_checkpoint, save_tensors, write_text)
 
 __all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device", "train_dtype", "alpha_at", "settings",
-           "build_regularizer", "knob_label"]
+           "build_regularizer", "knob_label",
+           "limit_test"]
 
 
 # -- set-up -----------------------------------------------------------------------------------
@@ -66,12 +67,18 @@ def load_data(config: Config, progress: bool = True) -> tuple[DatasetSplit, Data
     test = load_split(config.data.source, "test", cache_dir=config.data.cache_dir, progress=progress)
     if config.data.train_per_class:
         train = _take_per_class(train, config.data.train_per_class)
-    if config.data.test_limit:
-        # A fixed random subset, in the split's order: test splits are often sorted by class.
-        keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))
-        keep = keep[: config.data.test_limit].sort().values
-        test = dataclasses.replace(test, images=test.images[keep].contiguous(), labels=test.labels[keep])
-    return train, test
+    return train, limit_test(test, config.data.test_limit)
+
+
+def limit_test(test: DatasetSplit, limit: int | None) -> DatasetSplit:
+    """The run's test images: ``data.test_limit`` of them, a fixed random subset in the split's order
+    (test splits are often sorted by class), or the whole split. Every command that evaluates a
+    run on its own test split takes this subset, so its numbers are final.json's."""
+    if not limit:
+        return test
+    keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))
+    keep = keep[:limit].sort().values
+    return dataclasses.replace(test, images=test.images[keep].contiguous(), labels=test.labels[keep])
 
 
 def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
