@@ -329,3 +329,26 @@ def test_pgd_random_starts_are_seeded_per_eps_and_batch(trained):
     # FGSM has no random start: a seed is accepted and changes nothing.
     assert adversarial_accuracy(model, x, y, attack="fgsm", eps=epsilons, seed=1) == \
         adversarial_accuracy(model, x, y, attack="fgsm", eps=epsilons)
+
+
+def test_a_nan_gradient_moves_nothing_instead_of_poisoning_the_image():
+    """A model whose gradient is NaN on some images: FGSM and PGD return finite points in the ball."""
+
+    class HalfNan(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(12, 3)
+
+        def forward(self, z):
+            scale = torch.ones(len(z), 1)
+            scale[1::2] = float("nan")  # every other image: NaN logits and gradient
+            return self.fc(z.flatten(1)) * scale
+
+    torch.manual_seed(0)
+    model, x, y = HalfNan(), torch.rand(6, 3, 2, 2), torch.tensor([0, 1, 2, 0, 1, 2])
+    for norm in ("linf", "l2"):  # L2 divides by the gradient's norm: NaN without the guard
+        gen = torch.Generator().manual_seed(0)
+        for adv in (fgsm(model, x, y, 0.1, norm=norm), pgd(model, x, y, 0.1, norm=norm, steps=3, generator=gen)):
+            assert torch.isfinite(adv).all(), norm
+            assert float((adv - x).flatten(1).norm(dim=1).max()) <= 0.1 * math.sqrt(12) + 1e-6
+        torch.testing.assert_close(fgsm(model, x, y, 0.1, norm=norm)[1::2], x[1::2], rtol=0, atol=0)  # no move

@@ -58,22 +58,53 @@ def test_robustness_csv_per_run(robust):
         assert len(corr) == 4 and set(corr["level"]) == {1, 3}
         assert set(corr["name"]) == {"gaussian_noise", "contrast"}
         attack = table[table["kind"] == "attack"]
-        assert len(attack) == 3 and set(attack["name"]) == {"fgsm"}
+        assert len(attack) == 6 and set(attack["name"]) == {"fgsm", "worst"}
         assert attack["level"].between(0, 1).all()
+        # one attack run: the worst case over the attacks is that attack
+        worst = attack[attack["name"] == "worst"].set_index("level")["accuracy"]
+        assert worst.to_dict() == attack[attack["name"] == "fgsm"].set_index("level")["accuracy"].to_dict()
         clean = float(table.loc[table["kind"] == "clean", "accuracy"].iloc[0])
         zero = attack[attack["level"] == 0]["accuracy"]
-        assert len(zero) == 1 and zero.iloc[0] == pytest.approx(clean)
+        assert len(zero) == 2 and (zero == clean).all()
         # robust accuracy never exceeds clean accuracy (a sample counts only if clean is right)
         assert (attack["accuracy"] <= clean + 1e-12).all()
 
 
 def test_results_table_gets_summary_columns(robust):
     results = pd.read_csv(robust / "results.csv")
-    assert {"corruption_acc", "adv_acc/fgsm/2/255", "adv_acc/fgsm/8/255", "corruption_acc/s1"} <= set(results.columns)
+    assert {"corruption_acc", "adv_acc/fgsm/2/255", "adv_acc/fgsm/8/255", "corruption_acc/s1",
+            "adv_acc/worst/8/255"} <= set(results.columns)  # worst: what the adversarial claims read
     # A subset of the corruptions: no corruption_acc, and the reason (see test_run_summary.py).
     assert results["corruption_acc"].isna().all() and results["corruption_acc_reason"].str.contains("of the 75").all()
     parquet = pd.read_parquet(robust / "results.parquet")
     assert "corruption_acc" in parquet.columns
+
+
+def test_the_report_reads_the_worst_case_column(robust, capsys):
+    """claims.yaml's adversarial claims name adv_acc/worst/2/255: `selectivity report` finds that column
+    in the sweep's results (eps written as 2/255) and tests the claim on its values."""
+    from selectivity.report.html import build_report
+
+    results = pd.read_csv(robust / "results.csv")
+    assert "adv_acc/worst/2/255" in results.columns and results["adv_acc/worst/2/255"].notna().all()
+    assert main(["report", str(robust), "--no-default-claims", "--claims",
+                 str(_worst_claim(robust))]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("worst-2-255"))
+    assert "not tested" not in line
+    outputs = build_report(robust, n_boot=200)
+    result = next(r for r in outputs.claims if r.claim.id == "si-down-lowers-worst-adv-acc")
+    assert result.claim.metric == "adv_acc/worst/2/255" and result.verdict != "not tested", result.reason
+    (comparison,) = result.comparisons  # alpha -1 against alpha 0, one seed each
+    by_alpha = results.set_index("alpha")["adv_acc/worst/2/255"]
+    assert comparison.mean_group == pytest.approx(by_alpha[-1.0])
+    assert comparison.mean_baseline == pytest.approx(by_alpha[0.0])
+
+
+def _worst_claim(sweep):
+    path = sweep.parent / "worst_claim.yaml"
+    path.write_text("claims:\n  - id: worst-2-255\n    statement: lower selectivity, lower worst-case accuracy\n"
+                    "    metric: adv_acc/worst/2/255\n    group: \"< 0\"\n    test: less\n")
+    return path
 
 
 def test_robustness_is_resumable_and_deterministic(robust):
@@ -143,13 +174,71 @@ def test_report_without_evaluations_leaves_new_claims_not_tested(sweep, tmp_path
     (["--corruptions", "nope"], "valid names"),
     (["--severities", "6"], "1..5"),
     (["--eps", "2"], "[0, 1]"),
+    (["--eps", "4/255,1.5"], "outside [0, 1]"),
+    (["--eps=-1/255"], "outside [0, 1]"),
     (["--attacks", "cw"], "fgsm"),
+    (["--attacks", "pgd,apgd"], "unknown attack(s) apgd; valid: fgsm, pgd, apgd-ce, apgd-dlr, square"),
+    (["--attacks", "square", "--square-queries", "0"], "--square-queries must be a whole number of queries, 1 or more"),
+    (["--attacks", "square", "--square-queries", "many"], "got 'many'"),
+    (["--attacks", "apgd-ce", "--apgd-steps", "0"], "--apgd-steps must be a whole number of iterations"),
 ])
 def test_bad_robustness_arguments_exit_2(sweep, capsys, args, words):
+    """One line, exit 2, before any work: no file of the run is written or touched."""
     run = _runs(sweep)[0]
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
     assert main(["robustness", str(run), *args, "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and words in err
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
+
+
+def _outcomes(run):
+    from selectivity.runs import load_tensors
+
+    tensors, meta = load_tensors(run / "attack_outcomes.safetensors")
+    return tensors, json.loads(meta["settings"]), json.loads(meta["costs"])
+
+
+def test_the_worst_case_covers_every_attack_run_also_across_calls(sweep, tmp_path):
+    """fgsm, then pgd, then square: each call adds its outcomes, and worst combines all of them per image."""
+    run = tmp_path / "run"
+    shutil.copytree(_runs(sweep)[0], run, ignore=shutil.ignore_patterns("robustness.csv", "masking.csv",
+                                                                         "attack_outcomes.safetensors"))
+    base = ["robustness", str(run), "--corruptions", "contrast", "--severities", "1", "--eps", "4/255,8/255",
+            "--limit", "48", "--no-progress"]
+    assert main([*base, "--attacks", "fgsm"]) == 0
+    _, _, costs = _outcomes(run)
+    assert main([*base, "--attacks", "pgd"]) == 0
+    assert main([*base, "--attacks", "square", "--square-queries", "20"]) == 0
+    tensors, settings, costs_after = _outcomes(run)
+    assert costs_after["fgsm@" + repr(8 / 255)] == costs["fgsm@" + repr(8 / 255)]  # kept, not rerun
+    assert settings["square@" + repr(8 / 255)] == '{"queries": 20}'
+    table = pd.read_csv(run / ROBUSTNESS_CSV)
+    for eps in (4 / 255, 8 / 255):
+        rows = table[(table["kind"] == "attack") & ((table["level"] - eps).abs() < 1e-9)].set_index("name")["accuracy"]
+        assert set(rows.index) == {"fgsm", "pgd", "square", "worst"}
+        per_image = torch.stack([tensors[f"{a}@{eps!r}"].bool() for a in ("fgsm", "pgd", "square")])
+        assert rows["worst"] == per_image.all(dim=0).double().mean().item()  # robust only if every attack failed
+        assert all(rows["worst"] <= rows[a] for a in ("fgsm", "pgd", "square"))
+        for a in ("fgsm", "pgd", "square"):  # each row is its outcomes' mean
+            assert rows[a] == tensors[f"{a}@{eps!r}"].double().mean().item()
+    flags = pd.read_csv(run / "masking.csv")
+    assert len(flags) == 8 and flags.loc[flags["check"] == "apgd-vs-pgd", "flagged"].isna().all()
+
+    # Another budget is another attack: square alone is rerun.
+    assert main([*base, "--attacks", "square", "--square-queries", "30"]) == 0
+    _, settings, again = _outcomes(run)
+    assert settings["square@" + repr(8 / 255)] == '{"queries": 30}'
+    assert again["pgd@" + repr(8 / 255)] == costs_after["pgd@" + repr(8 / 255)]
+    # Rows from before the per-image outcomes were kept (a robustness.csv alone) are rerun, so
+    # that the worst case covers them.
+    (run / "attack_outcomes.safetensors").unlink()
+    assert main([*base, "--attacks", "pgd"]) == 0
+    tensors, _, _ = _outcomes(run)
+    assert {k for k in tensors if "@" in k and not k.startswith(("gradient", "clean"))} == {
+        f"{a}@{e!r}" for a in ("fgsm", "pgd", "square") for e in (4 / 255, 8 / 255)}
+    again = pd.read_csv(run / ROBUSTNESS_CSV)
+    assert again[again["name"] == "fgsm"]["accuracy"].tolist() == table[table["name"] == "fgsm"]["accuracy"].tolist()
 
 
 def test_not_a_run_or_sweep_dir_exits_2(tmp_path, capsys):

@@ -1,10 +1,12 @@
-"""White-box attacks on images in [0, 1]: FGSM, PGD (L-inf and L2) and an epsilon sweep.
+"""Attacks on images in [0, 1] and their epsilon sweeps: FGSM, PGD (L-inf and L2), APGD-CE,
+APGD-T on the targeted DLR loss (L-inf) and the black-box Square attack (L-inf).
 
 Every model of the zoo takes images in [0, 1] and normalizes inside, so the attacks work in
 pixel space and epsilon is in pixel units (8/255 is the usual CIFAR L-inf radius).
 
-- The loss is the cross-entropy of the true label (summed over the batch, so each sample's
-  gradient is its own).
+- FGSM and PGD ascend the cross-entropy of the true label (summed over the batch, so each
+  sample's gradient is its own); APGD is in :mod:`selectivity.analysis.apgd`, Square in
+  :mod:`selectivity.analysis.square`.
 - Gradients are taken with ``torch.autograd.grad`` with respect to the input only: the
   ``.grad`` of the model's parameters is never touched.
 - The model runs in eval mode (batch norm on its running statistics, so samples do not
@@ -12,7 +14,8 @@ pixel space and epsilon is in pixel units (8/255 is the usual CIFAR L-inf radius
 - Robust accuracy (:func:`adversarial_accuracy`) counts a sample as correct only if the model
   is right on the clean image *and* on the attack's output: the clean image is a point of
   the epsilon ball, so accuracy at eps = 0 is the clean accuracy and the count is an upper
-  bound on the true worst-case accuracy.
+  bound on the true worst-case accuracy. :func:`robust_images` gives the same per image, so
+  that several attacks combine into a worst case (an image robust only if every attack failed).
 """
 
 from __future__ import annotations
@@ -21,141 +24,35 @@ import inspect
 import math
 import numbers
 import struct
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .apgd import apgd_ce, apgd_t
+from .attack_base import (NORMS, _ascent_direction, _check_batch, _check_eps, _check_logits, _check_norm,
+                          _loss_and_grad, _model_device, _project, _random_start, eval_mode)
+from .square import square
+
 __all__ = [
+    "ATTACKS",
     "DEFAULT_EPSILONS",
     "NORMS",
     "adversarial_accuracy",
     "adversarial_examples",
+    "apgd_ce",
+    "apgd_t",
     "eval_mode",
     "fgsm",
     "pgd",
+    "robust_images",
+    "square",
 ]
 
 #: The L-inf radii swept by default, in pixel units of [0, 1] images.
 DEFAULT_EPSILONS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
-NORMS = ("linf", "l2")
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode; restore every module's own ``training`` flag on exit.
-
-    Restoring per module (not ``model.train(was_training)``) keeps mixed modes intact, e.g. a
-    frozen batch norm inside a model in training mode.
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-# -- checks ---------------------------------------------------------------------------------
-def _check_norm(norm: str) -> str:
-    if norm not in NORMS:
-        raise ValueError(f"unknown norm {norm!r}: use one of {NORMS}")
-    return norm
-
-
-def _check_eps(eps: float, norm: str, dim: int) -> float:
-    """L-inf: eps in [0, 1]. L2: eps in [0, sqrt(D)], the diameter of the [0, 1]^D cube."""
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not math.isfinite(eps):
-        raise ValueError(f"eps must be a finite number, got {eps!r}")
-    eps = float(eps)
-    limit = 1.0 if norm == "linf" else math.sqrt(dim)
-    if not 0.0 <= eps <= limit:
-        bound = "1 (images are in [0, 1])" if norm == "linf" else f"sqrt(D) = {limit:.4g}, the diameter of [0, 1]^D"
-        raise ValueError(f"eps for norm {norm!r} must lie in [0, {bound}], got {eps!r}")
-    return eps
-
-
-def _check_batch(x: Tensor, y: Tensor) -> None:
-    if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2:
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise ValueError(f"x must be a float tensor of shape (N, ...) e.g. (N, C, H, W), got {shape}")
-    if not isinstance(y, Tensor) or y.ndim != 1 or y.is_floating_point() or y.dtype == torch.bool:
-        raise ValueError("y must be a 1-D integer tensor of labels")
-    if y.shape[0] != x.shape[0]:
-        raise ValueError(f"x has {x.shape[0]} samples but y has {y.shape[0]} labels")
-    if x.numel() == 0:
-        raise ValueError("x is empty")
-    lo, hi = torch.aminmax(x.detach())
-    if not (bool(lo >= 0) and bool(hi <= 1)):
-        raise ValueError(
-            f"images must lie in [0, 1] (the models normalize inside), got values from {float(lo):.4g} "
-            f"to {float(hi):.4g}"
-        )
-
-
-def _check_logits(logits: Tensor, y: Tensor) -> None:
-    if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
-        raise ValueError(f"the model must return logits of shape (N, C), got {tuple(logits.shape)}")
-    lo, hi = torch.aminmax(y)
-    if int(lo) < 0 or int(hi) >= logits.shape[1]:
-        raise ValueError(f"labels must lie in [0, {logits.shape[1]}), got values from {int(lo)} to {int(hi)}")
-
-
-# -- steps ----------------------------------------------------------------------------------
-def _per_sample_norm(t: Tensor) -> Tensor:
-    """L2 norm of each sample, shaped (N, 1, ..., 1) to broadcast against t."""
-    return t.flatten(1).norm(dim=1).view(-1, *([1] * (t.ndim - 1)))
-
-
-def _ascent_direction(grad: Tensor, norm: str) -> Tensor:
-    """The steepest-ascent unit step for the norm: sign(g) (L-inf) or g / ||g||_2 (L2)."""
-    if norm == "linf":
-        return grad.sign()
-    return grad / _per_sample_norm(grad).clamp_min(1e-12)
-
-
-def _project(x_adv: Tensor, x: Tensor, eps: float, norm: str) -> Tensor:
-    """Project onto {||delta|| <= eps} around x, then clip to [0, 1].
-
-    Clipping after the projection keeps the ball: each coordinate of delta moves towards 0.
-    """
-    delta = x_adv - x
-    if norm == "linf":
-        delta = delta.clamp(-eps, eps)
-    else:
-        length = _per_sample_norm(delta)
-        delta = delta * torch.where(length > eps, eps / length.clamp_min(1e-12), torch.ones_like(length))
-    return (x + delta).clamp(0.0, 1.0)
-
-
-def _random_start(x: Tensor, eps: float, norm: str, generator: torch.Generator | None) -> Tensor:
-    """A uniform draw from the eps ball around x (L-inf cube or L2 ball), clipped to [0, 1]."""
-    device = generator.device if generator is not None else x.device
-    if norm == "linf":
-        delta = torch.rand(x.shape, generator=generator, device=device, dtype=x.dtype) * 2 - 1
-        delta = delta.to(x.device) * eps
-    else:
-        direction = torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype).to(x.device)
-        direction = direction / _per_sample_norm(direction).clamp_min(1e-12)
-        u = torch.rand(x.shape[0], generator=generator, device=device, dtype=x.dtype).to(x.device)
-        radius = eps * u.pow(1.0 / x[0].numel())  # uniform in volume: P(r <= t) = (t / eps)^D
-        delta = direction * radius.view(-1, *([1] * (x.ndim - 1)))
-    return (x + delta).clamp(0.0, 1.0)
-
-
-def _loss_and_grad(model: nn.Module, x_adv: Tensor, y: Tensor, check: bool = False) -> tuple[Tensor, Tensor, Tensor]:
-    """Per-sample cross-entropy (N,), its gradient w.r.t. x_adv, and the logits (detached)."""
-    x_adv = x_adv.detach().requires_grad_(True)
-    logits = model(x_adv)
-    if check:
-        _check_logits(logits, y)
-    losses = F.cross_entropy(logits, y, reduction="none")
-    (grad,) = torch.autograd.grad(losses.sum(), x_adv)
-    return losses.detach(), grad, logits.detach()
 
 
 # -- attacks --------------------------------------------------------------------------------
@@ -274,7 +171,9 @@ def pgd(
 
 
 # -- sweeps ---------------------------------------------------------------------------------
-ATTACKS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd}
+#: The attacks by the names the command line uses.
+ATTACKS: dict[str, Callable[..., Tensor]] = {"fgsm": fgsm, "pgd": pgd, "apgd-ce": apgd_ce, "apgd-dlr": apgd_t,
+                                             "square": square}
 
 
 def _attack_fn(attack: str | Callable[..., Tensor]) -> Callable[..., Tensor]:
@@ -283,12 +182,6 @@ def _attack_fn(attack: str | Callable[..., Tensor]) -> Callable[..., Tensor]:
     if attack not in ATTACKS:
         raise ValueError(f"unknown attack {attack!r}: use one of {sorted(ATTACKS)} or a callable")
     return ATTACKS[attack]
-
-
-def _model_device(model: nn.Module, default: torch.device) -> torch.device:
-    for tensor in (*model.parameters(), *model.buffers()):
-        return tensor.device
-    return default
 
 
 def _epsilons(eps: float | Sequence[float]) -> list[float]:
@@ -333,7 +226,7 @@ def adversarial_examples(
 ) -> Tensor:
     """Attack ``x`` in batches of ``batch_size`` on the model's device; returns (N, ...) on x's device.
 
-    ``attack`` is "pgd", "fgsm" or a callable ``attack(model, x, y, eps, **kwargs)``;
+    ``attack`` is a name of :data:`ATTACKS` or a callable ``attack(model, x, y, eps, **kwargs)``;
     ``kwargs`` go to the attack (norm, steps, restarts, ...). ``seed`` (or a ``generator``,
     whose initial seed is used) seeds each batch's random starts on its own, from (seed, eps,
     batch index), as :func:`adversarial_accuracy` does.
@@ -374,8 +267,8 @@ def adversarial_accuracy(
             its modes restored afterwards.
         x (Tensor): (N, ...) images in [0, 1], on any device (batches move to the model's).
         y (Tensor): (N,) integer labels.
-        attack (str | callable): "pgd", "fgsm", or ``attack(model, x, y, eps, **kwargs)``.
-            Default: "pgd".
+        attack (str | callable): a name of :data:`ATTACKS` ("fgsm", "pgd", "apgd-ce",
+            "apgd-dlr", "square"), or ``attack(model, x, y, eps, **kwargs)``. Default: "pgd".
         eps (float | sequence of float): radii in pixel units. Default: 1/255, 2/255,
             4/255, 8/255.
         batch_size (int): samples attacked at once. Default: 256.
@@ -397,6 +290,35 @@ def adversarial_accuracy(
         >>> adversarial_accuracy(net, torch.tensor([[0.4, 0.6]]), torch.tensor([1]), eps=[0, 0.05, 0.15])
         {0.0: 1.0, 0.05: 1.0, 0.15: 0.0}
     """
+    robust = robust_images(model, x, y, attack, eps, batch_size, seed, **kwargs)
+    return {e: int(ok.sum()) / x.shape[0] for e, ok in robust.items()}
+
+
+def robust_images(
+    model: nn.Module,
+    x: Tensor,
+    y: Tensor,
+    attack: str | Callable[..., Tensor] = "pgd",
+    eps: float | Sequence[float] = DEFAULT_EPSILONS,
+    batch_size: int = 256,
+    seed: int | None = None,
+    **kwargs,
+) -> dict[float, Tensor]:
+    """Per image, whether it stays right under the attack: eps -> (N,) bool on the CPU.
+
+    True where the model is right on the clean image and on the attack's output at that
+    radius; the mean is :func:`adversarial_accuracy`, and the and-combination over several
+    attacks is the worst case (an image robust only if every attack failed on it). Arguments
+    as :func:`adversarial_accuracy`.
+
+    Example::
+
+        >>> net = nn.Linear(2, 2)
+        >>> with torch.no_grad():
+        ...     _ = net.weight.copy_(torch.tensor([[1.0, -1.0], [-1.0, 1.0]])), net.bias.zero_()
+        >>> robust_images(net, torch.tensor([[0.4, 0.6], [0.3, 0.7]]), torch.tensor([1, 1]), "fgsm", eps=[0.12])
+        {0.12: tensor([False,  True])}
+    """
     _check_batch(x, y)
     norm = _check_norm(kwargs.get("norm", "linf"))
     epsilons = [_check_eps(e, norm, x[0].numel()) for e in _epsilons(eps)]
@@ -405,7 +327,7 @@ def adversarial_accuracy(
     fn = _attack_fn(attack)
     device = _model_device(model, x.device)
     seed = _per_batch_seed(fn, kwargs, seed)
-    correct = dict.fromkeys(epsilons, 0)
+    robust: dict[float, list[Tensor]] = {e: [] for e in epsilons}
     with eval_mode(model):
         for b, i in enumerate(range(0, x.shape[0], batch_size)):
             xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
@@ -420,5 +342,5 @@ def adversarial_accuracy(
                     x_adv = fn(model, xb, yb, e, **kwargs, **extra)
                     with torch.no_grad():
                         ok = clean & (model(x_adv).argmax(dim=1) == yb)
-                correct[e] += int(ok.sum())
-    return {e: correct[e] / x.shape[0] for e in epsilons}
+                robust[e].append(ok.cpu())
+    return {e: torch.cat(parts) for e, parts in robust.items()}

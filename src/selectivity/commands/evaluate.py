@@ -4,15 +4,23 @@
     selectivity analyze RUN_DIR|SWEEP_DIR      -> analysis.json (+ analysis_*.csv) in each
 
 ``robustness.csv`` has one row per evaluation: ``kind`` (``clean``, ``corruption`` or
-``attack``), ``name`` (``clean``, a corruption or ``fgsm``/``pgd``), ``level`` (severity
-1..5; epsilon in [0, 1] pixel units; 0 for the clean row), ``accuracy`` (a fraction) and
-``n`` (the images evaluated). An attack counts a sample only when the clean image is also
-classified right, so the accuracy at eps = 0 equals the clean accuracy (the clean row).
+``attack``), ``name`` (``clean``, a corruption, an attack of ``fgsm``, ``pgd``, ``apgd-ce``,
+``apgd-dlr``, ``square``, or ``worst``), ``level`` (severity 1..5; epsilon in [0, 1] pixel
+units; 0 for the clean row), ``accuracy`` (a fraction) and ``n`` (the images evaluated). An
+attack counts a sample only when the clean image is also classified right, so the accuracy at
+eps = 0 equals the clean accuracy (the clean row). ``worst`` counts an image only when every
+attack run at that epsilon failed on it: the robust accuracy to report.
+
+Beside it, ``attack_outcomes.safetensors`` keeps each attack's per-image outcomes (so that a
+later call with other attacks still gives the worst case over all of them), its settings and
+its cost, and ``masking.csv`` the gradient-masking checks at each epsilon (eps, check,
+flagged, value, threshold, n, detail; see :mod:`selectivity.analysis.masking`).
 
 Both evaluate on the run's test split (as its config selects it: ``data.test_limit``
 included). ``limit=N`` takes a fixed random subset of N of those images (seeded, the same
-for every run of a sweep, so runs stay comparable). Corruptions and PGD's random starts are
-seeded too: a rerun gives the same numbers on the same device and torch version.
+for every run of a sweep, so runs stay comparable). Corruptions and the attacks' random starts,
+windows and targets are seeded too: a rerun gives the same numbers on the same device and
+torch version.
 
 In a sweep directory, the results table (``results.csv`` and ``results.parquet``) is rewritten
 atomically afterwards with summary columns read back from the run directories by
@@ -43,12 +51,14 @@ __all__ = [
     "EvaluationError",
     "Target",
     "analyze",
+    "attack_costs",
     "analyze_run",
     "eps_label",
     "evaluate_robustness",
     "find_runs",
     "parse_eps",
     "robustness",
+    "validate_budgets",
     "validate_robustness",
 ]
 
@@ -56,7 +66,15 @@ __all__ = [
 DEFAULT_SEVERITIES = SEVERITIES
 DEFAULT_ATTACKS = ("fgsm", "pgd")
 DEFAULT_ATTACK_EPS = (1 / 255, 2 / 255, 4 / 255, 8 / 255)
-ATTACKS = ("fgsm", "pgd")
+#: The attacks by their command-line names (selectivity.analysis.attacks.ATTACKS), white-box first.
+ATTACKS = ("fgsm", "pgd", "apgd-ce", "apgd-dlr", "square")
+#: robustness.csv's rows of the worst case over every attack run at an epsilon.
+WORST = "worst"
+PGD_STEPS = 10
+DEFAULT_APGD_STEPS = 100  # AutoAttack's budget: 100 iterations, 1 restart; APGD-T over 9 target classes
+APGD_TARGETS = 9
+DEFAULT_SQUARE_QUERIES = 5000
+MASKING_COLUMNS = ["eps", "check", "flagged", "value", "threshold", "n", "detail"]
 PRESET_BY_SIZE = {32: "cifar10-c", 64: "tinyimagenet-c"}
 
 #: The perturbations of ``analyze``'s dimensionality comparison.
@@ -196,15 +214,18 @@ def _preset(x, preset: str | None) -> str:
     return PRESET_BY_SIZE[side]
 
 
-def _accuracy(model, x, y, batch_size: int = 256) -> float:
+def _correct(model, x, y, batch_size: int = 256):
+    """(N,) bool on the CPU: the model is right on the image."""
     import torch
 
     device = next(model.parameters()).device
-    correct = 0
     with torch.no_grad():
-        for i in range(0, len(y), batch_size):
-            correct += int((model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]).sum())
-    return correct / len(y)
+        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]
+                          for i in range(0, len(y), batch_size)])
+
+
+def _accuracy(model, x, y, batch_size: int = 256) -> float:
+    return int(_correct(model, x, y, batch_size).sum()) / len(y)
 
 
 def _corrupted(x, name: str, severity: int, preset: str, batch_size: int = 256):
@@ -229,55 +250,201 @@ def _key(kind: str, name: str, level: float) -> tuple[str, str, float]:
     return kind, name, round(float(level), 9)
 
 
+def validate_budgets(square_queries=None, apgd_steps=None) -> tuple[int, int]:
+    """Checked (square_queries, apgd_steps), the defaults for None; EvaluationError on a bad one."""
+    out = []
+    for flag, value, default, what in (("--square-queries", square_queries, DEFAULT_SQUARE_QUERIES, "queries"),
+                                       ("--apgd-steps", apgd_steps, DEFAULT_APGD_STEPS, "iterations")):
+        if value is None:
+            out.append(default)
+            continue
+        try:
+            number = int(value) if isinstance(value, str) else value
+        except ValueError:
+            number = None
+        if isinstance(number, bool) or not isinstance(number, (int, np.integer)) or number < 1:
+            raise EvaluationError(f"{flag} must be a whole number of {what}, 1 or more, got {value!r}")
+        out.append(int(number))
+    return out[0], out[1]
+
+
+def _attack_kwargs(attack: str, square_queries: int, apgd_steps: int) -> dict:
+    """The attack's budget: its keyword arguments, as recorded with its outcomes."""
+    return {"fgsm": {}, "pgd": {"steps": PGD_STEPS, "restarts": 1}, "apgd-ce": {"steps": apgd_steps, "restarts": 1},
+            "apgd-dlr": {"steps": apgd_steps, "restarts": 1, "targets": APGD_TARGETS},
+            "square": {"queries": square_queries}}[attack]
+
+
+def _outcome_key(name: str, eps: float) -> str:
+    return f"{name}@{float(eps)!r}"  # repr: the exact float, read back by float()
+
+
+def _split_key(key: str) -> tuple[str, float]:
+    name, _, eps = key.rpartition("@")
+    return name, float(eps)
+
+
+@dataclass
+class _Outcomes:
+    """attack_outcomes.safetensors: per image, robust (True) under each (attack, eps) and the
+    margin gradient dead (True) at each eps (key ``gradient@eps``); each attack's settings and cost."""
+
+    labels: object
+    bits: dict
+    settings: dict
+    costs: dict
+
+    @classmethod
+    def read(cls, path: Path, labels) -> _Outcomes:
+        """The stored outcomes when they are of these images (the same labels); empty otherwise."""
+        import torch
+
+        from ..runs import RunError, load_tensors
+
+        empty = cls(labels, {}, {}, {})
+        if not path.is_file():
+            return empty
+        try:
+            tensors, meta = load_tensors(path)
+            settings, costs = json.loads(meta.get("settings", "{}")), json.loads(meta.get("costs", "{}"))
+        except (RunError, ValueError) as err:
+            warnings.warn(f"{path} is unreadable ({err}); its attacks are run again", stacklevel=3)
+            return empty
+        stored = tensors.pop("labels", None)
+        if stored is None or not torch.equal(stored, labels):
+            return empty
+        return cls(labels, {k: v.bool() for k, v in tensors.items()}, settings, costs)
+
+    def write(self, path: Path) -> None:
+        from ..runs import save_tensors
+
+        import torch
+
+        tensors = {"labels": self.labels, **{k: v.to(torch.uint8) for k, v in self.bits.items()}}
+        save_tensors(path, tensors, {"settings": json.dumps(self.settings), "costs": json.dumps(self.costs)})
+
+    def robust(self) -> dict:
+        """attack -> eps -> (N,) bool, for every stored attack (the worst case not included)."""
+        out: dict = {}
+        for key, value in self.bits.items():
+            name, eps = _split_key(key)
+            if name not in ("clean", "gradient", WORST):
+                out.setdefault(name, {})[eps] = value
+        return out
+
+
+def attack_costs(run_dir: str | Path) -> list[tuple[str, float, float, float]]:
+    """(attack, eps, seconds per image, model calls per image) of each attack of a run, as measured when it ran."""
+    path = RunPaths(run_dir).attack_outcomes
+    if not path.is_file():
+        return []
+    from ..runs import RunError, load_tensors
+
+    try:
+        _, meta = load_tensors(path)
+        costs = json.loads(meta.get("costs", "{}"))
+    except (RunError, ValueError):
+        return []
+    rows = [(*_split_key(k), float(v["seconds"]), float(v["calls"])) for k, v in costs.items()]
+    order = {a: i for i, a in enumerate(ATTACKS)}
+    return sorted(rows, key=lambda r: (order.get(r[0], len(order)), r[1]))
+
+
+def _masking_table(outcomes: _Outcomes, clean, n: int) -> pd.DataFrame:
+    from ..analysis.masking import masking_flags
+
+    dead = {_split_key(k)[1]: v for k, v in outcomes.bits.items() if k.startswith("gradient@")}
+    flags = masking_flags(outcomes.robust(), clean, dead)
+    rows = [{"eps": f.eps, "check": f.check, "flagged": f.flagged, "value": f.value, "threshold": f.threshold, "n": n,
+             "detail": f.detail} for f in flags]
+    return pd.DataFrame(rows, columns=MASKING_COLUMNS)
+
+
 def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, attacks=None, eps=None,
                         preset: str | None = None, limit: int | None = None, batch_size: int = 256,
-                        progress: bool = True, force: bool = False) -> Path:
+                        progress: bool = True, force: bool = False, square_queries: int | None = None,
+                        apgd_steps: int | None = None) -> Path:
     """Write (or complete) ``robustness.csv`` in one run directory; returns its path.
 
+    Beside it: ``attack_outcomes.safetensors`` (per image, robust under each (attack, eps); the
+    attacks' settings and cost) and ``masking.csv`` (:func:`selectivity.analysis.masking.masking_flags`
+    at each epsilon). The ``worst`` rows of robustness.csv count an image only when every
+    attack stored for that epsilon failed on it (and its clean image is right).
+
     Resumable: rows already in robustness.csv for the same number of images are kept and not
-    recomputed; only the missing (kind, name, level) rows are evaluated, and the file is
-    rewritten atomically with all rows. ``force`` recomputes the requested rows.
+    recomputed; an attack row is kept only with its per-image outcomes stored under the same
+    settings (budget), so a changed ``square_queries`` or ``apgd_steps`` reruns that attack.
+    Only missing rows are evaluated, and the files are rewritten atomically with all rows.
+    ``force`` recomputes the requested rows.
     """
+    import time
+
     import torch
     from tqdm.auto import tqdm
 
-    from ..analysis.attacks import adversarial_accuracy
+    from ..analysis.attacks import robust_images
+    from ..analysis.masking import dead_gradients
 
     corruptions, severities, attacks, eps, preset, limit = validate_robustness(
         corruptions, severities, attacks, eps, preset, limit)
+    square_queries, apgd_steps = validate_budgets(square_queries, apgd_steps)
     run_dir = Path(run_dir)
-    path = RunPaths(run_dir).robustness
+    paths = RunPaths(run_dir)
+    path = paths.robustness
     existing = read_robustness(path)
     config, model, x, y = _load(run_dir, limit, progress)
     n = len(y)
     existing = existing[existing["n"] == n] if not force else existing.iloc[0:0]
+    outcomes = _Outcomes.read(paths.attack_outcomes, y)
     # A row without accuracy records a corruption skipped for a missing package: redone when possible.
     have = {_key(r.kind, r.name, r.level) for r in existing.itertuples(index=False) if pd.notna(r.accuracy)}
+    settings = {a: json.dumps(_attack_kwargs(a, square_queries, apgd_steps), sort_keys=True) for a in ATTACKS}
+    # An attack row counts only with its per-image outcomes under the settings asked now; a row
+    # from before the outcomes were stored is rerun too, so that the worst case covers it.
+    stored = {_key("attack", a, e) for a, per_eps in outcomes.robust().items() for e in per_eps}
+    legacy = {(r.name, float(r.level)) for r in existing.itertuples(index=False)
+              if r.kind == "attack" and r.name in ATTACKS and _key(r.kind, r.name, r.level) not in stored}
+    wanted_attacks = [(a, float(e)) for a in attacks for e in eps] + sorted(legacy - {(a, e) for a in attacks
+                                                                                     for e in eps})
+    stale = {(a, e) for a, e in wanted_attacks
+             if force or _key("attack", a, e) not in have or outcomes.settings.get(_outcome_key(a, e)) != settings[a]}
 
     wanted = [("clean", "clean", 0.0)]
     wanted += [("corruption", c, float(s)) for c in corruptions for s in severities]
-    wanted += [("attack", a, float(e)) for a in attacks for e in eps]
-    todo = [w for w in wanted if _key(*w) not in have]
-    if not todo:
+    todo = [w for w in wanted if _key(*w) not in have] + [("attack", a, e) for a, e in wanted_attacks
+                                                          if (a, e) in stale]
+    every_eps = [e for _, e in wanted_attacks] + [e for per_eps in outcomes.robust().values() for e in per_eps]
+    attack_eps = sorted({round(e, 9): e for e in reversed(every_eps)}.values())  # one per radius, as asked first
+    dead_todo = [e for e in attack_eps if e > 0 and (force or _outcome_key("gradient", e) not in outcomes.bits)]
+    worst_missing = any(_key("attack", WORST, e) not in have for e in attack_eps)
+    if not todo and not dead_todo and not worst_missing and (paths.masking.is_file() or not attack_eps):
         return path
     preset = _preset(x, preset)
     rows = []
-    bar = tqdm(total=len(todo), desc=f"robustness {run_dir.name}", unit="eval", disable=not progress,
-               dynamic_ncols=True)
-    clean_acc = None
+    bar = tqdm(total=len(todo) + len(dead_todo), desc=f"robustness {run_dir.name}", unit="eval",
+               disable=not progress, dynamic_ncols=True)
     for kind, name, level in todo:
         if kind == "clean":
-            clean_acc = _accuracy(model, x, y, batch_size)
-            rows.append((kind, name, level, clean_acc))
+            rows.append((kind, name, level, _accuracy(model, x, y, batch_size)))
             bar.update()
-    adv = {}
-    for a in attacks:
-        levels = [lv for k, nm, lv in todo if k == "attack" and nm == a]
-        if not levels:
-            continue
-        kwargs = {"generator": torch.Generator(device=next(model.parameters()).device).manual_seed(SEED)} \
-            if a == "pgd" else {}
-        adv[a] = adversarial_accuracy(model, x, y, attack=a, eps=levels, batch_size=batch_size, **kwargs)
+    calls = [0]
+    hook = model.register_forward_pre_hook(lambda module, args: calls.__setitem__(0, calls[0] + len(args[0])))
+    try:
+        for kind, name, level in todo:
+            if kind != "attack":
+                continue
+            start, calls[0] = time.perf_counter(), 0
+            robust = robust_images(model, x, y, attack=name, eps=[level], batch_size=batch_size, seed=SEED,
+                                   **_attack_kwargs(name, square_queries, apgd_steps))[level]
+            key = _outcome_key(name, level)
+            outcomes.bits[key], outcomes.settings[key] = robust, settings[name]
+            outcomes.costs[key] = {"seconds": (time.perf_counter() - start) / n, "calls": calls[0] / n}
+            bar.update()
+    finally:
+        hook.remove()
+    for e in dead_todo:
+        outcomes.bits[_outcome_key("gradient", e)] = dead_gradients(model, x, y, e, batch_size, seed=SEED)
+        bar.update()
     missing = unavailable_corruptions(corruptions)
     for kind, name, level in todo:
         if kind == "corruption":
@@ -285,10 +452,19 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
                                                                   batch_size)
             rows.append((kind, name, level, accuracy))
             bar.update()
-        elif kind == "attack":
-            rows.append((kind, name, level, float(adv[name][level])))
-            bar.update()
     bar.close()
+    # Every stored attack gives its row, and each epsilon its worst case over them.
+    clean = outcomes.bits.get(_outcome_key("clean", 0.0))
+    if clean is None:
+        clean = outcomes.bits[_outcome_key("clean", 0.0)] = _correct(model, x, y, batch_size)
+    robust = outcomes.robust()
+    for name, per_eps in robust.items():
+        for level, bits in per_eps.items():
+            rows.append(("attack", name, level, int(bits.sum()) / n))
+    for level in attack_eps:
+        runs = [bits for per_eps in robust.values() for e, bits in per_eps.items() if round(e, 9) == round(level, 9)]
+        rows.append(("attack", WORST, level, int(torch.stack(runs).all(dim=0).sum()) / n))
+    outcomes.write(paths.attack_outcomes)  # first: robustness.csv never names a row whose outcomes are missing
     new = pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS[:4]).assign(n=n)
     new_keys = {_key(*r[:3]) for r in rows}
     old = existing[[_key(r.kind, r.name, r.level) not in new_keys for r in existing.itertuples(index=False)]]
@@ -297,6 +473,8 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
     table = table.assign(_o=table["kind"].map(order)).sort_values(["_o", "name", "level"], kind="stable")
     table = table.drop(columns="_o")[ROBUSTNESS_COLUMNS].reset_index(drop=True)
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
+    masking = _masking_table(outcomes, clean, n)
+    atomic_write(paths.masking, lambda tmp: masking.to_csv(tmp, index=False))
     return path
 
 
@@ -325,17 +503,20 @@ def unavailable_corruptions(names) -> dict[str, str]:
 
 def robustness(path: str | Path, *, corruptions=None, severities=None, attacks=None, eps=None,
                preset: str | None = None, limit: int | None = None, progress: bool = True,
-               force: bool = False) -> dict:
+               force: bool = False, square_queries: int | None = None, apgd_steps: int | None = None) -> dict:
     """:func:`evaluate_robustness` on a run directory, or on every completed run of a sweep directory.
 
     A corruption that needs a missing optional package is announced (a warning) before any work,
     the rest runs, and robustness.csv records the skipped rows without an accuracy (they are
-    computed by a later call once the package is there).
+    computed by a later call once the package is there). ``square_queries`` (default 5000) and
+    ``apgd_steps`` (default 100) are the budgets of the Square and APGD attacks; every argument
+    is checked before any work.
 
     Returns {"runs": [robustness.csv paths], "skipped": [run dirs not completed], "results": results.csv or None,
     "unavailable": {corruption: reason}}.
     """
     args = validate_robustness(corruptions, severities, attacks, eps, preset, limit)
+    square_queries, apgd_steps = validate_budgets(square_queries, apgd_steps)
     target = find_runs(path)
     missing = unavailable_corruptions(args[0])
     for name, reason in missing.items():
@@ -345,7 +526,8 @@ def robustness(path: str | Path, *, corruptions=None, severities=None, attacks=N
         if target.sweep is not None and completed(run_dir) is None:
             skipped.append(run_dir)
             continue
-        done.append(evaluate_robustness(run_dir, *args, progress=progress, force=force))
+        done.append(evaluate_robustness(run_dir, *args, progress=progress, force=force,
+                                        square_queries=square_queries, apgd_steps=apgd_steps))
     return {"runs": done, "skipped": skipped, "results": _rewrite_results(target), "unavailable": missing}
 
 

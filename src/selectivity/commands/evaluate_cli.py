@@ -38,7 +38,7 @@ def _limit(text: str) -> int:
 
 def _robustness(args: argparse.Namespace) -> int:
     from .evaluate import (EvaluationError, eps_label, parse_eps, robustness, unavailable_corruptions,
-                           validate_robustness)
+                           validate_budgets, validate_robustness)
 
     severities = None
     if args.severities:
@@ -49,15 +49,19 @@ def _robustness(args: argparse.Namespace) -> int:
             except ValueError:
                 raise EvaluationError(f"severity {s!r} is not an integer in 1..5") from None
     eps = [parse_eps(e) for e in _split_all(args.eps)] if args.eps else None
+    attacks = _split_all(args.attacks) or None
+    square_queries, apgd_steps = validate_budgets(args.square_queries, args.apgd_steps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # announced here, before the work, in one line each
-        corruptions, *_ = validate_robustness(_split_all(args.corruptions) or None, limit=args.limit)
+        corruptions, *_ = validate_robustness(_split_all(args.corruptions) or None, attacks=attacks, eps=eps,
+                                              limit=args.limit)
         for name, reason in unavailable_corruptions(corruptions).items():
             print(f"selectivity robustness: note: skipping {name} ({reason}); the other evaluations run, and "
                   f"robustness.csv records {name} as not evaluated", file=sys.stderr)
         outcome = robustness(args.dir, corruptions=_split_all(args.corruptions) or None, severities=severities,
-                             attacks=_split_all(args.attacks) or None, eps=eps, preset=args.preset,
-                             limit=args.limit, progress=not args.no_progress, force=args.force)
+                             attacks=attacks, eps=eps, preset=args.preset, limit=args.limit,
+                             progress=not args.no_progress, force=args.force, square_queries=square_queries,
+                             apgd_steps=apgd_steps)
     import pandas as pd
 
     for path in outcome["runs"]:
@@ -69,11 +73,40 @@ def _robustness(args: argparse.Namespace) -> int:
         print(f"{path.parent.name}: clean {clean.iloc[0]:.3f}" if len(clean) else f"{path.parent.name}:", end="")
         print(f"  corruption mean {corr.mean():.3f}" if len(corr) else "", end="")
         print(f"  {adv}" if adv else "")
+        _print_attack_details(path.parent)
     for run in outcome["skipped"]:
         print(f"{run.name}: skipped (not completed)")
     if outcome["results"]:
         print(f"results: {outcome['results']} (summary columns added)")
     return 0
+
+
+def _print_attack_details(run_dir) -> None:
+    """The attacks' cost per image and epsilon, and the gradient-masking checks that flagged."""
+    import pandas as pd
+
+    from ..runs import RunPaths
+    from .evaluate import attack_costs, eps_label
+
+    by_attack: dict[str, list[str]] = {}
+    for attack, eps, seconds, calls in attack_costs(run_dir):
+        if eps > 0:
+            by_attack.setdefault(attack, []).append(f"{eps_label(eps)} {1000 * seconds:.3g} ms ({calls:.0f} calls)")
+    for attack, parts in by_attack.items():
+        print(f"  cost per image, {attack}: {', '.join(parts)}")
+    path = RunPaths(run_dir).masking
+    if not path.is_file():
+        return
+    table = pd.read_csv(path)
+    flagged = table[table["flagged"].astype(str) == "True"]
+    checked = table[table["flagged"].notna()]
+    unchecked = sorted(set(table.loc[table["flagged"].isna(), "check"]))
+    if len(flagged):
+        for r in flagged.itertuples(index=False):
+            print(f"  GRADIENT MASKING? {r.check} at {eps_label(float(r.eps))}: {r.detail}")
+    else:
+        print(f"  gradient masking: no flag ({len(checked)} checks"
+              + (f"; not checked: {', '.join(unchecked)}" if unchecked else "") + ")")
 
 
 def _analyze(args: argparse.Namespace) -> int:
@@ -99,14 +132,25 @@ def add_robustness_parser(subparsers) -> argparse.ArgumentParser:
         "robustness", help="accuracy under corruptions and adversarial attacks (robustness.csv per run)",
         description="Write robustness.csv (kind, name, level, accuracy, n) in a run directory, or in every "
                     "completed run of a sweep directory, and add corruption_acc and adv_acc/<attack>/<eps> "
-                    "to the sweep's results.csv/.parquet. Corruptions are seeded (deterministic). Resumable: "
-                    "rows already in robustness.csv (same number of images) are kept, only missing ones are "
-                    "computed; --force recomputes them.")
+                    "(adv_acc/worst/<eps>: an image counts only if every attack run failed on it) to the sweep's "
+                    "results.csv/.parquet. Beside robustness.csv: attack_outcomes.safetensors (per image, each "
+                    "attack's outcome, settings and cost, so that a later call with other attacks extends the "
+                    "worst case) and masking.csv (gradient-masking checks per epsilon: blackbox, epsilon, "
+                    "apgd-vs-pgd, gradient, each with what it saw). Corruptions and attacks are seeded "
+                    "(deterministic). Resumable: rows already in robustness.csv (same number of images, same "
+                    "attack budget) are kept, only missing ones are computed; --force recomputes them.")
     p.add_argument("dir", help="a run directory or a sweep directory")
     p.add_argument("--corruptions", nargs="+", metavar="NAME",
                    help="comma-separated corruption names (default: the 15 benchmark corruptions)")
     p.add_argument("--severities", nargs="+", metavar="S", help="comma-separated, in 1..5 (default 1,2,3,4,5)")
-    p.add_argument("--attacks", nargs="+", metavar="NAME", help="fgsm, pgd or both (default fgsm,pgd)")
+    p.add_argument("--attacks", nargs="+", metavar="NAME",
+                   help="comma-separated, any of fgsm, pgd, apgd-ce, apgd-dlr (APGD-T on the targeted DLR loss) "
+                        "and square (black-box) (default fgsm,pgd); robustness.csv adds the worst case over every "
+                        "attack run, and masking.csv the gradient-masking checks")
+    p.add_argument("--square-queries", metavar="N",
+                   help="the Square attack's budget of model calls per image (default 5000, AutoAttack's)")
+    p.add_argument("--apgd-steps", metavar="N",
+                   help="iterations of each APGD run (default 100, AutoAttack's; apgd-dlr runs 9 target classes)")
     p.add_argument("--eps", nargs="+", metavar="EPS",
                    help="L-inf radii in [0, 1] pixel units, e.g. 1/255,2/255 or 0.0157 (default 1/255,2/255,4/255,8/255)")
     p.add_argument("--limit", type=_limit, metavar="N", help=_LIMIT_HELP)

@@ -53,6 +53,7 @@ from .claims import (
     evaluate_claims,
     load_claims,
 )
+from .masking import masking_sections
 
 __all__ = ["ReportOutputs", "build_report", "load_analysis", "load_curves", "load_robustness", "load_sweep",
            "load_units", "render_page"]
@@ -754,6 +755,7 @@ def _evaluation_sections(root: Path, results: pd.DataFrame) -> list[tuple[str, s
             out.append(("Robustness", "From each run's <code>robustness.csv</code> (<code>selectivity robustness"
                         f"</code>), on {_e(n)} test images per run. Is lower selectivity more robust to average-case "
                         "perturbations (corruptions) and less robust to worst-case ones (attacks)?", paths))
+    out += masking_sections(_run_dirs(root, results))
     dims, sims = load_analysis(root, results)
     paths = []
     if not dims.empty:

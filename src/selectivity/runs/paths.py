@@ -8,6 +8,8 @@
       si_per_unit.csv          the final per-unit selectivity (test set)
       final.json               written last: its presence means training is over
       robustness.csv           `selectivity robustness`: accuracy under corruptions and attacks
+      attack_outcomes.safetensors  per image: robust under each (attack, eps); the attacks' settings and cost
+      masking.csv              per epsilon: the gradient-masking checks and what each saw
       analysis.json            `selectivity analyze` (+ analysis_dimensionality.csv, analysis_ablation.csv)
       unit_measures.csv        `selectivity measure --measures`: every measure of every unit
       measure_agreement.csv    rank correlations between the measures, per layer
@@ -52,6 +54,8 @@ class RunPaths:
     si_per_unit = property(lambda self: self.root / "si_per_unit.csv")
     final = property(lambda self: self.root / "final.json")
     robustness = property(lambda self: self.root / "robustness.csv")
+    attack_outcomes = property(lambda self: self.root / "attack_outcomes.safetensors")
+    masking = property(lambda self: self.root / "masking.csv")
     analysis = property(lambda self: self.root / "analysis.json")
     analysis_dimensionality = property(lambda self: self.root / "analysis_dimensionality.csv")
     analysis_ablation = property(lambda self: self.root / "analysis_ablation.csv")
@@ -71,4 +75,4 @@ class RunPaths:
         return [p.name for p in (self.config, self.metrics, self.checkpoint, self.weights, self.si_per_unit,
                                  self.final, self.robustness, self.analysis, self.analysis_dimensionality,
                                  self.analysis_ablation, self.unit_measures, self.measure_agreement,
-                                 self.si_over_training, self.failed)]
+                                 self.si_over_training, self.failed, self.attack_outcomes, self.masking)]
