@@ -68,6 +68,8 @@ class DatasetSplit:
         class_ids (list[str]): the classes as the source names them (wnids, folder names).
         stats_from (str): the split ``mean`` and ``std`` were computed on.
         checksum (str): sha256 of the decoded split (images and labels as cached).
+        embeddings (Tensor | None): float (N, D), one reference embedding per image, in the images'
+            order (MonoLoss's embeddings from a file or an encoder, attached by the trainer); None: none.
     """
 
     images: torch.Tensor
@@ -82,6 +84,7 @@ class DatasetSplit:
     class_ids: list[str] = field(default_factory=list)
     stats_from: str = "train"
     checksum: str = ""  # sha256 of the decoded split: what identifies the data, wherever it lies
+    embeddings: torch.Tensor | None = None  # rows follow the images through every subset
 
     @property
     def num_classes(self) -> int:

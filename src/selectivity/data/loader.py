@@ -19,7 +19,8 @@ from .augment import Augment, crop_flip, pad_images
 
 
 class DeviceLoader:
-    """Batches (x, y) of a split: x float (B, 3, H, W) in [0, 1], y int64 (B,), on ``device``.
+    """Batches (x, y) of a split: x float (B, 3, H, W) in [0, 1], y int64 (B,), on ``device``;
+    (x, y, e) with ``embeddings``: e (B, D), the rows of the batch's images.
 
     Each ``iter(loader)`` is one epoch; epochs count up from 0, and ``set_epoch(e)`` sets
     the next one. The shuffle and the augmentation of epoch e depend only on (seed, e),
@@ -42,6 +43,9 @@ class DeviceLoader:
             step k of a W-process run sees the images (and crops, flips) of step k of a
             one-process run with the same seed. batch_size must divide by world_size.
             Default: 0, 1
+        embeddings (Tensor | None): float (N, D), one row per image of the split: each batch then
+            also yields its images' rows (the same gather; on each rank its share; augmentation
+            leaves an image's row as it is), in ``dtype``. Default: None (batches are (x, y))
 
     Example::
 
@@ -65,6 +69,7 @@ class DeviceLoader:
         channels_last: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        embeddings: torch.Tensor | None = None,
     ):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -80,7 +85,11 @@ class DeviceLoader:
         if images.dtype != torch.uint8 or images.ndim != 4 or labels.shape != images.shape[:1]:
             raise ValueError(f"expected uint8 images (N, C, H, W) and labels (N,), got {images.dtype} "
                              f"{tuple(images.shape)} and {tuple(labels.shape)}")
+        if embeddings is not None and (embeddings.ndim != 2 or embeddings.shape[0] != labels.shape[0]):
+            raise ValueError(f"embeddings must be (N, D) with one row per image ({labels.shape[0]}), "
+                             f"got {tuple(embeddings.shape)}")
         self.device = torch.device(device)
+        self.embeddings = None if embeddings is None else embeddings.to(self.device, dtype)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device, torch.int64)
         self.batch_size = batch_size
@@ -111,11 +120,11 @@ class DeviceLoader:
         g.manual_seed(int(state[0]) << 31 | int(state[1]) >> 1)
         return g
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
         epoch, self.epoch = self.epoch, self.epoch + 1
         return self._epoch(epoch)
 
-    def _epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def _epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, ...]]:
         g = self.generator(epoch)
         n, size = len(self.labels), tuple(self.images.shape[2:])
         if self.shuffle:
@@ -137,7 +146,11 @@ class DeviceLoader:
                 x = crop_flip(self._padded, index, params, size)
             else:
                 x = self.images[index]
-            yield x.to(dtype=self.dtype, memory_format=fmt).div_(255), self.labels[index]
+            x = x.to(dtype=self.dtype, memory_format=fmt).div_(255)
+            if self.embeddings is None:
+                yield x, self.labels[index]
+            else:
+                yield x, self.labels[index], self.embeddings[index]
 
 
 def shard_split(split, rank: int, world_size: int):
@@ -150,4 +163,6 @@ def shard_split(split, rank: int, world_size: int):
     if world_size == 1:
         return split
     keep = torch.arange(len(split.labels)).tensor_split(world_size)[rank]
-    return dataclasses.replace(split, images=split.images[keep], labels=split.labels[keep])
+    embeddings = getattr(split, "embeddings", None)
+    return dataclasses.replace(split, images=split.images[keep], labels=split.labels[keep],
+                               **({} if embeddings is None else {"embeddings": embeddings[keep]}))

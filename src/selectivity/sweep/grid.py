@@ -117,7 +117,9 @@ def parse_seeds(values: str | Iterable) -> list[int]:
 #: their ids and resume instead of training everything again. Add each new key here.
 LATER_KEYS = {("regularizer", "schedule"): None, ("record",): RecordConfig(), ("regularizer", "sync"): "global",
               ("train", "sync_bn"): True, ("train", "dtype"): "float32", ("regularizer", "kind"): "si",
-              ("regularizer", "lambda"): 0.0, ("regularizer", "embeddings"): "labels"}
+              ("regularizer", "lambda"): 0.0, ("regularizer", "embeddings"): "labels",
+              ("regularizer", "embeddings_file"): None, ("regularizer", "encoder"): None,
+              ("regularizer", "encoder_weights"): None}
 
 
 def _without_later_defaults(data: dict) -> dict:

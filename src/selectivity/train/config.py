@@ -87,8 +87,14 @@ class RegularizerConfig:
     alpha: float = 0.0
     # MonoLoss strength; spelled `regularizer.lambda` in YAML and on the command line.
     lambda_: float = field(default=0.0, metadata={"key": "lambda"})
-    # MonoLoss reference embeddings: "labels" (one-hot: class-based monosemanticity).
-    embeddings: Literal["labels"] = "labels"
+    # MonoLoss reference embeddings: "labels" (one-hot: class-based monosemanticity); "file": one row per
+    # training image in `embeddings_file` (.safetensors, or .npy with a JSON sidecar), checked against the
+    # split's size and checksum; "encoder": a frozen model `encoder` ("package.module:factory" or a registered
+    # name) with safetensors `encoder_weights`, run once over the training images. SI runs take none.
+    embeddings: Literal["labels", "file", "encoder"] = "labels"
+    embeddings_file: str | None = None
+    encoder: str | None = None
+    encoder_weights: str | None = None
     layers: list[str] | None = None  # module names or globs; None: the model's default layers
     warmup_epochs: float = 5.0  # alpha rises linearly from 0 over these epochs (0 = off)
     epoch_window: list[float] | None = None  # regularize only in [start, end) epochs
@@ -189,7 +195,25 @@ class Config:
         self._check_schedule()
         if self.regularizer.alpha == 0 and self.regularizer.lambda_ == 0:
             self.regularizer.kind = "si"  # plain training, whichever knob was named: one baseline, one run id
+        self._check_embeddings()
         return self
+
+    def _check_embeddings(self) -> None:
+        """Each embedding source with its own keys; an SI run (or plain training) takes none, so its
+        embedding keys are reset: its run id does not depend on a MonoLoss setting it never uses."""
+        reg = self.regularizer
+        if reg.kind == "si":
+            reg.embeddings, reg.embeddings_file, reg.encoder, reg.encoder_weights = "labels", None, None, None
+            return
+        needs = {"labels": (), "file": ("embeddings_file",), "encoder": ("encoder", "encoder_weights")}[reg.embeddings]
+        for key in ("embeddings_file", "encoder", "encoder_weights"):
+            given = getattr(reg, key) is not None
+            if key in needs and not given:
+                raise ConfigError(f"regularizer.embeddings is {reg.embeddings!r} but regularizer.{key} is not set")
+            if key not in needs and given:
+                raise ConfigError(f"regularizer.{key} is set but regularizer.embeddings is {reg.embeddings!r}: "
+                                  f"set regularizer.embeddings={'file' if key == 'embeddings_file' else 'encoder'} "
+                                  f"to use it")
 
     def _check_schedule(self) -> None:
         """A per-epoch alpha schedule sets alpha to its strongest value (so tables group by it)."""

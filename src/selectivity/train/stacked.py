@@ -65,6 +65,7 @@ from .trainer import (
     alpha_at,
     build_model,
     check_run_dir,
+    given_embeddings,
     evaluate,
     knob_row,
     load_data,
@@ -166,14 +167,19 @@ def stacked_selectivity(acts: tuple[torch.Tensor, ...], labels: torch.Tensor, nu
 
 
 def stacked_monoscore(acts: tuple[torch.Tensor, ...], labels: torch.Tensor, num_classes: int,
-                      eps: float = DEFAULT_MONO_EPS) -> torch.Tensor:
-    """Each network's MonoLoss score (M,) from its own batch: per layer the mean MonoScore (label
-    embeddings) over the units active in the batch (0 if none), then the mean over layers, as
-    :meth:`MonoLossRegularizer.selectivity` gives one network."""
+                      eps: float = DEFAULT_MONO_EPS, embeddings: torch.Tensor | None = None) -> torch.Tensor:
+    """Each network's MonoLoss score (M,) from its own batch: per layer the mean MonoScore over the
+    units active in the batch (0 if none), then the mean over layers, as
+    :meth:`MonoLossRegularizer.selectivity` gives one network. Label embeddings, or ``embeddings``
+    (M, B, D): each network's rows of its own batch."""
     units = torch.cat(acts, dim=2)  # (M, B, U)
     a = _scaled(units, units.amin(dim=1, keepdim=True), units.amax(dim=1, keepdim=True))
-    onehot = F.one_hot(labels, num_classes).to(a.dtype)  # (M, B, C)
-    w = onehot.transpose(1, 2) @ a  # (M, C, U): each network's class sums of scaled activations
+    if embeddings is None:
+        onehot = F.one_hot(labels, num_classes).to(a.dtype)  # (M, B, C)
+        w = onehot.transpose(1, 2) @ a  # (M, C, U): each network's class sums of scaled activations
+    else:  # (M, D, U): each network's sums of scaled activations times unit embeddings
+        e = embeddings.to(a.dtype)
+        w = (e / e.norm(dim=2, keepdim=True)).transpose(1, 2) @ a
     score = _score_from_moments((w * w).sum(dim=1), a.sum(dim=1), (a * a).sum(dim=1), eps)  # (M, U)
     active = ~torch.isnan(score)
     score = torch.where(active, score, torch.zeros_like(score))
@@ -184,12 +190,13 @@ def stacked_monoscore(acts: tuple[torch.Tensor, ...], labels: torch.Tensor, num_
 
 
 def _knob_scores(nets: list, acts: tuple[torch.Tensor, ...], labels: torch.Tensor, num_classes: int,
-                 eps: float) -> torch.Tensor:
-    """Each network's batch score (M,): SI for kind si, MonoScore for kind monoloss."""
+                 eps: float, embeddings: torch.Tensor | None = None) -> torch.Tensor:
+    """Each network's batch score (M,): SI for kind si, MonoScore for kind monoloss (with each
+    network's batch rows of ``embeddings`` (M, B, D) when the stack's MonoLoss takes given ones)."""
     kinds = [net.config.regularizer.kind for net in nets]
     score = stacked_selectivity(acts, labels, num_classes, eps) if "si" in kinds else None
     if "monoloss" in kinds:
-        mono = stacked_monoscore(acts, labels, num_classes)
+        mono = stacked_monoscore(acts, labels, num_classes, embeddings=embeddings)
         if score is None:
             return mono
         is_mono = torch.tensor([k == "monoloss" for k in kinds], device=mono.device)
@@ -297,6 +304,7 @@ def train_stacked(configs: list[Config], out_dirs: list[str | Path], progress: b
     config = configs[todo[0]]
     device = resolve_device(config.train.device)
     (train_split, test_split), template = prepare_stack(config, progress, data)
+    given_embeddings(config, train_split)  # before any run directory is touched
     if config.train.batch_size > len(train_split.labels):
         raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_split.labels)} "
                           "training images")
@@ -386,8 +394,11 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
     amp = _use_amp(config, device)
     dtype = train_dtype(config)
     augment = Augment(crop_padding=config.data.crop_padding, flip=config.data.flip)
+    # The networks of a stack share their embedding settings (stack_key); SI networks take none, and
+    # an SI network's config resets them, so a stack mixing SI and given embeddings cannot arise.
     first = DeviceLoader(train_split, config.train.batch_size, device, shuffle=True, drop_last=True,
-                         augment=augment, seed=config.train.seed, dtype=dtype)
+                         augment=augment, seed=config.train.seed, dtype=dtype,
+                         embeddings=given_embeddings(config, train_split))
     if len(first) == 0:
         raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_split.labels)} "
                           "training images")
@@ -430,8 +441,9 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                 lr = lr_at(config, step, total_steps, steps_per_epoch)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
-                xs, ys = zip(*(next(b) for b in batches))
+                xs, ys, *es = zip(*(next(b) for b in batches))  # es: [each network's batch rows], or []
                 x, y = torch.stack(xs), torch.stack(ys)
+                e = torch.stack(es[0]) if es else None  # (M, B, D)
                 alphas = [net.alpha_at(step, steps_per_epoch) for net in live]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits, acts = model.forward(x)
@@ -439,10 +451,10 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                                          label_smoothing=config.optim.label_smoothing, reduction="none")
                 ce = ce.view(len(live), batch).mean(dim=1)
                 if any(alphas):  # -alpha * SI or -lambda * MonoScore, per network
-                    si = _knob_scores(live, acts, y, num_classes, config.regularizer.eps)
+                    si = _knob_scores(live, acts, y, num_classes, config.regularizer.eps, e)
                     losses = ce - torch.tensor(alphas, device=device, dtype=si.dtype) * si
                 else:  # only tracked, as the regularizer does while its knob is 0
-                    si = _knob_scores(live, tuple(a.detach() for a in acts), y, num_classes, config.regularizer.eps)
+                    si = _knob_scores(live, tuple(a.detach() for a in acts), y, num_classes, config.regularizer.eps, e)
                     losses = ce
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()  # a sum: each network gets exactly its own gradient

@@ -25,6 +25,7 @@ from ..core.schedule import first_active_epoch
 from ..data import Augment, DatasetSplit, DeviceLoader, load_split, shard_split
 from ..models import accepts_keyword, create_model
 from .config import Config, ConfigError, config_from_dict, config_to_dict
+from .embeddings import reference_embeddings
 from .distributed import Ranks, agree, setup, sum_over_ranks, unwrap, wrap_model
 from .record import SelectivityRecorder, epoch_value
 from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
@@ -58,13 +59,20 @@ def _take_per_class(split: DatasetSplit, per_class: int) -> DatasetSplit:
     first = torch.searchsorted(sorted_labels, sorted_labels, right=False)
     rank = torch.arange(labels.numel()) - first
     keep = order[rank < per_class].sort().values
-    return dataclasses.replace(split, images=split.images[keep].contiguous(), labels=labels[keep])
+    embeddings = getattr(split, "embeddings", None)  # each kept image keeps its own row
+    return dataclasses.replace(split, images=split.images[keep].contiguous(), labels=labels[keep],
+                               **({} if embeddings is None else {"embeddings": embeddings[keep]}))
 
 
 def load_data(config: Config, progress: bool = True) -> tuple[DatasetSplit, DatasetSplit]:
-    """Train and test splits of ``config.data``, decoded once into the cache."""
+    """Train and test splits of ``config.data``, decoded once into the cache; a MonoLoss run with
+    embeddings from a file or an encoder gets them on the train split (checked against the whole
+    split, then subset with it)."""
     train = load_split(config.data.source, "train", cache_dir=config.data.cache_dir, progress=progress)
     test = load_split(config.data.source, "test", cache_dir=config.data.cache_dir, progress=progress)
+    embeddings = reference_embeddings(config, train, resolve_device(config.train.device), progress)
+    if embeddings is not None:
+        train = dataclasses.replace(train, embeddings=embeddings)
     if config.data.train_per_class:
         train = _take_per_class(train, config.data.train_per_class)
     return train, limit_test(test, config.data.test_limit)
@@ -79,6 +87,18 @@ def limit_test(test: DatasetSplit, limit: int | None) -> DatasetSplit:
     keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))
     keep = keep[:limit].sort().values
     return dataclasses.replace(test, images=test.images[keep].contiguous(), labels=test.labels[keep])
+
+
+def given_embeddings(config: Config, split: DatasetSplit) -> torch.Tensor | None:
+    """The train split's embedding rows that the run's MonoLoss takes (None: labels, or an SI run);
+    ConfigError when the run needs rows that ``split`` does not carry (data not from load_data(config))."""
+    reg = config.regularizer
+    if reg.kind != "monoloss" or reg.embeddings == "labels":
+        return None
+    if getattr(split, "embeddings", None) is None:
+        raise ConfigError(f"regularizer.embeddings is {reg.embeddings!r} but the training data given carries no "
+                          "embeddings: load it with load_data(config)")
+    return split.embeddings
 
 
 def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
@@ -148,11 +168,13 @@ def knob_label(config: Config) -> str:
 def build_regularizer(config: Config, model: torch.nn.Module, num_classes: int, steps_per_epoch: int,
                       **kwargs) -> SelectivityRegularizer:
     """The run's regularizer: SI with alpha (``regularizer.kind: si``) or MonoLoss with lambda
-    (``monoloss``, label embeddings); both track their batch score while the knob is 0."""
+    (``monoloss``: label embeddings, or each batch's rows from a file or an encoder, passed to
+    ``loss(y, e)``); both track their batch score while the knob is 0."""
     reg = config.regularizer
     common = dict(schedule=_alpha_schedule(config), steps_per_epoch=steps_per_epoch, sync=reg.sync, **kwargs)
     if reg.kind == "monoloss":  # MonoScore's own inactive-unit threshold, not SI's eps
-        return MonoLossRegularizer(model, reg.lambda_, num_classes, reg.layers, embeddings=reg.embeddings, **common)
+        embeddings = "labels" if reg.embeddings == "labels" else "given"
+        return MonoLossRegularizer(model, reg.lambda_, num_classes, reg.layers, embeddings=embeddings, **common)
     return SelectivityRegularizer(model, reg.alpha, num_classes, reg.layers, eps=reg.eps, **common)
 
 
@@ -251,8 +273,19 @@ def resolve_source(config: Config) -> Config:
     source = config.data.source
     path = Path(source).expanduser()
     if source == "demo" or not path.exists():
-        return config
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, source=str(path.resolve())))
+        return _resolve_embedding_files(config)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, source=str(path.resolve())))
+    return _resolve_embedding_files(config)
+
+
+def _resolve_embedding_files(config: Config) -> Config:
+    """The embeddings file and encoder weights as absolute paths, where they exist (as data.source)."""
+    reg, changes = config.regularizer, {}
+    for key in ("embeddings_file", "encoder_weights"):
+        value = getattr(reg, key)
+        if value is not None and Path(value).expanduser().exists():
+            changes[key] = str(Path(value).expanduser().resolve())
+    return dataclasses.replace(config, regularizer=dataclasses.replace(reg, **changes)) if changes else config
 
 
 def check_run_dir(paths: RunPaths, config: Config) -> bool:
@@ -310,6 +343,7 @@ def train(config: Config, out_dir: str | Path, progress: bool = True, data=None,
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     train_split, test_split = data or load_data(config, progress=progress)
+    given_embeddings(config, train_split)  # a file's or encoder's rows travel with the split
     torch.manual_seed(config.train.seed)
     model = build_model(config, train_split)
     if config.train.batch_size > len(train_split.labels):
@@ -352,7 +386,8 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
     dtype = train_dtype(config)
     loader = DeviceLoader(train_split, config.train.batch_size, device, shuffle=True, drop_last=True,
                           augment=augment, seed=config.train.seed, channels_last=config.train.channels_last,
-                          rank=ranks.rank, world_size=ranks.world_size, dtype=dtype)
+                          rank=ranks.rank, world_size=ranks.world_size, dtype=dtype,
+                          embeddings=given_embeddings(config, train_split))  # batches (x, y, e) when given
     test_loader = DeviceLoader(shard_split(test_split, ranks.rank, ranks.world_size), 1024, device, shuffle=False,
                                channels_last=config.train.channels_last, dtype=dtype)
     steps_per_epoch, epochs = len(loader), config.train.epochs
@@ -392,14 +427,14 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
             reg.set_epoch(epoch)
             inside = recorder.inside(epoch)
             sums = torch.zeros(3, device=device, dtype=dtype)  # summed on the device: loss, correct, selectivity
-            for i, (x, y) in enumerate(loader):
+            for i, (x, y, *e) in enumerate(loader):  # e: [the batch's embedding rows], or []
                 step = epoch * steps_per_epoch + i
                 for group in optimizer.param_groups:
                     group["lr"] = lr_at(config, step, total_steps, steps_per_epoch)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = net(x)
                     ce = F.cross_entropy(_full(logits), y, label_smoothing=config.optim.label_smoothing)
-                loss = ce + reg.loss(y)  # reg.loss(y) = -alpha * batch SI (or -lambda * batch MonoScore)
+                loss = ce + reg.loss(y, *e)  # reg.loss(y) = -alpha * batch SI (or -lambda * batch MonoScore)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.optim.grad_clip:
