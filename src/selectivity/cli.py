@@ -73,6 +73,10 @@ def _measure(args) -> int:
     args.split = args.split or "test"
     if args.sample is not None and not args.measures:
         raise ConfigError("--sample applies to --measures (AUROC, informedness and MI); SI is always exact")
+    if args.measures:  # a bad name is refused before any work
+        from .commands.measure_any import _check_measures
+
+        _check_measures(args.measures, args.sample)
     if not (Path(args.run_dir) / "config.yaml").is_file() and Path(args.run_dir).is_dir():
         return _measure_sweep(args)
     summary = measure_run(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress)

@@ -183,6 +183,9 @@ def test_measure_a_run_with_every_measure(tmp_path, tiny_overrides, capsys):
     sets = [a for o in tiny_overrides + ["train.epochs=1"] for a in ("--set", o)]
     code, out, err = run(["train", "demo", "--out", str(run_dir), "--no-progress"] + sets, capsys)
     assert code == 0, err
+    code, out, err = run(["measure", str(run_dir), "--measures", "si,nope", "--no-progress"], capsys)
+    assert code == 2 and "--measures" in err and "nope" in err and len(err.strip().splitlines()) == 1, err
+    assert not (run_dir / "measure-cifar10-demo-test.csv").exists()  # refused before any work
     code, out, err = run(["measure", str(run_dir), "--measures", "all", "--no-progress"], capsys)
     assert code == 0, err
     units = pd.read_csv(run_dir / "unit_measures.csv")
@@ -365,6 +368,9 @@ def test_known_answer_unit_has_precision_one_through_measure_run(tmp_path, facto
             "regularizer.warmup_epochs=0"]
     code, out, err = run(["train", "demo", "--out", str(run_dir), "--no-progress", "--set", *sets], capsys)
     assert code == 0, err
+    code, out, err = run(["measure", str(run_dir), "--measures", "si,nope", "--no-progress"], capsys)
+    assert code == 2 and "--measures" in err and "nope" in err and len(err.strip().splitlines()) == 1, err
+    assert not (run_dir / "measure-cifar10-demo-test.csv").exists()  # refused before any work
     code, out, err = run(["measure", str(run_dir), "--measures", "all", "--no-progress"], capsys)
     assert code == 0, err
     units = pd.read_csv(run_dir / "unit_measures.csv")
