@@ -183,3 +183,15 @@ def test_a_sweep_of_both_knobs_trains_monoloss_runs_and_tables_them_by_kind(tmp_
     assert len(mono) == 1 and mono[0]["lambda"] == 0.5 and mono[0]["dir"].startswith("lambda+0.5_seed0-")
     metrics = (tmp_path / "s" / mono[0]["dir"] / "metrics.jsonl").read_text()
     assert '"batch_monoscore"' in metrics and '"lambda_now": 0.5' in metrics
+    # The report draws alpha figures from the SI runs and the MonoLoss runs against lambda,
+    # never a MonoLoss run as a point at alpha 0 (nor a panel per lambda).
+    from selectivity.report import build_report
+    from selectivity.report.cells import cell_columns
+    from selectivity.report.html import split_knobs
+
+    alpha_runs, lambda_runs = split_knobs(table)
+    assert sorted(alpha_runs["alpha"]) == [-1.0, 0.0] and sorted(lambda_runs["lambda"]) == [0.0, 0.5]
+    assert not [c for c in cell_columns(alpha_runs) if c.startswith("regularizer.")]
+    report = build_report(tmp_path / "s")
+    assert {"accuracy_vs_alpha", "accuracy_vs_lambda", "monoscore_vs_lambda"} <= set(report.figures)
+    assert "MonoLoss lambda = 0.5" in report.page.read_text()

@@ -138,7 +138,7 @@ def _seed_ci(values: np.ndarray, level: float) -> tuple[float, float, float]:
 
 
 def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: float,
-                  bounds: tuple[float, float] | None = None) -> None:
+                  bounds: tuple[float, float] | None = None, knob: str = "alpha") -> None:
     """One cell's metric against alpha: seeds as dots, mean and t interval, the baseline's band.
 
     ``bounds``: the metric's possible range (accuracy 0-100%): the axis never shows values the
@@ -165,9 +165,11 @@ def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: floa
         base = [s for s in summary if s[0] == 0]
         if base and np.isfinite(base[0][2]):
             ax.axhspan(base[0][2], base[0][3], color=BASELINE_GREY, alpha=0.18, lw=0, zorder=0,
-                       label=f"baseline (alpha = 0) {int(level * 100)}% CI")
+                       label=f"baseline ({knob} = 0) {int(level * 100)}% CI")
             ax.legend(loc="best", fontsize=8, frameon=False)
         _symlog_alpha_axis(ax, alphas)
+        if knob == "lambda":
+            ax.set_xlabel("lambda  (symlog scale; < 0 penalizes monosemantic units, > 0 rewards them)", fontsize=9)
         seeds = done.groupby("alpha")["seed"].nunique().min() if "seed" in done.columns else 1
         if seeds < 3:
             note = ("one seed per alpha: no interval; differences may be seed noise" if seeds < 2 else
@@ -181,8 +183,9 @@ def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: floa
 
 def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, title: str = "",
                          ylabel: str | None = None, percent: bool = False, level: float = 0.95,
-                         by: list[str] | tuple[str, ...] = ()) -> Path:
-    """A metric against alpha: mean over seeds with its ``level`` t interval, seeds as dots.
+                         by: list[str] | tuple[str, ...] = (), knob: str = "alpha") -> Path:
+    """A metric against alpha (or ``knob="lambda"``: against MonoLoss's lambda): mean over seeds
+    with its ``level`` t interval, seeds as dots.
 
     The baseline's interval (alpha = 0) is drawn as a grey band across the plot, so an
     alpha whose interval leaves the band is visibly different. Completed runs only. ``by``:
@@ -190,6 +193,8 @@ def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, t
     different models are never averaged together.
     """
     done = results[results["status"] == "completed"].dropna(subset=[metric])
+    if knob != "alpha":  # the panel draws its x column under the name alpha
+        done = done.assign(alpha=pd.to_numeric(done[knob], errors="coerce").fillna(0.0))
     scale = 100.0 if percent else 1.0
     by = [c for c in by if c in done.columns]
     cells = list(done.groupby(by, dropna=False, sort=True)) if by else []
@@ -198,10 +203,10 @@ def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, t
     columns = min(len(cells), 3)
     rows = -(-len(cells) // columns)
     fig, axes = plt.subplots(rows, columns, figsize=(6.4 * columns, 4.4 * rows), squeeze=False)
-    heading = title or f"{metric} against alpha (mean and {int(level * 100)}% CI over seeds)"
+    heading = title or f"{metric} against {knob} (mean and {int(level * 100)}% CI over seeds)"
     bounds = (0.0, 100.0) if percent else ((0.0, 1.0) if metric == "mean_si" or metric.startswith("si/") else None)
     for ax, (key, frame) in zip(axes.flat, cells):
-        _metric_panel(ax, frame, metric, scale, level, bounds)
+        _metric_panel(ax, frame, metric, scale, level, bounds, knob)
         ax.set_ylabel(ylabel or metric)
         key = key if isinstance(key, tuple) else (key,)
         label = ", ".join(f"{k}={v}" for k, v in zip(by, key)) if len(cells) > 1 else ""

@@ -681,9 +681,13 @@ def _describe(results: pd.DataFrame) -> tuple[str, str]:
         seed_text = "0"
     else:
         seed_text = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}–{seeds.max()}"
-    alphas = ", ".join(f"{a:g}" for a in sorted(results["alpha"].unique()))
-    subtitle = (f"{len(results)} runs ({len(done)} completed) at alpha = {_e(alphas)}; "
-                f"{seed_text} completed seed(s) per alpha.")
+    alpha_runs, lambda_runs = split_knobs(results)
+    alphas = ", ".join(f"{a:g}" for a in sorted(alpha_runs["alpha"].unique()))
+    lambdas = "" if lambda_runs is None else ", ".join(
+        f"{v:g}" for v in sorted(pd.to_numeric(lambda_runs["lambda"]).unique()) if v != 0)
+    subtitle = (f"{len(results)} runs ({len(done)} completed) at alpha = {_e(alphas)}"
+                + (f" and MonoLoss lambda = {_e(lambdas)}" if lambdas else "")
+                + f"; {seed_text} completed seed(s) per condition.")
     return title, subtitle
 
 
@@ -732,6 +736,36 @@ def _figures(root: Path, results: pd.DataFrame, title: str, level: float) -> tup
     else:
         notices.append("No metrics.jsonl in the run directories: no training curves.")
     return out, notices
+
+
+def split_knobs(results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """(the runs with lambda 0: SI runs and plain training; the runs with alpha 0: MonoLoss runs and
+    plain training, or None when the sweep has no MonoLoss run)."""
+    lam = pd.to_numeric(results["lambda"], errors="coerce").fillna(0.0) if "lambda" in results else None
+    if lam is None or not (lam != 0).any():
+        return results, None
+    alpha = pd.to_numeric(results["alpha"], errors="coerce").fillna(0.0)
+    return results[lam == 0], results[alpha == 0]
+
+
+def _lambda_figures(root: Path, runs: pd.DataFrame, level: float) -> list[tuple[Path, str, bool]]:
+    """The MonoLoss knob's figures: accuracy, MonoScore and SI against lambda (plain training at 0)."""
+    ci = f"{int(level * 100)}%"
+    cells = cell_columns(runs, exempt=("regularizer.lambda", "regularizer.kind"))
+    out = [(figures.plot_metric_vs_alpha(runs, "test_acc", root / "accuracy_vs_lambda.png", percent=True,
+                                         ylabel="test accuracy (%)", title="test accuracy against lambda (MonoLoss)",
+                                         level=level, by=cells, knob="lambda"),
+            f"MonoLoss runs (alpha = 0) and plain training (lambda = 0): means over seeds with {ci} t intervals, "
+            "single seeds as small dots.", False)]
+    for metric, label in (("mean_monoscore", "mean MonoScore (label embeddings, test set)"),
+                          ("mean_si", "mean class selectivity (test set)")):
+        if metric in runs and runs[metric].notna().any():
+            out.append((figures.plot_metric_vs_alpha(runs, metric, root / f"{metric.removeprefix('mean_')}_vs_lambda.png",
+                                                     ylabel=label, title=f"{label.split(' (')[0]} against lambda",
+                                                     level=level, by=cells, knob="lambda"),
+                        f"{label[0].upper() + label[1:]} against lambda: does rewarding monosemantic units move it?",
+                        False))
+    return out
 
 
 def _evaluation_sections(root: Path, results: pd.DataFrame) -> list[tuple[str, str, list[tuple[Path, str, bool]]]]:
@@ -809,8 +843,12 @@ def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, 
     title, subtitle = _describe(results)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of diverged runs
-        figure_paths, notices = _figures(root, results, title, level)
-        sections = _evaluation_sections(root, results) if figure_paths else []
+        # The alpha figures show the SI runs (lambda 0); the MonoLoss runs get figures against lambda.
+        alpha_runs, lambda_runs = split_knobs(results)
+        figure_paths, notices = _figures(root, alpha_runs, title, level)
+        if figure_paths and lambda_runs is not None:
+            figure_paths += _lambda_figures(root, lambda_runs, level)
+        sections = _evaluation_sections(root, alpha_runs) if figure_paths else []
     verdicts = evaluate_claims(results, claims, level=level, n_boot=n_boot, seed=seed, interval=interval)
     table = root / CLAIMS_CSV
     atomic_write(table, lambda tmp: claims_table(verdicts, level).to_csv(tmp, index=False))
