@@ -24,52 +24,14 @@ from ..analysis.measures import ALL_MEASURES, DEFAULT_PER_CLASS, UnitMeasureAccu
 from ..core.probe import Probe, unit_activations
 from ..data.imageset import ImageSet, open_image_set
 from ..models import create_model
-from ..runs import RunError, RunPaths, atomic_write, load_tensors, write_text
+from ..runs import RunPaths, atomic_write, write_text
 from ..train.config import ConfigError
+from ..train.weights import WeightsError
+from ..train.weights import load_weights_file as load_safetensors_weights
 from .exemplars import TopK, class_histogram_svg, exemplar_page, png_data_uri
 
 __all__ = ["WeightsError", "build_measured_model", "load_safetensors_weights", "measure_any", "measure_model",
            "measure_run_units", "model_kwargs"]
-
-_LISTED = 8  # keys shown per kind in a weights error
-
-
-class WeightsError(RunError):
-    """Weights that do not fit the model (missing, unexpected or misshapen keys), or not safetensors."""
-
-
-def _listing(kind: str, items: list[str]) -> str:
-    more = f" (+{len(items) - _LISTED} more)" if len(items) > _LISTED else ""
-    return f"{kind} {len(items)}: {', '.join(items[:_LISTED])}{more}"
-
-
-def load_safetensors_weights(model: nn.Module, path: str | Path) -> nn.Module:
-    """Load a ``.safetensors`` state dict into ``model`` strictly, or raise one :class:`WeightsError`
-    that lists every missing key, unexpected key and shape mismatch. A ``model.`` prefix on
-    every key (the layout of this tool's checkpoints) is dropped."""
-    path = Path(path)
-    if not path.is_file():
-        raise WeightsError(f"weights file {path} does not exist")
-    try:
-        tensors, _ = load_tensors(path)  # checksum verified when the file records one
-    except RunError as err:
-        raise WeightsError(f"weights {path} are not a readable .safetensors file ({err}); only safetensors is "
-                           "accepted (convert a pickle checkpoint with safetensors.torch.save_file in a trusted "
-                           "environment)") from None
-    expected = model.state_dict()
-    if tensors and all(k.startswith("model.") for k in tensors) and not any(k.startswith("model.") for k in expected):
-        tensors = {k.removeprefix("model."): v for k, v in tensors.items()}
-    missing = sorted(set(expected) - set(tensors))
-    unexpected = sorted(set(tensors) - set(expected))
-    shapes = sorted(f"{k} {tuple(tensors[k].shape)} (model {tuple(expected[k].shape)})"
-                    for k in set(expected) & set(tensors) if tensors[k].shape != expected[k].shape)
-    problems = [_listing(kind, items) for kind, items in
-                (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if items]
-    if problems:
-        raise WeightsError(f"weights {path} do not fit the model: " + "; ".join(problems))
-    model.load_state_dict(tensors, strict=True)
-    return model
-
 
 def model_kwargs(settings: list[str] | None) -> dict:
     """``KEY=VALUE`` strings (``model.kwargs.KEY``, ``model.KEY`` or ``KEY``; YAML values) -> kwargs."""
@@ -206,6 +168,8 @@ def measure_model(
     top_images: int = 8,
     units_per_measure: int = 4,
     progress: bool = True,
+    tokens: str | None = None,
+    positive_part: bool | None = None,
 ) -> dict:
     """Measure every unit of ``model``'s layers on ``data``; write the CSVs and ``exemplars.html`` to ``out``.
 
@@ -218,6 +182,8 @@ def measure_model(
         crop_fraction: shorter side resized to ``size / crop_fraction`` before the centre crop.
         per_class, seed: the measures' reservoir (see :class:`UnitMeasureAccumulator`).
         top_images, units_per_measure: exemplars per unit, units per measure on the page.
+        tokens, positive_part: how a transformer's token layers become units (see
+            :class:`~selectivity.core.probe.Probe`); None: all tokens, each token's positive part.
 
     Returns:
         dict: paths of the files written, the number of images and classes, the layers.
@@ -243,7 +209,7 @@ def measure_model(
             yield x, images.labels[start : start + len(idx)]
 
     try:
-        with Probe(model, layers, detach=True) as probe:
+        with Probe(model, layers, detach=True, tokens=tokens, positive_part=positive_part) as probe:
             states = _stream(model, probe, batches(), len(images.classes), measures, per_class, seed, top_images,
                              progress, -(-n // batch_size))
         frame, agreement = _tables(states)

@@ -114,6 +114,7 @@ def parse_seeds(values: str | Iterable) -> list[int]:
 #: their ids and resume instead of training everything again. Add each new key here.
 LATER_KEYS = {("regularizer", "schedule"): None, ("record",): RecordConfig(), ("regularizer", "sync"): "global",
               ("train", "sync_bn"): True}
+LATER_KEYS.update({("model", "weights"): None, ("regularizer", "tokens"): "mean", ("regularizer", "positive_part"): True})
 
 
 def _without_later_defaults(data: dict) -> dict:

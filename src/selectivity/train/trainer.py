@@ -26,6 +26,7 @@ from ..models import accepts_keyword, create_model
 from .config import Config, ConfigError, config_from_dict, config_to_dict
 from .distributed import Ranks, agree, setup, sum_over_ranks, unwrap, wrap_model
 from .record import SelectivityRecorder, epoch_value
+from .weights import load_weights_file
 from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
                    save_checkpoint, save_tensors, write_text)
 
@@ -89,6 +90,11 @@ def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
         model = create_model(config.model.name, **kwargs)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model {config.model.name!r}: {err}") from None
+    if config.model.weights:  # fine-tuning: start from these weights (one error lists every misfit)
+        load_weights_file(model, config.model.weights)
+    # Every probe on this model (regularizer, meter, recorder, analyses) reduces token layers alike.
+    model.selectivity_tokens = config.regularizer.tokens
+    model.selectivity_positive_part = config.regularizer.positive_part
     probe = data.images[:2].to(torch.get_default_dtype()) / 255
     model.eval()
     with torch.no_grad():
