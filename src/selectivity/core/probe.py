@@ -52,10 +52,11 @@ _ACTIVATION_CLASS = re.compile(r"(gelu|relu|relu6|silu|swish|mish|activation)$",
 
 TOKEN_REDUCTIONS = ("mean", "cls", "patches")
 POSITIVE_PART_WARNING = (
-    "token layers {layers}: each token's response is taken as its positive part max(x, 0) before the {tokens} over "
-    "tokens (SI needs non-negative responses; GELU outputs can be negative). positive_part=False "
+    "token layers {layers}: each token's response is taken as its positive part max(x, 0) before the mean over "
+    "{tokens} (SI needs non-negative responses; GELU outputs can be negative). positive_part=False "
     "(regularizer.positive_part: false) keeps raw values"
 )
+_TOKENS_SAID = {"mean": "all tokens", "cls": "the class token", "patches": "the patch tokens"}
 
 
 class LayerSelectionError(ValueError):
@@ -100,6 +101,8 @@ def unit_activations(
         raise TypeError(f"layer {name!r} returned {type(output).__name__}; a tensor of shape (N, U, ...) is needed")
     if output.ndim < 2:
         raise ValueError(f"layer {name!r} output has shape {tuple(output.shape)}; expected (N, U) or (N, U, H, W)")
+    if layout not in (None, "channels", "tokens"):
+        raise ValueError(f"layout must be 'channels', 'tokens' or None, got {layout!r}")
     dtype = torch.float64 if output.dtype == torch.float64 else torch.float32
     if output.ndim == 2:
         return output.to(dtype, copy=True)
@@ -111,8 +114,6 @@ def unit_activations(
             "last (a transformer's (N, tokens, U))? The model does not say: list its token layers in "
             "model.selectivity_token_layers (names or globs; an empty list reads every 3-D output as (N, U, length))"
         )
-    if layout not in (None, "channels"):
-        raise ValueError(f"layout must be 'channels', 'tokens' or None, got {layout!r}")
     return output.mean(dim=tuple(range(2, output.ndim)), dtype=dtype)
 
 
@@ -315,7 +316,7 @@ class Probe:
             _check_token_rule(self.tokens, self.prefix_tokens)
             if self.positive_part:
                 shown = on_tokens if len(on_tokens) <= 3 else [*on_tokens[:3], f"... ({len(on_tokens)} in all)"]
-                warnings.warn(POSITIVE_PART_WARNING.format(layers=", ".join(shown), tokens=self.tokens),
+                warnings.warn(POSITIVE_PART_WARNING.format(layers=", ".join(shown), tokens=_TOKENS_SAID[self.tokens]),
                               RuntimeWarning, stacklevel=2)
         self.enabled = True
         self.activations: dict[str, Tensor] = {}
