@@ -43,6 +43,9 @@ def test_fine_tuning_starts_from_the_given_weights(tmp_path, tiny_overrides, cap
                          + sets(tiny_overrides + ["train.epochs=1", f"model.weights={weights}"]), capsys)
     assert code == 0, err
     assert json.loads((fine / "final.json").read_text())["alpha"] == -1.0
+    weights.unlink()  # a fine-tuned run is measured with its own weights, not the file it started from
+    code, out, err = run(["measure", str(fine), "--no-progress"], capsys)
+    assert code == 0, err
 
 
 def test_weights_of_another_model_are_refused_before_any_work(tmp_path, tiny_overrides, capsys):

@@ -73,8 +73,12 @@ def load_data(config: Config, progress: bool = True) -> tuple[DatasetSplit, Data
     return train, test
 
 
-def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
-    """The config's model for this data: class count and normalization from the data."""
+def build_model(config: Config, data: DatasetSplit, *, start_weights: bool = True) -> torch.nn.Module:
+    """The config's model for this data: class count and normalization from the data.
+
+    ``model.weights`` (fine-tuning) is loaded when ``start_weights``; a caller that loads a run's
+    own weights next passes False, so a run outlives the file it started from.
+    """
     kwargs = dict(config.model.kwargs)
     if kwargs.get("num_classes", data.num_classes) != data.num_classes:
         raise ConfigError(
@@ -90,7 +94,7 @@ def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
         model = create_model(config.model.name, **kwargs)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model {config.model.name!r}: {err}") from None
-    if config.model.weights:  # fine-tuning: start from these weights (one error lists every misfit)
+    if config.model.weights and start_weights:  # fine-tuning: start from these weights (one error lists every misfit)
         load_weights_file(model, config.model.weights)
     # Every probe on this model (regularizer, meter, recorder, analyses) reduces token layers alike.
     model.selectivity_tokens = config.regularizer.tokens
