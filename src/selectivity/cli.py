@@ -43,7 +43,8 @@ def _train(args) -> int:
     config = resolve_source(load_config(args.config, overrides))
     # The default directory carries the config's id: another config never lands in (and is
     # refused by) an existing run, such as the demo's, and the same command resumes its own.
-    default = Path("runs") / config.name / f"{run_name(config.regularizer.alpha, config.train.seed)}-{run_id(config)}"
+    name = run_name(config.regularizer.alpha, config.train.seed, config.regularizer.schedule)
+    default = Path("runs") / config.name / f"{name}-{run_id(config)}"
     out = Path(args.out) if args.out else default
     try:
         final = train(config, out, progress=not args.no_progress)
@@ -69,24 +70,60 @@ def _measure(args) -> int:
     if args.split == "val":
         raise ConfigError("--split val is for --model image folders; a run is measured on train or test")
     args.split = args.split or "test"
+    if args.sample is not None and not args.measures:
+        raise ConfigError("--sample applies to --measures (AUROC, informedness and MI); SI is always exact")
+    if not (Path(args.run_dir) / "config.yaml").is_file() and Path(args.run_dir).is_dir():
+        return _measure_sweep(args)
     summary = measure_run(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress)
-    print(f"{'layer':<24} {'mean SI':>8}")
-    for layer, value in summary["per_layer"].items():
-        print(f"{layer:<24} {value:>8.4f}")
-    print(f"{'network':<24} {summary['mean_si']:>8.4f}   accuracy {summary['accuracy']:.4f}")
-    live = summary["mean_si_live"]
-    print(f"dead units {100 * summary['dead_fraction']:.1f}%, mean SI of the live units "
-          f"{'- (none alive)' if live is None else f'{live:.4f}'}")
+    _print_si_summary(summary, f"   accuracy {summary['accuracy']:.4f}")
     # Say what was measured: training's final.json may have used a subset (data.test_limit).
     print(f"measured on {summary['images']} images of the {summary['split']} split of {summary['data']}")
     print(f"per-unit SI: {summary['units_csv']}")
     if args.measures:
         from .commands.measure_any import measure_run_units
 
-        for name, path in measure_run_units(args.run_dir, data=args.data, split=args.split, measures=args.measures,
-                                            progress=not args.no_progress).items():
+        units = measure_run_units(args.run_dir, data=args.data, split=args.split, measures=args.measures,
+                                  progress=not args.no_progress, sample_size=args.sample)
+        _print_sampling(units["sampling"])
+        for name, path in units["files"].items():
             print(f"{name}: {path}")
     return 0
+
+
+def _measure_sweep(args) -> int:
+    from .commands.measure import measure_sweep
+
+    if not args.measures:
+        raise ConfigError(f"{args.run_dir} is a sweep: measure it with --measures (each run's SI is already in its "
+                          "final.json and si_per_unit.csv)")
+    if args.data is not None or args.split != "test":
+        raise ConfigError("a sweep is measured on each run's own test split: --data and --split apply to one run")
+    done = measure_sweep(args.run_dir, measures=args.measures, sample_size=args.sample, force=args.force,
+                         progress=not args.no_progress)
+    print(f"measured {len(done['measured'])} run(s), kept {len(done['kept'])} already measured (--force redoes them)")
+    if done["results"] is not None:
+        print(f"results: {done['results']}")
+    return 0
+
+
+def _print_si_summary(summary: dict, after_network: str = "") -> None:
+    """Mean SI per layer and of the network, dead units and the live units' mean SI."""
+    print(f"{'layer':<24} {'mean SI':>8}")
+    for layer, value in summary["per_layer"].items():
+        print(f"{layer:<24} {value:>8.4f}")
+    print(f"{'network':<24} {summary['mean_si']:>8.4f}{after_network}")
+    live = summary["mean_si_live"]
+    print(f"dead units {100 * summary['dead_fraction']:.1f}%, mean SI of the live units "
+          f"{'- (none alive)' if live is None else f'{live:.4f}'}")
+
+
+def _print_sampling(sampling: dict | None) -> None:
+    if sampling is None:
+        return
+    print(f"AUROC, informedness and MI from a uniform sample of {sampling['kept']} of {sampling['images']} images; "
+          "standard error (root mean square over live units; informedness and MI also lean upward in a sample):")
+    for layer, errors in sampling["standard_error"].items():
+        print(f"  {layer:<22} " + ", ".join(f"{m} {v:.4f}" for m, v in errors.items()))
 
 
 def _measure_any(args) -> int:
@@ -97,9 +134,11 @@ def _measure_any(args) -> int:
     layers = [p.strip() for p in args.layers.split(",") if p.strip()] if args.layers else None
     summary = measure_any(args.model, args.weights, args.data, args.out, model_kwargs(args.set), split=args.split,
                           device=args.device, layers=layers, measures=args.measures or "all", mean=args.mean,
-                          std=args.std, size=args.size, crop_fraction=args.crop_fraction,
+                          std=args.std, size=args.size, crop_fraction=args.crop_fraction, sample_size=args.sample,
                           progress=not args.no_progress, tokens=args.tokens, positive_part=args.positive_part)
+    _print_si_summary(summary)
     print(f"{summary['images']} images, {summary['classes']} classes, layers {', '.join(summary['layers'])}")
+    _print_sampling(summary["sampling"])
     for name, path in summary["files"].items():
         print(f"{name}: {path}")
     return 0
@@ -118,6 +157,24 @@ def _demo(args) -> int:
     for name, path in outputs.items():
         print(f"{name}: {path}")
     return 0
+
+
+def _compare(args) -> int:
+    from .commands.compare import compare_report, compare_weights
+
+    comparison = compare_weights(args.a, args.b)
+    print("\n".join(compare_report(comparison, args.rtol)))
+    return 1 if comparison.beyond(args.rtol) else 0
+
+
+def _tolerance(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
 
 
 def _alpha_list(text: str) -> list[float]:
@@ -148,12 +205,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_train)
 
     p = sub.add_parser("measure", help="class selectivity of every unit of a trained run, or of any model")
-    p.add_argument("run_dir", nargs="?", help="a run directory (or use --model, --weights, --data)")
+    p.add_argument("run_dir", nargs="?", help="a run directory, a sweep directory (with --measures: every run), "
+                   "or none with --model, --weights, --data")
     p.add_argument("--data", help="measure on another dataset than the run's; with --model: images (folder or zip)")
     p.add_argument("--split", choices=["train", "test", "val"],
                    help="run: train or test (default); --model: default val, else test, else train")
     p.add_argument("--measures", help="'all' or comma-separated measures: also write unit_measures.csv and "
                    "measure_agreement.csv")
+    p.add_argument("--sample", type=int, metavar="N",
+                   help="rank a seeded uniform sample of N images for AUROC, informedness and MI, with its standard "
+                   "error (default: every image, exact; memory images x units x 4 bytes)")
+    p.add_argument("--force", action="store_true", help="a sweep: measure runs that have unit_measures.csv again")
     p.add_argument("--model", help="a registered model name, timm:NAME, torchvision:NAME or package.module:factory "
                    "(measure any model)")
     p.add_argument("--weights", help="with --model: the weights, a .safetensors file")
@@ -181,6 +243,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE", help="override config keys")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("compare", help="largest relative difference between two runs' (or sweeps') weights",
+                       description="Compare every parameter and buffer of two runs' weights.safetensors (or of "
+                                   "two sweeps' runs, paired by name) and print the largest relative difference "
+                                   "||a - b|| / max(||a||, ||b||). Exit 0 when within --rtol, 1 when not, 2 on "
+                                   "bad input. With train.dtype=float64, stacked and local runs, or 2 processes "
+                                   "and 1, agree to 1e-9 or better.")
+    p.add_argument("a", help="a run directory, a sweep directory or a .safetensors file")
+    p.add_argument("b", help="the same kind of thing as A")
+    p.add_argument("--rtol", type=_tolerance, default=1e-9, help="largest relative difference allowed (default 1e-9)")
+    p.set_defaults(func=_compare)
 
     from .commands.evaluate_cli import add_analyze_parser, add_robustness_parser
     from .report.cli import add_report_parser

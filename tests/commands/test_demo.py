@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 from PIL import Image
 
 from selectivity.commands.demo import run_demo
@@ -20,11 +21,14 @@ def test_demo_writes_the_table_and_figures(tmp_path, tiny_overrides):
 
 
 def test_demo_runs_in_two_processes_as_in_one(tmp_path, tiny_overrides):
-    """Two worker processes give the same runs as one process: each run is seeded on its own."""
-    overrides = tiny_overrides + ["train.epochs=1"]
+    """Two worker processes give the same runs as one process: each run is seeded on its own.
+
+    In float64: float32 end states of training are compared nowhere (two processes may round apart,
+    and one ReLU input whose sign differs parts two runs)."""
+    overrides = tiny_overrides + ["train.epochs=1", "train.dtype=float64"]
     one = pd.read_csv(run_demo(tmp_path / "one", alphas=(-2.0, 0.0), overrides=overrides, progress=False,
                                jobs=1)["results"])
     two = pd.read_csv(run_demo(tmp_path / "two", alphas=(-2.0, 0.0), overrides=overrides, progress=False,
                                jobs=2)["results"])
     assert two["test_acc"].tolist() == one["test_acc"].tolist()
-    assert two["mean_si"].tolist() == one["mean_si"].tolist()
+    assert two["mean_si"].to_numpy() == pytest.approx(one["mean_si"].to_numpy(), rel=1e-9)

@@ -207,3 +207,24 @@ def test_a_missing_optional_package_is_announced_skipped_and_recorded(sweep, tmp
         assert again[again["name"] == "frost"]["accuracy"].notna().all()
         assert again[again["name"] == "contrast"]["accuracy"].tolist() == table[table["name"] == "contrast"][
             "accuracy"].tolist()
+
+
+def test_measure_a_sweep_writes_every_runs_measures_and_the_results_columns(sweep, capsys):
+    """`selectivity measure SWEEP --measures`: every completed run, resumable, means in results.csv."""
+    copy = sweep.parent / "measured"
+    shutil.copytree(sweep, copy)
+    assert main(["measure", str(copy), "--measures", "si,informedness,monoscore", "--no-progress"]) == 0
+    assert "measured 2 run(s), kept 0" in capsys.readouterr().out
+    results = pd.read_csv(copy / "results.csv")
+    for run in find_runs(copy).runs:
+        units = pd.read_csv(run / "unit_measures.csv")
+        row = results[results.run == run.name].iloc[0]
+        expected = units.groupby("layer", sort=False).informedness.mean().mean()
+        assert row.mean_informedness == pytest.approx(expected, rel=1e-9)
+        # the meter's MonoScore at the end of training is the measure's, on the same test images
+        final = json.loads((run / "final.json").read_text())
+        assert row.mean_monoscore == pytest.approx(final["mean_monoscore"], rel=1e-6)
+    assert main(["measure", str(copy), "--measures", "si", "--no-progress"]) == 0
+    assert "measured 0 run(s), kept 2" in capsys.readouterr().out
+    assert main(["measure", str(copy), "--no-progress"]) == 2
+    assert "is a sweep: measure it with --measures" in capsys.readouterr().err

@@ -73,7 +73,7 @@ def test_measure_a_model_from_a_factory(setup, capsys):
     code, out, err = run(measure_argv(weights, data, tmp / "out"), capsys)
     assert code == 0, err
     units = pd.read_csv(tmp / "out" / "unit_measures.csv")
-    assert list(units.columns) == ["layer", "unit", "preferred_class", *ALL_MEASURES]
+    assert list(units.columns) == ["layer", "unit", "dead", "preferred_class", *ALL_MEASURES]
     assert units.groupby("layer").size().to_dict() == {"features.1": 5, "features.3": 5}
     assert units.si.between(0, 1).all() and units.auroc.between(0.5, 1).all()
     agreement = pd.read_csv(tmp / "out" / "measure_agreement.csv")
@@ -95,7 +95,7 @@ def test_layers_globs_and_a_zip_of_bare_class_folders(tmp_path, factory, capsys)
                                       "--measures", "si,auroc") + ["--set", "width=4"], capsys)
     assert code == 0, err
     units = pd.read_csv(tmp_path / "out" / "unit_measures.csv")
-    assert list(units.columns) == ["layer", "unit", "preferred_class", "si", "auroc"]
+    assert list(units.columns) == ["layer", "unit", "dead", "preferred_class", "si", "auroc"]
     assert set(units.layer) == {"features.3"} and len(units) == 4
 
 
@@ -188,7 +188,7 @@ def test_measure_a_run_with_every_measure(tmp_path, tiny_overrides, capsys):
     units = pd.read_csv(run_dir / "unit_measures.csv")
     final = json.loads((run_dir / "final.json").read_text())
     layers = {k[3:] for k in final if k.startswith("si/")}
-    assert set(units.layer) == layers and list(units.columns[3:]) == list(ALL_MEASURES)
+    assert set(units.layer) == layers and list(units.columns[4:]) == list(ALL_MEASURES)
     # SI is the same number the meter reports (the run's own per-unit table, on the whole test split)
     meter = pd.read_csv(run_dir / "measure-cifar10-demo-test.csv")
     np.testing.assert_allclose(units.si.to_numpy(), meter.si.to_numpy(), rtol=1e-5, atol=1e-7)
@@ -200,6 +200,7 @@ def test_measure_a_run_with_every_measure(tmp_path, tiny_overrides, capsys):
     (["measure"], "needs a run directory, or --model"),
     (["measure", "somerun", "--weights", "w.safetensors"], "--weights only apply with --model"),
     (["measure", "somerun", "--split", "val"], "--split val is for --model"),
+    (["measure", "somerun", "--sample", "100"], "--sample applies to --measures"),
     (["measure", "--model", "resnet20", "--data", "x"], "takes --weights FILE.safetensors and --data DIR"),
 ])
 def test_measure_argument_mistakes_exit_2(argv, match, capsys):
@@ -249,3 +250,126 @@ def test_mean_and_std_normalize_the_unit_interval_images(setup, factory):
     read = [pd.read_csv(s["files"]["unit_measures"]) for s in (inside, given, plain)]
     pd.testing.assert_frame_equal(read[0], read[1], rtol=1e-5)
     assert not np.allclose(read[0].si, read[2].si)
+
+
+# ----------------------------------------------------------------------------- known answers, dead units
+
+
+def write_marked_tree(root: Path, split="val", per_class=200, marked=100):
+    """3 colours x ``per_class`` 16x16 images; ``marked`` of the blue ones (class 0) carry a white 4x4 patch."""
+    rng = np.random.default_rng(0)
+    for c, color in COLORS.items():
+        folder = root / split / c
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            pixels = np.clip(np.array(color)[None, None, :] + rng.integers(-25, 25, (16, 16, 3)), 0, 255)
+            if c == "blue" and i < marked:
+                pixels[:4, :4] = 255
+            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    return root
+
+
+def marker_weights(tmp_path, factory_module):
+    weights = tmp_path / "marker.safetensors"
+    save_file(factory_module.marker_net(3).state_dict(), str(weights))
+    return weights
+
+
+@pytest.fixture
+def factories(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    import measure_factories
+
+    return measure_factories
+
+
+def page_units(page: str) -> tuple[set, str]:
+    """(layer, unit) of every unit shown in a "most selective" section, and the dead-unit list's text."""
+    ranked, _, dead = page.partition("<h2 id='dead'>")
+    import re
+
+    return set(re.findall(r"<b>([^<]+) #(\d+)</b>", ranked)), dead
+
+
+def test_known_answer_unit_has_precision_one_through_measure_model(tmp_path, factories, capsys):
+    """A unit that fires on exactly 100 of the 600 images, all of class 0: its top 100 are class 0."""
+    data = write_marked_tree(tmp_path / "images")
+    weights = marker_weights(tmp_path, factories)
+    code, out, err = run(["measure", "--model", "measure_factories:marker_net", "--weights", str(weights),
+                          "--data", str(data), "--out", str(tmp_path / "out"), "--no-progress"], capsys)
+    assert code == 0, err
+    units = pd.read_csv(tmp_path / "out" / "unit_measures.csv")
+    detector = units.iloc[0]
+    assert detector.precision == 1.0 and detector.preferred_class == 0 and not detector.dead
+    assert detector.top_class == pytest.approx(0.5) and detector.localist_gap == pytest.approx(0.0)
+    assert units.dead.tolist() == [False, True, False]
+
+
+def test_dead_units_are_never_ranked_and_are_counted_apart(tmp_path, factories, capsys):
+    net = factories.tiny_conv(num_classes=3, width=5)
+    with torch.no_grad():  # channels 1 and 3 of features.1 never answer; so does channel 0 of features.3
+        for layer, channel in (("0", 1), ("0", 3), ("2", 0)):
+            net.features[int(layer)].weight[channel] = 0.0
+            net.features[int(layer)].bias[channel] = -1.0
+    weights = tmp_path / "dead.safetensors"
+    save_file(net.state_dict(), str(weights))
+    data = write_tree(tmp_path / "images")
+    code, out, err = run(measure_argv(weights, data, tmp_path / "out"), capsys)
+    assert code == 0, err
+    units = pd.read_csv(tmp_path / "out" / "unit_measures.csv")
+    dead = {("features.1", 1), ("features.1", 3), ("features.3", 0)}
+    assert set(zip(units.layer[units.dead], units.unit[units.dead])) == dead
+    rows = units[units.dead]
+    assert rows.preferred_class.isna().all()
+    assert rows[["precision", "top_class", "localist_gap", "dprime"]].isna().all().all()
+    page = (tmp_path / "out" / "exemplars.html").read_text()
+    ranked, dead_list = page_units(page)
+    assert ranked and not {(layer, int(u)) for layer, u in ranked} & dead
+    assert "3 of 10 units are dead" in page
+    assert "<li>features.1 (2): #1, #3</li>" in dead_list and "<li>features.3 (1): #0</li>" in dead_list
+    # the summary of the run form: mean SI, dead fraction, mean SI of the live units
+    summary = json.loads((tmp_path / "out" / "measure.json").read_text())
+    assert summary["dead_fraction"] == pytest.approx(0.3) and summary["dead_units"] == 3
+    live = units[~units.dead]
+    per_layer_live = live.groupby("layer").si.mean()
+    assert summary["mean_si_live"] == pytest.approx(per_layer_live.mean(), rel=1e-6)
+    assert summary["mean_si"] == pytest.approx(units.groupby("layer").si.mean().mean(), rel=1e-6)
+    assert "dead units 30.0%, mean SI of the live units" in out
+    assert f"{summary['mean_si_live']:.4f}" in out and "network" in out
+
+
+def test_sample_option_reports_its_standard_error(setup, capsys):
+    tmp, weights, data = setup
+    code, out, err = run(measure_argv(weights, data, tmp / "out", "--sample", "10"), capsys)
+    assert code == 0, err
+    summary = json.loads((tmp / "out" / "measure.json").read_text())
+    assert summary["sampling"]["kept"] == 10 and summary["sampling"]["images"] == 18
+    errors = summary["sampling"]["standard_error"]
+    assert set(errors) == {"features.1", "features.3"} and set(errors["features.1"]) == {"auroc", "informedness",
+                                                                                         "mi", "mi_shuffled"}
+    assert "from a uniform sample of 10 of 18 images" in out
+    code, out, err = run(measure_argv(weights, data, tmp / "exact"), capsys)
+    assert json.loads((tmp / "exact" / "measure.json").read_text())["sampling"] is None
+    assert "uniform sample" not in out
+    code, out, err = run(measure_argv(weights, data, tmp / "bad", "--sample", "1"), capsys)
+    assert code == 2 and "--sample: sample_size must be an int >= 2" in err
+
+
+@pytest.mark.slow  # one tiny epoch (learning rate 1e-12: the weights stay the factory's) on 630 images
+def test_known_answer_unit_has_precision_one_through_measure_run(tmp_path, factories, cache_dir, capsys):
+    data = write_marked_tree(tmp_path / "images", split="test")
+    write_marked_tree(tmp_path / "images", split="train", per_class=10, marked=0)
+    run_dir = tmp_path / "run"
+    sets = [f"data.cache_dir={cache_dir}", f"data.source={data}", "model.name=measure_factories:marker_net",
+            "optim.lr=1e-12", "optim.weight_decay=0", "train.epochs=1", "train.batch_size=10", "train.threads=1",
+            "regularizer.warmup_epochs=0"]
+    code, out, err = run(["train", "demo", "--out", str(run_dir), "--no-progress", "--set", *sets], capsys)
+    assert code == 0, err
+    code, out, err = run(["measure", str(run_dir), "--measures", "all", "--no-progress"], capsys)
+    assert code == 0, err
+    units = pd.read_csv(run_dir / "unit_measures.csv")
+    assert units.precision[0] == 1.0 and units.dead.tolist() == [False, True, False]
+    per_unit = pd.read_csv(run_dir / "si_per_unit.csv")  # written by training, with the same dead units
+    assert per_unit.dead.tolist() == [False, True, False] and per_unit.preferred_class.isna().tolist() == [
+        False, True, False]
+    assert "dead units 33.3%" in out

@@ -3,6 +3,7 @@ import os
 import socket
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.distributed as dist
@@ -66,10 +67,24 @@ def test_to_frame_has_one_row_per_unit():
     acts = torch.tensor([[0.0, 5.0], [3.0, 5.0], [0.0, 5.0]])
     meter.update_activations(acts, torch.tensor([0, 1, 2]))
     frame = meter.compute().to_frame()
-    assert list(frame.columns) == ["layer", "layer_index", "unit", "si", "preferred_class", "mu_max"]
-    assert len(frame) == 2
+    assert list(frame.columns) == ["layer", "layer_index", "unit", "si", "preferred_class", "mu_max", "dead"]
+    assert len(frame) == 2 and not frame.dead.any()
     assert frame.loc[0, "preferred_class"] == 1 and frame.loc[0, "mu_max"] == 3.0
     assert frame.loc[0, "si"] == pytest.approx(1.0, abs=1e-6) and frame.loc[1, "si"] == 0.0
+
+
+def test_to_frame_marks_dead_units_and_gives_them_no_preferred_class(tmp_path):
+    meter = SelectivityMeter(None, num_classes=3)
+    acts = torch.tensor([[0.0, 0.0, 2.0], [3.0, 0.0, 2.0], [0.0, 0.0, 1.0]])
+    meter.update_activations({"a": acts[:, :2], "b": acts[:, 2:]}, torch.tensor([0, 1, 2]))
+    frame = meter.compute().to_frame()
+    assert frame.dead.tolist() == [False, True, False]
+    assert frame.preferred_class[0] == 1 and frame.preferred_class[2] == 0
+    assert pd.isna(frame.preferred_class[1]) and frame.si[1] == 0  # not class 0; SI 0 as in the mean
+    frame.to_csv(tmp_path / "si_per_unit.csv", index=False)
+    read = pd.read_csv(tmp_path / "si_per_unit.csv")
+    assert read.dead.tolist() == [False, True, False] and read.preferred_class.isna().tolist() == [False, True, False]
+    assert (tmp_path / "si_per_unit.csv").read_text().splitlines()[2] == "a,0,1,0.0,,0.0,True"
 
 
 def test_merging_shards_equals_one_pass():

@@ -235,3 +235,33 @@ def test_transformer_rule_on_a_torch_style_encoder():
     np.testing.assert_allclose(units["1.0.mlp.1"].numpy(), token_units_loop(raw.numpy(), "mean", True), rtol=1e-5)
     with pytest.raises(LayerSelectionError, match="matches no module"):
         Probe(net, "blocks.*.mlp.act")
+
+
+@pytest.mark.parametrize("how", ["arguments", "model"])
+def test_monoloss_reduces_token_layers_by_the_same_rule(how):
+    """MonoLoss's term and the meter's MonoScore from the loop's units (the quadratic definition)."""
+    from selectivity.core.monoloss import MonoLossRegularizer
+
+    from .test_monoscore import monoscore_pairs
+
+    model = small_vit().double()
+    gen = torch.Generator().manual_seed(4)
+    x, y = torch.rand(16, 3, 32, 32, generator=gen, dtype=torch.float64), torch.arange(16) % 5
+    raw = raw_outputs(model, model.selectivity_layers, x)
+    onehot = np.eye(5)[y.numpy()]
+    scores = {n: monoscore_pairs(token_units_loop(r.numpy(), "patches", False), onehot) for n, r in raw.items()}
+    expected = -0.5 * np.mean([np.nanmean(s) for s in scores.values()])  # -lambda * mean over layers
+    options = {"tokens": "patches", "positive_part": False} if how == "arguments" else {}
+    if how == "model":  # what the trainer sets from regularizer.tokens and regularizer.positive_part
+        model.selectivity_tokens, model.selectivity_positive_part = "patches", False
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with MonoLossRegularizer(model, 0.5, num_classes=5, schedule=None, **options) as reg:
+            model(x)
+            loss = reg.loss(y)
+        with SelectivityMeter(model, 5, **options) as meter:
+            meter.update(x, y)
+            result = meter.compute()
+    assert loss.item() == pytest.approx(expected, rel=1e-9)
+    for name in model.selectivity_layers:
+        np.testing.assert_allclose(result.monoscore[name].numpy(), scores[name], rtol=1e-9, atol=1e-12)

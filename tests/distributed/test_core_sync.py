@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from selectivity.core import SelectivityMeter, SelectivityRegularizer
+from selectivity.core import MonoLossRegularizer, SelectivityMeter, SelectivityRegularizer
 from selectivity.core.distributed import CollectiveError, SyncBatchNormCPU
 
 from .ranks import run_ranks
@@ -54,6 +54,41 @@ def test_global_sync_gives_the_loss_and_gradient_of_the_whole_batch(tmp_path):
         assert rank_loss == pytest.approx(loss, rel=1e-6)
         for a, b in zip(rank_grads, grads):
             torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def _mono_step(net, x, y):
+    reg = MonoLossRegularizer(net, 0.5, num_classes=C, layers="1", schedule=None)
+    net(x)
+    loss = reg.loss(y)
+    loss.backward()
+    return loss.item(), [p.grad.clone() for p in net.parameters()]
+
+
+def _rank_mono(rank, world):
+    torch.set_default_dtype(torch.float64)
+    x, y = _data()
+    net = _net()
+    half = slice(rank * N // world, (rank + 1) * N // world)
+    loss, grads = _mono_step(net, x[half], y[half])
+    for g in grads:
+        torch.distributed.all_reduce(g)
+        g /= world
+    return loss, grads
+
+
+def test_monoloss_global_sync_gives_the_loss_and_gradient_of_the_whole_batch(tmp_path):
+    """The batch's min and max live on one rank each: their gradient must reach only that rank."""
+    torch.set_default_dtype(torch.float64)
+    try:
+        x, y = _data()
+        loss, grads = _mono_step(_net(), x, y)
+    finally:
+        torch.set_default_dtype(torch.float32)
+    for rank_loss, rank_grads in run_ranks(_rank_mono, 2, tmp_path):
+        assert rank_loss == pytest.approx(loss, rel=1e-12)
+        for a, b in zip(rank_grads, grads):
+            # DDP averages over 2 ranks while the whole-batch loss is not divided: the same gradient
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_local_sync_is_the_per_rank_estimator(tmp_path):
@@ -117,7 +152,7 @@ def _meter_rank(rank, world):
         meter.update_activations({"l": acts[4:]}, labels[4:], mask=torch.ones(6, dtype=torch.bool))
     # rank 2 saw no sample and still joins
     result = meter.compute()
-    return result.per_unit["l"], result.counts, result.class_means["l"], result.dead["l"]
+    return result.per_unit["l"], result.counts, result.class_means["l"], result.dead["l"], result.monoscore["l"]
 
 
 def test_sharded_meter_equals_one_process_with_an_empty_rank_and_padding(tmp_path):
@@ -126,8 +161,10 @@ def test_sharded_meter_equals_one_process_with_an_empty_rank_and_padding(tmp_pat
     one.update_activations({"l": acts}, labels)
     expected = one.compute()
     assert expected.dead["l"].tolist() == [False, False, True, False, False, False]
-    for si, counts, means, dead in run_ranks(_meter_rank, 3, tmp_path):
+    for si, counts, means, dead, mono in run_ranks(_meter_rank, 3, tmp_path):
         torch.testing.assert_close(si, expected.per_unit["l"], rtol=1e-12, atol=1e-12)
+        # MonoScore needs the global min and max (an empty rank holds +inf / -inf): the same as one process
+        torch.testing.assert_close(mono, expected.monoscore["l"], rtol=1e-12, atol=1e-12, equal_nan=True)
         assert torch.equal(dead, expected.dead["l"])
         assert counts.tolist() == [2, 2, 2, 4]
         torch.testing.assert_close(means, expected.class_means["l"])

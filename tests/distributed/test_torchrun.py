@@ -1,4 +1,5 @@
-"""torchrun -m selectivity train: 2 gloo processes; kill -9 of all ranks, rerun, same weights."""
+"""torchrun -m selectivity train: 2 gloo processes equal 1 (float64, checked by `selectivity compare`);
+kill -9 of all ranks, rerun, same weights."""
 
 from __future__ import annotations
 
@@ -34,8 +35,34 @@ def _lines(path):
 @pytest.fixture
 def overrides(tmp_path_factory):
     cache = tmp_path_factory.mktemp("cache")
+    # float64: the suite compares no float32 end state of training with a tolerance (see test_train_ddp.py)
     return [f"data.cache_dir={cache}", "data.train_per_class=30", "data.test_limit=100", "train.epochs=5",
-            "train.batch_size=50", "train.threads=1", "regularizer.warmup_epochs=0", "regularizer.alpha=-1"]
+            "train.batch_size=50", "train.threads=1", "regularizer.warmup_epochs=0", "regularizer.alpha=-1",
+            "train.dtype=float64"]
+
+
+def _selectivity(*argv):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]),
+           "OMP_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "selectivity", *map(str, argv)], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_torchrun_of_two_processes_equals_one_process_in_float64_as_selectivity_compare_shows(tmp_path, overrides):
+    """The check a user runs: the same `train` under torchrun --nproc-per-node=2 and alone, then compare."""
+    overrides = overrides + ["train.epochs=2"]
+    two = _torchrun(tmp_path / "two", overrides)
+    out, err = two.communicate(timeout=600)
+    assert two.returncode == 0, err[-3000:]
+    one = _selectivity("train", "demo", "--out", tmp_path / "one", "--no-progress",
+                       *[a for o in overrides for a in ("--set", o)])
+    assert one.returncode == 0, one.stderr[-3000:]
+    fa, fb = (json.loads((tmp_path / d / "final.json").read_text()) for d in ("one", "two"))
+    assert (fa["processes"], fb["processes"]) == (1, 2) and fa["dtype"] == fb["dtype"] == "float64"
+    compared = _selectivity("compare", tmp_path / "one", tmp_path / "two", "--rtol", "1e-9")
+    assert compared.returncode == 0, compared.stdout + compared.stderr
+    assert "equal within rtol 1e-09" in compared.stdout and "dtypes float64 and float64" in compared.stdout
 
 
 @pytest.mark.slow
@@ -63,6 +90,6 @@ def test_kill_9_of_every_rank_then_torchrun_again_resumes_to_the_uninterrupted_w
     assert [r["epoch"] for r in _lines(killed / "metrics.jsonl")] == [0, 1, 2, 3, 4]
     a, b = load_file(str(killed / "weights.safetensors")), load_file(str(whole / "weights.safetensors"))
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(a[key], b[key], rtol=1e-9, atol=1e-12)
     fa, fb = (json.loads((d / "final.json").read_text()) for d in (killed, whole))
     assert fa["processes"] == 2 and fa["test_acc"] == fb["test_acc"]

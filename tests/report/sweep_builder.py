@@ -3,6 +3,10 @@
 The truth behind it (alpha < 0 discourages selectivity, alpha > 0 encourages it):
 accuracy is flat for alpha <= 0 and falls for alpha > 0; mean SI rises with alpha, and
 alpha = -1 cuts it to a third of the baseline's.
+
+``settings`` writes the run's resolved config.yaml (the defaults of ``Config`` with dotted
+overrides, as ``selectivity train`` resolves them); :func:`write_failed` and
+:func:`write_unfinished` leave a run as a sweep leaves one that failed or never finished.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 ALPHAS = (-1.0, -0.1, 0.0, 1.0, 5.0)
 SEEDS = (0, 1, 2)
@@ -24,19 +29,67 @@ def run_name(alpha: float, seed: int) -> str:
     return f"alpha{alpha:+g}_seed{seed}"
 
 
-def write_run(root: Path, alpha: float, seed: int, *, acc: float, si: float, status: str = "completed",
-              epochs: int = 6, units: bool = True, rng=None) -> Path:
-    rng = rng or np.random.default_rng(seed)
-    run = root / run_name(alpha, seed)
+def resolved_config(alpha: float, seed: int, settings: dict | None = None) -> dict:
+    """A resolved config as the trainer writes it to config.yaml, with dotted ``settings`` set."""
+    from selectivity.train.config import Config, config_to_dict
+
+    config = config_to_dict(Config())
+    config["model"]["name"], config["data"]["source"] = "resnet20", "/data/cifar10"
+    config["train"]["epochs"], config["regularizer"]["alpha"], config["train"]["seed"] = 6, alpha, seed
+    for dotted, value in (settings or {}).items():
+        *parents, last = dotted.split(".")
+        node = config
+        for key in parents:
+            node = node.setdefault(key, {})
+        node[last] = value
+    return config
+
+
+def _write_config(run: Path, alpha: float, seed: int, settings: dict | None) -> None:
+    (run / "config.yaml").write_text(yaml.safe_dump(resolved_config(alpha, seed, settings), sort_keys=False))
+
+
+def write_failed(root: Path, alpha: float, seed: int, *, name: str | None = None, settings: dict | None = None,
+                 config: bool = True) -> Path:
+    """A run that used up its retries in a sweep: failed.json (and the config.yaml training wrote)."""
+    run = root / (name or run_name(alpha, seed))
     run.mkdir(parents=True, exist_ok=True)
+    if config:
+        _write_config(run, alpha, seed, settings)
+    (run / "failed.json").write_text(json.dumps({"status": "failed", "alpha": alpha, "seed": seed,
+                                                 "model": "resnet20", "error": "CUDA error: out of memory",
+                                                 "attempts": 2}))
+    return run
+
+
+def write_unfinished(root: Path, alpha: float, seed: int, *, name: str | None = None,
+                     settings: dict | None = None) -> Path:
+    """A run that started (its config.yaml is written) and never ended."""
+    run = root / (name or run_name(alpha, seed))
+    run.mkdir(parents=True, exist_ok=True)
+    _write_config(run, alpha, seed, settings)
+    return run
+
+
+def write_run(root: Path, alpha: float, seed: int, *, acc: float, si: float, status: str = "completed",
+              epochs: int = 6, units: bool = True, rng=None, settings: dict | None = None, name: str | None = None,
+              final: dict | None = None) -> Path:
+    """One run directory; with ``settings`` (dotted overrides, may be empty) also its config.yaml;
+    ``final``: extra final.json fields (n_test, ...)."""
+    rng = rng or np.random.default_rng(seed)
+    run = root / (name or run_name(alpha, seed))
+    run.mkdir(parents=True, exist_ok=True)
+    if settings is not None:
+        _write_config(run, alpha, seed, settings)
     depth_si = np.clip(si * np.array([0.6, 1.0, 1.4]), 0.0, 0.99)  # selectivity grows with depth
+    extra = final
     final = {"status": status, "diverged": status == "diverged", "alpha": alpha, "seed": seed,
              "model": "resnet20", "dataset": "cifar10", "epochs": epochs, "train_seconds": 30.0 + seed}
     if status == "completed":
         final.update(test_acc=acc, mean_si=si, **{f"si/{n}": float(v) for n, v in zip(LAYERS, depth_si)})
     else:
         final.update(test_acc=None, mean_si=None)
-    (run / "final.json").write_text(json.dumps(final, indent=2))
+    (run / "final.json").write_text(json.dumps({**final, **(extra or {})}, indent=2))
     lines = []
     for epoch in range(epochs):
         progress = (epoch + 1) / epochs

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from selectivity.report import ReportError, add_report_parser, build_report, load_sweep
-from selectivity.report.claims import NOT_TESTED, SUPPORTED
+from selectivity.report.claims import INCONCLUSIVE, NOT_TESTED, SUPPORTED
 
 from .sweep_builder import ALPHAS, SEEDS, write_run, write_sweep
 
@@ -64,9 +64,14 @@ def test_page_shows_claims_and_results(sweep_dir, built_report):
     page = built_report.page.read_text()
     verdicts = {r.claim.id: r.verdict for r in built_report.claims}
     # the synthetic truth: alpha = -1 keeps accuracy and cuts SI to a third; alpha >= 1 costs accuracy
-    for claim_id in ("negative-alpha-lowers-si", "positive-alpha-raises-si", "alpha-1-halves-si",
-                     "positive-alpha-lowers-accuracy"):
+    for claim_id in ("negative-alpha-lowers-si", "alpha-1-halves-si"):
         assert verdicts[claim_id] == SUPPORTED, claim_id
+    # a run diverged at alpha = 5: claims over it are not decided by the survivors, and name it
+    by_id = {r.claim.id: r for r in built_report.claims}
+    for claim_id in ("positive-alpha-raises-si", "positive-alpha-lowers-accuracy"):
+        assert verdicts[claim_id] == INCONCLUSIVE, claim_id
+        assert "alpha = 5: seed 3 diverged" in by_id[claim_id].reason
+        assert "supported on the survivors alone" in by_id[claim_id].reason
     assert verdicts["tiny-imagenet-lower-si-raises-accuracy"] == NOT_TESTED
     for claim_id in verdicts:
         assert claim_id in page
@@ -122,14 +127,15 @@ def test_user_errors_are_report_errors(tmp_path):
 def test_cli_subcommand(sweep_dir, tmp_path, capsys):
     user = tmp_path / "mine.yaml"
     user.write_text("claims:\n  - id: deep-layer-more-selective\n    statement: alpha = 5 raises the last layer's SI\n"
-                    "    metric: si/layer3.0\n    group: 5\n    test: greater\n"
+                    "    metric: si/layer3.0\n    group: 5\n    test: greater\n    failed: exclude\n"
                     "  - id: needs-alpha-100\n    statement: x\n    metric: test_acc\n    group: 100\n    test: less\n")
     copy = tmp_path / "sweep"
     shutil.copytree(sweep_dir, copy)
     args = _parser().parse_args(["report", str(copy), "--claims", str(user), "--bootstrap", "300"])
     assert args.func(args) == 0
     out = capsys.readouterr().out
-    assert re.search(r"deep-layer-more-selective\s+supported", out)
+    assert re.search(r"deep-layer-more-selective\s+supported", out)  # among runs that finish, as it says
+    assert "failed: exclude (the claim is about the runs that finish)" in (copy / "report.html").read_text()
     assert re.search(r"needs-alpha-100\s+not tested", out)
     assert f"report: {copy / 'report.html'}" in out
     assert f"claims table: {copy / 'claims.csv'}" in out

@@ -158,8 +158,25 @@ def test_trend_claim_is_the_t_test_of_per_seed_slopes():
     assert "-1, -0.5, 0" in on_alpha.comparisons[0].label
 
 
-def test_association_claim_is_the_slope_over_every_network():
+def test_association_claim_is_the_seeds_slopes_over_every_network():
+    """Networks of one seed are one cluster: the test is the t test of the seeds' slopes over every
+    network (not OLS over 16 networks as if independent); the effect size is the within-seed r."""
     runs = trend_runs(slope=-0.02, noise=0.01, seed=1)
+    c = claim(metric="corruption_acc", test="association", direction="decreasing", group="all")
+    (comp,) = evaluate_claim(runs, c).comparisons
+    slopes = [sps.linregress(g["mean_si"], g["corruption_acc"]).slope for _, g in runs.groupby("seed")]
+    assert comp.n_group == 4 and comp.paired and comp.effect_name == "r (within seeds)"
+    assert comp.estimate == pytest.approx(np.mean(slopes))
+    assert comp.p_value == pytest.approx(sps.ttest_1samp(slopes, 0.0, alternative="less").pvalue, rel=1e-8)
+    centred = runs.assign(x=runs["mean_si"] - runs.groupby("seed")["mean_si"].transform("mean"),
+                          y=runs["corruption_acc"] - runs.groupby("seed")["corruption_acc"].transform("mean"))
+    assert comp.effect_size == pytest.approx(np.corrcoef(centred["x"], centred["y"])[0, 1])
+    assert "16 networks" in comp.label and "4 seeds" in comp.label
+
+
+def test_networks_of_one_seed_each_are_independent_and_get_ols():
+    runs = trend_runs(slope=-0.02, noise=0.01, seed=1)
+    runs["seed"] = np.arange(len(runs))  # every network its own seed: no cluster has two
     c = claim(metric="corruption_acc", test="association", direction="decreasing", group="all")
     (comp,) = evaluate_claim(runs, c).comparisons
     lr = sps.linregress(runs["mean_si"], runs["corruption_acc"])
@@ -208,7 +225,7 @@ def test_claims_path_agrees_with_the_vectorized_family_verdict():
         x, y = runs[1:], np.broadcast_to(runs[:1], (4, 3))
         support = stats.contrast_test(x, y, alternative="greater", paired=True).p_value
         against = stats.contrast_test(x, y, alternative="less", paired=True).p_value
-        per_alpha, code, _ = stats.family_verdict(support, against, 0.05)
+        per_alpha, code, _, _ = stats.family_verdict(support, against, 0.05)
         expected = {1: SUPPORTED, 0: INCONCLUSIVE, -1: REFUTED}
         assert result.verdict == expected[int(code)]
         assert [c.verdict for c in result.comparisons] == [expected[int(v)] for v in per_alpha]

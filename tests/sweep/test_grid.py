@@ -79,3 +79,27 @@ def test_keys_added_later_at_their_defaults_keep_old_ids():
     assert "record" not in base_config_dict(config) and "schedule" not in base_config_dict(config)["regularizer"]
     changed = config_to_dict(load_config("demo", ["record.enabled=true"]))
     assert run_id(changed) != run_id(data) and "record" in base_config_dict(load_config("demo", ["record.enabled=true"]))
+
+
+def test_run_names_carry_the_schedule_and_ids_written_before_stay():
+    """Ids and names as version 0.1 wrote them (pinned) where no schedule is set; a schedule's run
+    keeps its id and gets the schedule in its name, so two schedules of one alpha read apart."""
+    config = load_config("demo", ["train.epochs=2"])
+    (plain,) = make_grid(config, "-1", "0")
+    assert plain.name == "alpha-1_seed0-ce457b2319"  # the name the sweep of an earlier version wrote
+    early, late = make_grid(config, None, "0", ["-2*2", "0*1 -2*1"])
+    assert late.id == "e5cc9dae1c" and late.name == "alpha-2_sched0x1_-2x1_seed0-e5cc9dae1c"
+    assert early.name == f"alpha-2_sched-2x2_seed0-{early.id}"
+
+
+def test_a_schedule_run_written_under_its_old_name_is_found_and_resumed(tmp_path):
+    from selectivity.sweep.manifest import SweepPaths
+
+    config = load_config("demo", ["train.epochs=2"])
+    (run,) = make_grid(config, None, "0", ["0*1 -2*1"])
+    paths = SweepPaths(tmp_path)
+    assert paths.run_dir(run) == tmp_path / "alpha-2_sched0x1_-2x1_seed0-e5cc9dae1c"
+    before = tmp_path / "alpha-2_seed0-e5cc9dae1c"  # the same run, named before names held schedules
+    before.mkdir()
+    (before / "config.yaml").write_text("name: demo\n")
+    assert paths.run_dir(run) == before

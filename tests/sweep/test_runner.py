@@ -33,8 +33,10 @@ def test_a_sweep_runs_each_run_once_and_writes_its_record(tmp_path, fake_train):
     assert all(r["status"] == "completed" and len(r["jobs"]) == 1 for r in manifest["runs"].values())
     table = pd.read_csv(tmp_path / "s" / "results.csv")
     assert table[["alpha", "seed"]].values.tolist() == [[a, s] for a in (-1, 0, 1) for s in (0, 1)]
-    assert list(table.columns[:12]) == ["alpha", "seed", "model", "dataset", "test_acc", "mean_si", "dead_fraction",
-                                         "mean_si_live", "status", "epochs", "train_seconds", "wall_seconds"]
+    assert list(table.columns[:14]) == ["alpha", "seed", "model", "dataset", "test_acc", "mean_si", "dead_fraction",
+                                         "mean_si_live", "kind", "lambda", "status", "epochs", "train_seconds",
+                                         "wall_seconds"]
+    assert (table.kind == "si").all() and (table["lambda"] == 0).all()
     assert {"si/a", "si/b"} <= set(table.columns) and (table.status == "completed").all()
     assert (table.wall_seconds >= 0).all()
     assert pd.read_parquet(tmp_path / "s" / "results.parquet").equals(outcome.results)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -59,7 +61,10 @@ def test_recording_from_initialization_with_the_alpha_in_effect(tmp_path, tiny_o
     units = rows.groupby("epoch").size()
     assert (units == units.iloc[0]).all() and units.iloc[0] == 16 + 32 + 64  # every unit of the 3 blocks
     alpha = rows.groupby("epoch")["alpha"].first()
-    assert alpha[0.5] == 0.0 and alpha[2.0] == -2.0  # the schedule's alpha in effect at that moment
+    # The alpha the recorded weights were trained with: epoch 1 (0-based 0) trained at 0, not the next -2.
+    assert alpha.to_dict() == {0.0: 0.0, 0.5: 0.0, 1.0: 0.0, 1.5: -2.0, 2.0: -2.0, 2.5: -2.0, 3.0: -2.0}
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["alpha_now"] for r in logged] == [0.0, -2.0, -2.0] and {r["alpha"] for r in logged} == {-2.0}
     assert rows["si"].between(0, 1).all() and set(rows["stage"]) == {"layer1", "layer2", "layer3"}
     last = rows[rows["epoch"] == 3.0]
     si = pd.read_csv(tmp_path / "run" / "si_per_unit.csv")

@@ -34,6 +34,15 @@ def test_a_run_writes_its_record(tmp_path, tiny_overrides):
     assert len(layer_si) == 3 and final["mean_si"] == pytest.approx(sum(layer_si) / 3)
     model = create_model("resnet_demo", num_classes=10)
     model.load_state_dict(load_file(str(run / "weights.safetensors")))  # every key, every shape
+    # final.json says how it was made: every setting of the resolved config, as dotted keys.
+    settings = json.loads((run / "final.json").read_text())["settings"]
+    assert settings == final["settings"] and final["dtype"] == "float32"
+    expected = {"optim.lr": 0.1, "optim.name": "sgd", "optim.momentum": 0.9, "optim.weight_decay": 5e-4,
+                "train.batch_size": 50, "train.epochs": 3, "train.dtype": "float32", "regularizer.alpha": -1.0,
+                "regularizer.schedule": None, "model.name": "resnet_demo", "lr_schedule.kind": "onecycle",
+                "data.train_per_class": 30, "data.crop_padding": 4}
+    assert {k: settings[k] for k in expected} == expected
+    assert not any(isinstance(v, dict) for v in settings.values()) and len(settings) >= 40
     # A finished run is returned as it is, without training again.
     assert train(config, run, progress=False) == final
 
@@ -67,7 +76,9 @@ def _cli_train(out, overrides, **kwargs):
 
 @pytest.mark.slow
 def test_sigkill_then_rerun_resumes_without_losing_or_repeating_an_epoch(tmp_path, tiny_overrides):
-    overrides = tiny_overrides + ["train.epochs=5", "regularizer.alpha=-1"]
+    # float64: no float32 end state of training is compared with a tolerance (two processes may round
+    # apart, and one ReLU sign parts two runs); in float64 the resumed run is the whole one to rounding.
+    overrides = tiny_overrides + ["train.epochs=5", "regularizer.alpha=-1", "train.dtype=float64"]
     killed, whole = tmp_path / "killed", tmp_path / "whole"
     proc = _cli_train(killed, overrides)
     for _ in range(2400):  # up to 2 minutes: wait until two epochs are on disk, then kill -9 mid-run
@@ -88,9 +99,18 @@ def test_sigkill_then_rerun_resumes_without_losing_or_repeating_an_epoch(tmp_pat
     reference.communicate(timeout=300)
     a, b = load_file(str(killed / "weights.safetensors")), load_file(str(whole / "weights.safetensors"))
     for key in a:
-        torch.testing.assert_close(a[key], b[key], rtol=1e-5, atol=1e-6)
+        assert a[key].dtype == (torch.float64 if a[key].is_floating_point() else torch.int64)
+        torch.testing.assert_close(a[key], b[key], rtol=1e-9, atol=1e-12)
     fa, fb = (json.loads((d / "final.json").read_text()) for d in (killed, whole))
     assert fa["test_acc"] == fb["test_acc"]
+
+
+def test_model_kwargs_are_settings_of_final_json(tmp_path, tiny_overrides):
+    config = load_config("demo", tiny_overrides + ["train.epochs=1", "model.kwargs.std=[0.25,0.25,0.25]"])
+    final = train(config, tmp_path / "run", progress=False)
+    assert final["settings"]["model.kwargs.std"] == [0.25, 0.25, 0.25] and "model.kwargs" not in final["settings"]
+    bare = train(load_config("demo", tiny_overrides + ["train.epochs=1"]), tmp_path / "bare", progress=False)
+    assert not any(k.startswith("model.kwargs") for k in bare["settings"])  # no kwargs, no key
 
 
 def test_huge_alpha_diverges_cleanly(tmp_path, tiny_overrides):

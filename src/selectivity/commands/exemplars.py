@@ -1,9 +1,10 @@
 """``exemplars.html``: what the most selective units answer to, as one self-contained page.
 
-For each measure, the units that score highest on it (over all layers): the top-k images
+For each measure, the live units that score highest on it (over all layers): the top-k images
 that drive the unit (PNG thumbnails embedded as base64 ``data:`` URIs) and a small inline
-SVG of its mean activation per class (the preferred class in red). No external file, font
-or script: the page opens offline and can be mailed.
+SVG of its mean activation per class (the preferred class in red). Dead units (no response
+above 0 on the images) are never ranked: they are counted and listed apart. No external
+file, font or script: the page opens offline and can be mailed.
 """
 
 from __future__ import annotations
@@ -70,13 +71,21 @@ h2 { border-bottom: 1px solid #ccc; margin-top: 1.5em; }
 """
 
 
-def exemplar_page(title: str, sections: list[dict]) -> str:
+def exemplar_page(title: str, sections: list[dict], dead: dict[str, list[int]] | None = None,
+                  total_units: int | None = None) -> str:
     """The page. ``sections``: ``{"measure", "units": [{"layer", "unit", "values": {measure: v},
-    "preferred": name, "images": [(data_uri, class name, activation)], "svg": svg}]}``."""
+    "preferred": name, "images": [(data_uri, class name, activation)], "svg": svg}]}``;
+    ``dead``: layer -> indices of its dead units (listed apart, never in a section), out of ``total_units``."""
+    dead = {layer: units for layer, units in (dead or {}).items() if units}
+    count = sum(len(units) for units in dead.values())
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>",
-             "<p>For each measure, the units that score highest on it; for each unit, the images that drive "
+             "<p>For each measure, the live units that score highest on it; for each unit, the images that drive "
              "it most (activation in the tooltip) and its mean activation per class (preferred class in red).</p>"]
+    if count:
+        of = f" of {total_units}" if total_units else ""
+        parts.append(f"<p id='dead-count'>{count}{of} units are dead (no response above 0 on these images): they "
+                     "have no preferred class and are ranked by no measure; <a href='#dead'>listed below</a>.</p>")
     for section in sections:
         parts.append(f"<h2 id='{html.escape(section['measure'])}'>{html.escape(section['measure'])}</h2>")
         for unit in section["units"]:
@@ -88,5 +97,11 @@ def exemplar_page(title: str, sections: list[dict]) -> str:
                 f"<div class='unit'><div class='meta'><b>{html.escape(unit['layer'])} #{unit['unit']}</b><br>"
                 f"prefers {html.escape(unit['preferred'])}<br><small>{html.escape(values)}</small></div>"
                 f"<div class='thumbs'>{thumbs}</div>{unit['svg']}</div>")
+    if count:
+        parts.append(f"<h2 id='dead'>Dead units ({count})</h2><ul class='dead'>")
+        for layer, units in dead.items():
+            listed = ", ".join(f"#{u}" for u in units)
+            parts.append(f"<li>{html.escape(layer)} ({len(units)}): {listed}</li>")
+        parts.append("</ul>")
     parts.append("</body></html>")
     return "\n".join(parts)

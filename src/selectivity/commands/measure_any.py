@@ -7,20 +7,26 @@
   ``exemplars.html`` and ``measure.json`` to ``out``.
 - :func:`measure_run_units`: a run directory's model on its own test split; writes
   ``unit_measures.csv`` and ``measure_agreement.csv`` in the run directory.
+
+Every measure uses every image unless ``sample_size`` is given (then AUROC, informedness and MI
+rank a seeded uniform sample, and :func:`sampling_summary` gives their standard error). Dead
+units (no response above 0) are marked in the ``dead`` column and never ranked on the page.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from torch import nn
 from tqdm import tqdm
 
-from ..analysis.measures import ALL_MEASURES, DEFAULT_PER_CLASS, UnitMeasureAccumulator, measure_agreement
+from ..analysis.measures import UnitMeasureAccumulator, measure_agreement, ranked_measures
+from ..core.functional import selectivity_index
+from ..core.meter import dead_unit_summary
 from ..core.probe import Probe, unit_activations
 from ..data.imageset import ImageSet, open_image_set
 from ..models import create_model
@@ -31,7 +37,7 @@ from ..train.weights import load_weights_file as load_safetensors_weights
 from .exemplars import TopK, class_histogram_svg, exemplar_page, png_data_uri
 
 __all__ = ["WeightsError", "build_measured_model", "load_safetensors_weights", "measure_any", "measure_model",
-           "measure_run_units", "model_kwargs"]
+           "measure_run_units", "model_kwargs", "sampling_summary", "si_summary"]
 
 def model_kwargs(settings: list[str] | None) -> dict:
     """``KEY=VALUE`` strings (``model.kwargs.KEY``, ``model.KEY`` or ``KEY``; YAML values) -> kwargs."""
@@ -80,21 +86,25 @@ def _channel_stats(values, name: str) -> torch.Tensor | None:
     return t.view(1, -1, 1, 1)
 
 
-def _check_measures(measures) -> None:
+def _check_measures(measures, sample_size: int | None = None) -> None:
     try:
         UnitMeasureAccumulator(2, measures)
     except ValueError as err:
         raise ConfigError(f"--measures: {err}") from None
+    try:
+        UnitMeasureAccumulator(2, "si", sample_size=sample_size)
+    except ValueError as err:
+        raise ConfigError(f"--sample: {err}") from None
 
 
 class _LayerState:
-    def __init__(self, num_classes: int, measures, per_class: int, seed: int, top_images: int):
-        self.acc = UnitMeasureAccumulator(num_classes, measures, per_class=per_class, seed=seed)
+    def __init__(self, name: str, num_classes: int, measures, sample_size: int | None, seed: int, top_images: int):
+        self.acc = UnitMeasureAccumulator(num_classes, measures, sample_size=sample_size, seed=seed, name=name)
         self.top = TopK(top_images)
 
 
 @torch.no_grad()
-def _stream(model, probe: Probe, batches, num_classes, measures, per_class, seed, top_images, progress, total):
+def _stream(model, probe: Probe, batches, num_classes, measures, sample_size, seed, top_images, progress, total):
     states: dict[str, _LayerState] = {}
     offset = 0
     for x, y in tqdm(batches, total=total, desc="measuring", unit="batch", disable=not progress):
@@ -102,7 +112,9 @@ def _stream(model, probe: Probe, batches, num_classes, measures, per_class, seed
         acts = probe.collect(batch_size=y.shape[0])
         for name in probe.layers:
             units = unit_activations(acts[name], name)
-            state = states.setdefault(name, _LayerState(num_classes, measures, per_class, seed, top_images))
+            if name not in states:
+                states[name] = _LayerState(name, num_classes, measures, sample_size, seed, top_images)
+            state = states[name]
             state.acc.update(units, y.to(units.device))
             state.top.update(units, offset)
         offset += y.shape[0]
@@ -125,20 +137,52 @@ def _write_tables(out: Path, frame, agreement) -> dict[str, str]:
     return {k: str(v) for k, v in paths.items()}
 
 
+def si_summary(states: dict[str, _LayerState]) -> dict:
+    """The summary the run form of ``selectivity measure`` prints: mean SI per layer and over the
+    layers, the fraction of dead units and the mean SI of the live units (as :class:`SelectivityResult`)."""
+    per_unit = {name: selectivity_index(s.acc.class_means(), s.acc.eps) for name, s in states.items()}
+    dead = {name: s.acc.dead_units() for name, s in states.items()}
+    summary = dead_unit_summary(per_unit, dead)
+    per_layer = {name: float(si.mean()) for name, si in per_unit.items()}
+    live = summary["live_mean"]
+    return {"mean_si": sum(per_layer.values()) / len(per_layer), "dead_fraction": summary["dead_fraction"],
+            "mean_si_live": None if math.isnan(live) else live, "per_layer": per_layer,
+            "dead_units": sum(int(d.sum()) for d in dead.values()), "units": sum(d.numel() for d in dead.values())}
+
+
+def sampling_summary(states: dict[str, _LayerState]) -> dict | None:
+    """None when every measure used every image; else how many images the sampled measures kept
+    and, per layer and measure, the root mean square over live units of the standard error."""
+    first = next(iter(states.values())).acc
+    if first.exact:
+        return None
+    errors = {}
+    for name, state in states.items():
+        live = ~state.acc.dead_units()
+        errors[name] = {m: float(se[live].pow(2).mean().sqrt()) if bool(live.any()) else 0.0
+                        for m, se in state.acc.sampling_errors().items()}
+    return {"kept": first.kept, "images": first.total, "standard_error": errors}
+
+
+def _dead_units(frame) -> dict[str, list[int]]:
+    dead = frame[frame["dead"]]
+    return {layer: dead.unit[dead.layer == layer].tolist() for layer in frame.layer.unique()}
+
+
 def _exemplar_sections(frame, states, images: ImageSet, size: int, crop_fraction: float, units_per_measure: int):
-    measures = [m for m in ALL_MEASURES if m in frame.columns and m != "mi_shuffled"]
+    measures = ranked_measures(frame.columns)
+    live = frame[~frame["dead"]]  # a dead unit is never "most selective" by any measure
     sections = []
     for measure in measures:
-        best = frame.sort_values(measure, ascending=False, kind="stable").head(units_per_measure)
+        ranked = live.dropna(subset=[measure])  # NaN: undefined for the unit
+        best = ranked.sort_values(measure, ascending=False, kind="stable").head(units_per_measure)
         units = []
         for row in best.itertuples():
             state = states[row.layer]
             indices = state.top.indices[:, row.unit].tolist()
             values = state.top.values[:, row.unit].tolist()
             pictures = images.batch(indices, size, crop_fraction)
-            acc = state.acc
-            means = (acc.sums.sum(0)[:, row.unit] / acc.counts.sum(0).clamp(min=1)).cpu().numpy()
-            means[acc.counts.sum(0).cpu().numpy() == 0] = np.nan
+            means = state.acc.class_means()[:, row.unit].numpy()
             units.append({
                 "layer": row.layer, "unit": int(row.unit), "preferred": images.classes[int(row.preferred_class)],
                 "values": {m: float(getattr(row, m)) for m in measures},
@@ -163,7 +207,7 @@ def measure_model(
     split: str | None = None,
     batch_size: int = 64,
     device: str = "cpu",
-    per_class: int = DEFAULT_PER_CLASS,
+    sample_size: int | None = None,
     seed: int = 0,
     top_images: int = 8,
     units_per_measure: int = 4,
@@ -180,15 +224,19 @@ def measure_model(
         mean, std: per-channel normalization applied to the [0, 1] images; None: none.
         size: the square input side; None: ``model.input_size``, else the images' own (square) size.
         crop_fraction: shorter side resized to ``size / crop_fraction`` before the centre crop.
-        per_class, seed: the measures' reservoir (see :class:`UnitMeasureAccumulator`).
+        sample_size, seed: None (default) ranks every image for AUROC, informedness and MI (exact;
+            memory images x units x 4 bytes); an int keeps a seeded uniform sample of that many
+            images (see :class:`~selectivity.analysis.measures.UnitMeasureAccumulator`).
         top_images, units_per_measure: exemplars per unit, units per measure on the page.
         tokens, positive_part: how a transformer's token layers become units (see
             :class:`~selectivity.core.probe.Probe`); None: all tokens, each token's positive part.
 
     Returns:
-        dict: paths of the files written, the number of images and classes, the layers.
+        dict: the number of images and classes, the layers, :func:`si_summary` (mean SI, dead
+        fraction, mean SI of the live units, per layer), :func:`sampling_summary` and the
+        paths of the files written (also in ``measure.json``).
     """
-    _check_measures(measures)
+    _check_measures(measures, sample_size)
     if not 0 < crop_fraction <= 1:
         raise ConfigError(f"crop fraction must lie in (0, 1], got {crop_fraction}")
     images = data if isinstance(data, ImageSet) else open_image_set(data, split)
@@ -210,18 +258,18 @@ def measure_model(
 
     try:
         with Probe(model, layers, detach=True, tokens=tokens, positive_part=positive_part) as probe:
-            states = _stream(model, probe, batches(), len(images.classes), measures, per_class, seed, top_images,
+            states = _stream(model, probe, batches(), len(images.classes), measures, sample_size, seed, top_images,
                              progress, -(-n // batch_size))
         frame, agreement = _tables(states)
         paths = _write_tables(out, frame, agreement)
         sections = _exemplar_sections(frame, states, images, size, crop_fraction, units_per_measure)
-        page = exemplar_page(f"Selective units on {images.path.name}", sections)
+        page = exemplar_page(f"Selective units on {images.path.name}", sections, _dead_units(frame), len(frame))
         paths["exemplars"] = str(out / "exemplars.html")
         write_text(out / "exemplars.html", page)
     finally:
         images.close()
     summary = {"data": str(images.path), "images": n, "classes": len(images.classes), "input_size": size,
-               "layers": list(states), "files": paths}
+               "layers": list(states), **si_summary(states), "sampling": sampling_summary(states), "files": paths}
     write_text(out / "measure.json", json.dumps(summary, indent=2))
     return summary
 
@@ -245,17 +293,21 @@ def measure_any(model: str, weights: str | Path, data: str | Path, out: str | Pa
 
 
 def measure_run_units(run_dir: str | Path, data: str | None = None, split: str = "test", measures="all",
-                      progress: bool = True, per_class: int = DEFAULT_PER_CLASS, seed: int = 0) -> dict[str, str]:
-    """Every measure of a run's selectivity layers on its test split (or ``data``); CSVs in the run directory."""
+                      progress: bool = True, sample_size: int | None = None, seed: int = 0) -> dict:
+    """Every measure of a run's selectivity layers on its test split (or ``data``); CSVs in the run directory.
+
+    Returns:
+        dict: ``files`` (name -> path) and ``sampling`` (:func:`sampling_summary`: None when exact).
+    """
     from ..data import DeviceLoader
     from .measure import run_model_on
 
-    _check_measures(measures)
+    _check_measures(measures, sample_size)
     paths = RunPaths(Path(run_dir))
     config, model, split_data, device = run_model_on(run_dir, data, split, progress)
     loader = DeviceLoader(split_data, 512, device, shuffle=False)
     with Probe(model, config.regularizer.layers, detach=True) as probe:
-        states = _stream(model, probe, loader, split_data.num_classes, measures, per_class, seed, 1, progress,
+        states = _stream(model, probe, loader, split_data.num_classes, measures, sample_size, seed, 1, progress,
                          None)
     frame, agreement = _tables(states)
-    return _write_tables(paths.root, frame, agreement)
+    return {"files": _write_tables(paths.root, frame, agreement), "sampling": sampling_summary(states)}

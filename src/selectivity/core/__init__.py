@@ -3,6 +3,8 @@
 from .functional import DEFAULT_EPS, class_means, selectivity_index
 from .meter import SelectivityMeter, SelectivityResult, dead_unit_summary
 from .probe import LayerSelectionError, Probe, default_layers, resolve_layers, unit_activations
+from .monoloss import MonoLossRegularizer
+from .monoscore import MonoScoreSums, monoscore
 from .regularizer import SelectivityRegularizer
 from .schedule import EpochWindow, LinearWarmup, PerEpochAlpha, constant
 
@@ -11,6 +13,8 @@ __all__ = [
     "EpochWindow",
     "LayerSelectionError",
     "LinearWarmup",
+    "MonoLossRegularizer",
+    "MonoScoreSums",
     "PerEpochAlpha",
     "Probe",
     "SelectivityMeter",
@@ -20,6 +24,7 @@ __all__ = [
     "constant",
     "dead_unit_summary",
     "default_layers",
+    "monoscore",
     "resolve_layers",
     "selectivity_index",
     "unit_activations",

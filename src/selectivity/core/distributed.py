@@ -147,11 +147,14 @@ def convert_sync_batchnorm(model: nn.Module, device: torch.device) -> nn.Module:
 
 def _convert_cpu(module: nn.Module) -> nn.Module:
     if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, SyncBatchNormCPU):
+        # Built on the module's own device and in its dtype: a float64 model keeps float64 batch norm
+        # (load_state_dict would cast into the default dtype).
+        like = next(module.parameters(), None)
+        like = like if like is not None else next(module.buffers(), torch.empty(0))
         new = SyncBatchNormCPU(module.num_features, module.eps, module.momentum, module.affine,
-                               module.track_running_stats)
+                               module.track_running_stats, device=like.device, dtype=like.dtype)
         new.load_state_dict(module.state_dict())
         new.train(module.training)
-        new.to(next(module.buffers(), torch.empty(0)).device)
         return new
     for name, child in module.named_children():
         setattr(module, name, _convert_cpu(child))

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from .distributed import collective, is_distributed
 from .functional import (DEFAULT_EPS, NO_CONTRAST_WARNING, _check_inputs, _class_sums, _means_from_sums,
                          _selectivity_from_sums)
+from .monoscore import _moments_from_sums, _score_from_moments
 from .probe import LayerSpec, Probe, unit_activations
 
 __all__ = ["SelectivityMeter", "SelectivityResult", "dead_unit_summary"]
@@ -35,6 +36,9 @@ class SelectivityResult:
         dead: layer name -> (U,) bool, True for a unit with no response > 0 on the data.
             A dead unit has SI 0: :attr:`dead_fraction` and :attr:`live_mean` keep "silent"
             apart from "not selective" (see :func:`dead_unit_summary`).
+        monoscore: layer name -> (U,) MonoScore with label embeddings (the activation-weighted
+            share of same-class pairs, :func:`~selectivity.core.monoscore.monoscore`), exact over
+            the whole data; NaN for an inactive unit (constant, a dead unit among them).
     """
 
     per_unit: dict[str, Tensor]
@@ -43,6 +47,14 @@ class SelectivityResult:
     class_means: dict[str, Tensor] = field(repr=False)
     counts: Tensor = field(repr=False)
     dead: dict[str, Tensor] = field(default_factory=dict, repr=False)
+    monoscore: dict[str, Tensor] = field(default_factory=dict, repr=False)
+
+    @property
+    def mean_monoscore(self) -> float:
+        """Network MonoScore: the mean over layers of each layer's mean over its active units
+        (layers with no active unit left out; NaN when no unit is active)."""
+        layers = [float(m[~torch.isnan(m)].mean()) for m in self.monoscore.values() if bool((~torch.isnan(m)).any())]
+        return sum(layers) / len(layers) if layers else float("nan")
 
     @property
     def dead_summary(self) -> dict:
@@ -60,13 +72,23 @@ class SelectivityResult:
         return self.dead_summary["live_mean"]
 
     def to_frame(self):
-        """One row per unit: layer, layer_index, unit, si, preferred_class, mu_max."""
+        """One row per unit (the columns of ``si_per_unit.csv``):
+
+        - layer, layer_index, unit: where the unit is.
+        - si: its selectivity index (0 for a dead unit: it answers every class alike, with nothing).
+        - preferred_class: the argmax of its class means; empty (NA) for a dead unit, which has none.
+        - mu_max: its largest class mean.
+        - dead: True for a unit with no response above 0 on the data (see :attr:`dead`).
+        """
         import pandas as pd
 
         frames = []
         for index, (name, si) in enumerate(self.per_unit.items()):
             means = self.class_means[name].nan_to_num(nan=float("-inf"))
             mu_max, preferred = means.max(dim=0)
+            dead = self.dead[name].to(torch.bool) if name in self.dead else torch.zeros(si.numel(), dtype=torch.bool)
+            preferred = pd.array(preferred.numpy(), dtype="Int64")
+            preferred[dead.numpy()] = pd.NA
             frames.append(
                 pd.DataFrame(
                     {
@@ -74,8 +96,9 @@ class SelectivityResult:
                         "layer_index": index,
                         "unit": range(si.numel()),
                         "si": si.numpy(),
-                        "preferred_class": preferred.numpy(),
+                        "preferred_class": preferred,
                         "mu_max": mu_max.numpy(),
+                        "dead": dead.numpy(),
                     }
                 )
             )
@@ -158,6 +181,10 @@ class SelectivityMeter:
         self.layers: list[str] | None = list(self.probe.layers) if self.probe else None
         self.sums: dict[str, Tensor] = {}
         self.positive: dict[str, Tensor] = {}
+        # For MonoScore (label embeddings): each unit's min, max and sum of squares.
+        self.lo: dict[str, Tensor] = {}
+        self.hi: dict[str, Tensor] = {}
+        self.sumsq: dict[str, Tensor] = {}
         self.counts: Tensor | None = None
         self._warned_negative: set[str] = set()
         self._warned_no_contrast = False
@@ -210,6 +237,13 @@ class SelectivityMeter:
             self.sums[name] += sums
             positive = (unit_acts > 0).sum(dim=0, dtype=torch.float64)
             self.positive[name] = self.positive[name] + positive if name in self.positive else positive
+            if unit_acts.shape[0]:
+                x = unit_acts.to(torch.float64)
+                lo, hi, sumsq = x.amin(dim=0), x.amax(dim=0), (x * x).sum(dim=0)
+                if name in self.lo:
+                    lo, hi, sumsq = (torch.minimum(self.lo[name], lo), torch.maximum(self.hi[name], hi),
+                                     self.sumsq[name] + sumsq)
+                self.lo[name], self.hi[name], self.sumsq[name] = lo, hi, sumsq
         if self.counts is None:
             self.counts = torch.zeros_like(counts)
         self.counts += counts
@@ -235,14 +269,21 @@ class SelectivityMeter:
         for name, s in other.sums.items():
             self.sums[name] += s.to(self.sums[name].device)
             self.positive[name] += other.positive[name].to(self.positive[name].device)
+            if name in other.lo:
+                device = self.sums[name].device
+                lo, hi, sumsq = (other.lo[name].to(device), other.hi[name].to(device), other.sumsq[name].to(device))
+                if name in self.lo:
+                    lo, hi, sumsq = (torch.minimum(self.lo[name], lo), torch.maximum(self.hi[name], hi),
+                                     self.sumsq[name] + sumsq)
+                self.lo[name], self.hi[name], self.sumsq[name] = lo, hi, sumsq
         self.counts += other.counts.to(self.counts.device)
 
-    def _reduced_state(self, timeout: float | None) -> tuple[dict[str, Tensor], Tensor, dict[str, Tensor]]:
-        """The state summed over all ranks when torch.distributed is running (copies)."""
+    def _reduced_state(self, timeout: float | None):
+        """(sums, counts, positive, (lo, hi, sumsq)) over all ranks when torch.distributed is running (copies)."""
         if not is_distributed():
             if self.counts is None:
                 raise RuntimeError("the meter has seen no data: call update() first")
-            return self.sums, self.counts, self.positive
+            return self.sums, self.counts, self.positive, (self.lo, self.hi, self.sumsq)
         with collective("SelectivityMeter.compute()", timeout):
             # A rank that saw no sample still joins: it learns the shapes from the others.
             mine = None if self.counts is None else {n: s.shape[1] for n, s in self.sums.items()}
@@ -262,14 +303,24 @@ class SelectivityMeter:
                 sums = dict(self.sums)
                 positive = dict(self.positive)
                 counts = self.counts
-            # Every part is a sum: one all-reduce for all layers, their positive counts and the counts.
             names = list(layers)
-            pieces = [*(sums[n] for n in names), *(positive[n] for n in names), counts]
+            z = dict(dtype=torch.float64, device=counts.device)
+            # A rank that saw no sample holds the identities of min, max and sum.
+            sumsq = {n: self.sumsq.get(n, torch.zeros(units[n], **z)) for n in names}
+            lo = torch.cat([self.lo.get(n, torch.full((units[n],), float("inf"), **z)) for n in names])
+            hi = torch.cat([self.hi.get(n, torch.full((units[n],), float("-inf"), **z)) for n in names])
+            # Every other part is a sum: one all-reduce for all layers, their positive counts,
+            # sums of squares and the counts; then one MIN and one MAX for the extremes.
+            pieces = [*(sums[n] for n in names), *(positive[n] for n in names), *(sumsq[n] for n in names), counts]
             flat = torch.cat([t.flatten() for t in pieces])
             dist.all_reduce(flat, op=dist.ReduceOp.SUM)
+            dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+            dist.all_reduce(hi, op=dist.ReduceOp.MAX)
             parts = [p.view_as(t) for p, t in zip(flat.split([t.numel() for t in pieces]), pieces)]
-            k = len(names)
-            return dict(zip(names, parts[:k])), parts[-1], dict(zip(names, parts[k:2 * k]))
+            k, sizes = len(names), [units[n] for n in names]
+            extremes = (dict(zip(names, lo.split(sizes))), dict(zip(names, hi.split(sizes))),
+                        dict(zip(names, parts[2 * k:3 * k])))
+            return dict(zip(names, parts[:k])), parts[-1], dict(zip(names, parts[k:2 * k])), extremes
 
     def compute(self, timeout: float | None = None) -> SelectivityResult:
         """Divide: per-unit SI, per-layer means and the network mean (summed over ranks).
@@ -279,7 +330,7 @@ class SelectivityMeter:
         :class:`~selectivity.core.distributed.CollectiveError` after ``timeout`` seconds
         (default: the process group's timeout) instead of hanging.
         """
-        sums, counts, positive = self._reduced_state(timeout)
+        sums, counts, positive, (lo, hi, sumsq) = self._reduced_state(timeout)
         present = int((counts > 0).sum())
         if present < 2 and not self._warned_no_contrast:
             self._warned_no_contrast = True
@@ -295,12 +346,16 @@ class SelectivityMeter:
             class_means=means,
             counts=counts.cpu(),
             dead={n: (positive[n] == 0).cpu() for n in self.layers},
+            monoscore={n: _score_from_moments(*_moments_from_sums(sums[n], counts, sums[n].sum(dim=0), sumsq[n],
+                                                                  counts.sum(), lo[n], hi[n])).cpu()
+                       for n in self.layers},
         )
 
     def reset(self) -> None:
         """Forget everything seen; layers and hooks stay."""
         self.sums = {}
         self.positive = {}
+        self.lo, self.hi, self.sumsq = {}, {}, {}
         self.counts = None
         if self.probe is not None:
             self.probe.clear()

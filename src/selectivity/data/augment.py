@@ -57,17 +57,21 @@ class Augment:
                 raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
 
     def sample(self, n: int, generator: torch.Generator, device: torch.device | str) -> AugmentParams:
-        """Draw offsets and flips for ``n`` images from ``generator`` (on ``device``)."""
+        """Draw offsets and flips for ``n`` images from ``generator`` (on ``device``).
+
+        The uniform draws are float32 whatever torch's default dtype: a float64 run (or a process
+        that set the default to float64) sees the crops and flips of the float32 run of its seed.
+        """
         p = self.crop_padding
         oy = torch.full((n,), p, dtype=torch.int64, device=device)
         ox = oy.clone()
         if p > 0:
             ry = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=device)
             rx = torch.randint(0, 2 * p + 1, (n,), generator=generator, device=device)
-            keep = torch.rand(n, generator=generator, device=device) < self.crop_p
+            keep = torch.rand(n, generator=generator, device=device, dtype=torch.float32) < self.crop_p
             oy, ox = torch.where(keep, ry, oy), torch.where(keep, rx, ox)
         if self.flip:
-            flip = torch.rand(n, generator=generator, device=device) < self.flip_p
+            flip = torch.rand(n, generator=generator, device=device, dtype=torch.float32) < self.flip_p
         else:
             flip = torch.zeros(n, dtype=torch.bool, device=device)
         return AugmentParams(oy, ox, flip)

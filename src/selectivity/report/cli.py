@@ -60,13 +60,17 @@ def run_report(args) -> int:
     width = max((len(r.claim.id) for r in outputs.claims), default=0)
     for result in outputs.claims:
         extra = ""
-        if result.verdict == INCONCLUSIVE and not math.isnan(result.seeds_to_support):
+        if any(cell.blocked for cell in result.cells):  # runs without a value: say which, not seeds
+            extra = f"  ({result.reason})"
+        elif result.verdict == INCONCLUSIVE and not math.isnan(result.seeds_to_support):
             extra = (f"  (seeds per alpha to support: {_seeds(result.seeds_to_support)}, "
                      f"to refute: {_seeds(result.seeds_to_refute)})")
         elif result.reason:
             extra = f"  ({result.reason})"
         p = "" if math.isnan(result.p_value) else f"p = {result.p_value:.3g}"
         print(f"{result.claim.id:<{width}}  {result.verdict:<12} {p:<12}{extra}")
+        if result.claim.failed_text:
+            print(f"{'':<{width}}    {result.claim.failed_text}")
         if len(result.cells) > 1:
             for cell in result.cells:
                 print(f"{'':<{width}}    {cell.label}: {cell.verdict}")

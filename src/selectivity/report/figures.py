@@ -217,30 +217,45 @@ CURVES = (("train_loss", "train loss", 1.0), ("test_acc", "test accuracy (%)", 1
 
 
 def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> Path:
-    """Train loss, test accuracy and batch SI per epoch, one line per alpha (mean over seeds).
+    """Train loss, test accuracy and batch SI per epoch, one line per condition (mean over seeds).
 
     curves: one row per (run, epoch) with columns alpha, seed, epoch and the keys of
-    :data:`CURVES` (test_acc is NaN at epochs without an evaluation; those are skipped).
+    :data:`CURVES` (test_acc is NaN at epochs without an evaluation; those are skipped), and
+    optionally ``condition`` (``html.load_curves`` gives each run its schedule, else its alpha): runs
+    of two schedules that share an alpha are two lines, never one average. Without it, one line
+    per alpha. Colour is alpha; the schedules of one alpha differ in line style.
     """
+    curves = curves.copy()
+    if "condition" not in curves.columns:
+        curves["condition"] = [f"alpha {a:g}" for a in curves["alpha"].astype(float)]
     alphas = np.sort(curves["alpha"].astype(float).unique())
     colors, norm = alpha_colors(alphas)
+    color_of = dict(zip(alphas, colors))
+    lines = []  # (condition, alpha, line style), alphas in order, conditions of one alpha in order of appearance
+    for alpha in alphas:
+        conditions = list(dict.fromkeys(curves.loc[curves["alpha"].astype(float) == alpha, "condition"]))
+        lines += [(c, alpha, ("-", "--", ":", "-.")[k % 4]) for k, c in enumerate(conditions)]
+    several = len(lines) > len(alphas)
     fig, axes = plt.subplots(1, len(CURVES), figsize=(5.0 * len(CURVES), 4.2), squeeze=False, sharex=True)
     for ax, (key, label, scale) in zip(axes[0], CURVES):
         if key not in curves.columns:
             ax.text(0.5, 0.5, f"no {key} logged", ha="center", va="center", transform=ax.transAxes)
             ax.set_axis_off()
             continue
-        for alpha, color in zip(alphas, colors):
-            rows = curves[curves["alpha"] == alpha].dropna(subset=[key])
-            mean = rows.groupby("epoch")[key].mean()
-            ax.plot(mean.index + 1, scale * mean.to_numpy(), color=color, lw=2.2 if alpha == 0 else 1.4,
-                    marker="o" if len(mean) < 12 else None, ms=3 if len(mean) > 1 else 6, label=f"{alpha:g}")
+        for condition, alpha, style in lines:
+            rows = curves[(curves["condition"] == condition) & (curves["alpha"].astype(float) == alpha)]
+            mean = rows.dropna(subset=[key]).groupby("epoch")[key].mean()
+            ax.plot(mean.index + 1, scale * mean.to_numpy(), color=color_of[alpha], ls=style,
+                    lw=2.2 if alpha == 0 else 1.4, marker="o" if len(mean) < 12 else None,
+                    ms=3 if len(mean) > 1 else 6, label=condition if several else f"{alpha:g}")
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
         if key == "train_loss" and (curves[key].dropna() > 0).all():
             ax.set_yscale("log")
+    if several:  # the colour bar alone cannot tell two schedules of one alpha apart
+        axes[0][0].legend(fontsize=7, frameon=False, loc="best")
     fig.suptitle(title or "training curves (mean over seeds)")
     _colorbar(fig, axes[0][-1], norm)
     return _save(fig, path)

@@ -15,8 +15,11 @@
       dimensionality_by_layer.png  from each run's analysis.json (`selectivity analyze`)
       similarity_to_baseline.png
 
-The results are read from DIR's run directories (``final.json``, ``failed.json`` and the
-evaluations' files); ``DIR/results.csv`` is used only where no run directory is left.
+The results are read from DIR's run directories (``final.json``, ``failed.json``, each run's
+``config.yaml`` and the evaluations' files); ``DIR/results.csv`` is used only where no run
+directory is left. Every planned run counts: a run of the sweep's manifest (``sweep.json``)
+or a run directory with a config.yaml but neither final.json nor failed.json is a row with
+status ``unfinished``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from .. import __version__
 from ..analysis.stats import mean_ci
 from ..runs import atomic_write, write_text
 from . import figures
+from .cells import WITHIN_CELL, assign_cells, cell_columns
 from .claims import (
     BOOTSTRAP_MIN_SEEDS,
     INCONCLUSIVE,
@@ -45,7 +49,6 @@ from .claims import (
     SUPPORTED,
     ClaimResult,
     ReportError,
-    cell_columns,
     claims_table,
     evaluate_claims,
     load_claims,
@@ -77,7 +80,9 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
 
     The run directories are the record and ``results.csv`` only a copy of it (which a crash or
     a copy can cut short), so the table is read from every run directory with a final.json or
-    failed.json; ``results.csv`` is used alone only where no run directory is left.
+    failed.json; ``results.csv`` is used alone only where no run directory is left. Planned runs
+    that have not finished (in ``sweep.json``, or a run directory with only a config.yaml) are
+    rows with status ``unfinished``: claims count them.
     """
     from ..sweep.results import collect_results
 
@@ -86,8 +91,15 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
         raise ReportError(f"{root} is not a directory: expected a sweep directory with run directories in it")
     table = root / RESULTS_CSV
     run_dirs = sorted(p for p in root.iterdir() if (p / "final.json").is_file() or (p / "failed.json").is_file())
-    if run_dirs:
-        results, source = collect_results(run_dirs), f"the {len(run_dirs)} run directories of {root}"
+    planned = _unfinished(root, {p.name for p in run_dirs})
+    if run_dirs or planned:
+        results = collect_results(run_dirs)
+        if planned:
+            frames = [f for f in (results, pd.DataFrame(planned)) if len(f)]
+            with warnings.catch_warnings():  # all-empty columns of one side (None settings) are fine
+                warnings.simplefilter("ignore", FutureWarning)
+                results = pd.concat(frames, ignore_index=True)
+        source = f"the {len(run_dirs) + len(planned)} run directories of {root}"
     elif table.exists():
         source = str(table)
         try:
@@ -107,6 +119,36 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     return results
 
 
+def _unfinished(root: Path, finished: set[str]) -> list[dict]:
+    """Rows of the planned runs without final.json or failed.json: from the sweep's manifest, and
+    from run directories that hold only a config.yaml (training started, never ended)."""
+    from ..runs.summary import unfinished_row
+
+    rows, seen = [], set(finished)
+    manifest = root / "sweep.json"
+    if manifest.is_file():
+        try:
+            data = json.loads(manifest.read_text(encoding="utf-8"))
+            entries, base = list((data.get("runs") or {}).values()), data.get("base_config")
+        except (OSError, UnicodeDecodeError, ValueError, AttributeError) as err:
+            warnings.warn(f"{manifest} is unreadable ({err}); planned runs are read from the run directories only",
+                          stacklevel=3)
+            entries, base = [], None
+        for entry in entries:
+            if not isinstance(entry, dict) or not isinstance(entry.get("dir"), str):
+                continue
+            run_dir = root / entry["dir"]
+            if run_dir.name in seen or (run_dir / "final.json").is_file() or (run_dir / "failed.json").is_file():
+                continue
+            rows.append(unfinished_row(run_dir, entry, base if isinstance(base, dict) else None))
+            seen.add(run_dir.name)
+    for run_dir in sorted(p for p in root.iterdir() if p.is_dir() and (p / "config.yaml").is_file()):
+        if run_dir.name not in seen:
+            rows.append(unfinished_row(run_dir))
+            seen.add(run_dir.name)
+    return [r for r in rows if r.get("alpha") is not None]
+
+
 def _run_dirs(sweep_dir: Path, results: pd.DataFrame):
     """(alpha, seed, run dir) of each completed run whose directory is known."""
     if "run" not in results.columns:
@@ -117,7 +159,8 @@ def _run_dirs(sweep_dir: Path, results: pd.DataFrame):
 
 
 def load_curves(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
-    """Every completed run's metrics.jsonl, one row per (run, epoch), with its alpha and seed.
+    """Every completed run's metrics.jsonl, one row per (run, epoch), with its alpha, seed, run_dir and
+    condition (its schedule, else its alpha: two schedules may share an alpha).
 
     A line that is not JSON (a run killed while writing) is skipped with a warning.
     """
@@ -141,8 +184,9 @@ def load_curves(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
         if rows:
             frame = pd.DataFrame(rows)
             frame["alpha"], frame["seed"] = alpha, seed  # the run's alpha, not alpha_now of the warm-up
+            frame["run_dir"] = run_dir.name
             frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return _with_condition(pd.concat(frames, ignore_index=True), results) if frames else pd.DataFrame()
 
 
 def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, columns: set[str]) -> pd.DataFrame:
@@ -168,8 +212,11 @@ def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, colu
 def load_over_training(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
     """Every completed run's si_over_training.csv with its seed and condition (schedule, else alpha)."""
     rows = _load_run_csvs(sweep_dir, results, "si_over_training.csv", {"epoch", "stage", "si"})
-    if rows.empty:
-        return rows
+    return rows if rows.empty else _with_condition(rows, results)
+
+
+def _with_condition(rows: pd.DataFrame, results: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` (with alpha and run_dir) with a ``condition``: the run's schedule, else its alpha."""
     schedules = {}
     if "schedule" in results.columns and "run" in results.columns:  # two schedules may share an alpha
         schedules = {r.run: r.schedule for r in results.itertuples(index=False) if isinstance(r.schedule, str)}
@@ -306,8 +353,15 @@ def _comparison_cells(claim, comp) -> str:
     return (f"<td>{_seeds_cell(comp)}</td>"
             f"<td class='num'>{_estimate(claim, comp)}<div class='sub'>{_e(comp.interval)}</div></td>"
             f"<td class='num'>{_effect(comp)}</td>"
-            f"<td class='num'>{_p(comp.p_value)}</td>"
+            f"<td class='num'>{_p(comp.p_value)}{_holm_support(comp)}</td>"
             f"<td class='num'>{_p(comp.p_against)}</td>")
+
+
+def _holm_support(comp) -> str:
+    """The claim's p after Holm over the cell's alphas, when it differs (the alpha's own verdict uses it)."""
+    if math.isnan(comp.p_support_holm) or comp.p_support_holm == comp.p_value:
+        return ""
+    return f"<div class='sub'>Holm {_p(comp.p_support_holm)}</div>"
 
 
 def _claims_section(results: list[ClaimResult], level: float) -> str:
@@ -324,19 +378,21 @@ def _claims_section(results: list[ClaimResult], level: float) -> str:
         source = f"<div class='source'>{_e(c.source)}</div>" if c.source else ""
         over = f"{len(r.cells)} cells: supported only when every cell is" if len(r.cells) > 1 else ""
         detail = "; ".join(x for x in (r.reason, over) if x)
+        rule = f"<div class='rule'>{_e(c.failed_text)}</div>" if c.failed_text else ""
         rows.append(
             "<tr class='claim'>"
             f"<td colspan='6'><div class='statement'>{_e(c.statement)}</div>"
             f"<div class='sub'><span class='cid'>{_e(c.id)}</span> · H<sub>1</sub>: <code>{_e(c.hypothesis())}</code>"
-            f" · {_e(c.test)} on <b>{_e(c.metric)}</b>, level {c.alpha_level:g}</div>{source}</td>"
-            f"<td>{_badge(r.verdict)}<div class='sub'>{_e(detail)}</div></td>"
+            f" · {_e(c.test)} on <b>{_e(c.metric)}</b>, level {c.alpha_level:g}</div>{source}"
+            + (f"<div class='why'>{_e(detail)}</div>" if detail else "") + "</td>"
+            f"<td>{_badge(r.verdict)}{rule}</td>"
             "</tr>"
         )
         for cell in r.cells:
             one = cell.comparisons[0] if len(cell.comparisons) == 1 else None
             needs = _needs(cell.seeds_to_support, cell.seeds_to_refute) if cell.verdict == INCONCLUSIVE else ""
             note = "; ".join(x for x in (cell.reason if len(r.cells) > 1 else "", needs) if x)
-            label = _e(cell.label) + (f"<div class='sub'>{_e(one.label)}</div>" if one else "")
+            label = _e(cell.label) + (f"<div class='sub'>{_e(one.label)}</div>{_failed_runs(one)}" if one else "")
             body = (_comparison_cells(c, one) if one else
                     f"<td>{len(cell.comparisons)} alphas</td><td></td><td></td>"
                     f"<td class='num'>{_p(cell.p_value)}</td><td></td>" if cell.comparisons else
@@ -346,8 +402,9 @@ def _claims_section(results: list[ClaimResult], level: float) -> str:
             if len(cell.comparisons) > 1:
                 for comp in cell.comparisons:
                     rows.append("<tr class='comparison'>"
-                                f"<td class='indent2'>{_e(comp.label)}</td>{_comparison_cells(c, comp)}"
-                                f"<td>{_badge(comp.verdict)}</td></tr>")
+                                f"<td class='indent2'>{_e(comp.label)}{_failed_runs(comp)}</td>"
+                                f"{_comparison_cells(c, comp)}"
+                                f"<td>{_alpha_badge(cell, comp)}</td></tr>")
     head = ("<tr><th class='wide'>claim · cell · comparison (m = the metric's mean over seeds)</th><th>seeds</th>"
             f"<th>estimate [{int(level * 100)}% CI]</th><th>effect</th><th>p (claim)</th>"
             "<th>p against (Holm)</th><th>verdict</th></tr>")
@@ -363,13 +420,29 @@ def _claims_section(results: list[ClaimResult], level: float) -> str:
             "beside this page.</p>")
 
 
+def _alpha_badge(cell, comp) -> str:
+    """One alpha's verdict, Holm-adjusted on both sides. Where the claim is supported in the cell
+    (every alpha at once, by the intersection-union test) but this alpha alone does not pass
+    Holm, it shows without a verdict colour."""
+    if comp.verdict == INCONCLUSIVE and cell.verdict == SUPPORTED:
+        return "<span class='sub'>holds within the supported claim (not alone after Holm)</span>"
+    return _badge(comp.verdict)
+
+
 def _g(value: float) -> str:
     return _num(value, 1 if abs(value) >= 10 else 2)
 
 
+def _failed_runs(comp) -> str:
+    """The planned runs of a comparison that gave no value, under its label."""
+    if not comp.n_failed:
+        return ""
+    return f"<div class='sub bad'>{comp.n_failed} run(s) without a value: {_e(comp.failed_runs)}</div>"
+
+
 def _seeds_cell(comp) -> str:
     if comp.scale == "slope":
-        design = "per-seed slopes" if comp.paired else "networks"
+        design = "per-seed slopes" if comp.paired else "networks, one per seed"
         return f"{comp.n_group}<div class='sub'>{design}</div>"
     design = "no test" if min(comp.n_group, comp.n_baseline) < 2 else "paired" if comp.paired else "Welch"
     return f"{comp.n_group} vs {comp.n_baseline}<div class='sub'>{design}</div>"
@@ -380,6 +453,7 @@ def _summary_table(results: pd.DataFrame, level: float) -> str:
     # mixes "not selective" with "silent".
     metrics = [m for m in ("test_acc", "mean_si", "dead_fraction", "mean_si_live") if m in results.columns]
     keys = cell_columns(results)
+    results = assign_cells(results, keys)
     head = "<tr>" + "".join(f"<th>{_e(k)}</th>" for k in keys) + "<th>alpha</th><th>runs</th>" + "".join(
         f"<th>{_e(m)}{' (%)' if _is_fraction_accuracy(m) else ''}: mean [{int(level * 100)}% CI]</th>"
         for m in metrics) + "<th>train time / run</th></tr>"
@@ -486,38 +560,53 @@ details summary { cursor: pointer; color: #2b4a6f; margin: 10px 0; }
 table.runs td, table.runs th { padding: 4px 7px; font-size: 12px; }
 .notes li { margin-bottom: 5px; }
 .notice { background: #fff6e0; border-left: 4px solid #e0a400; padding: 8px 12px; }
+.rule { color: #2b4a6f; font-size: 12px; margin-top: 3px; }
+.why { color: #4a5563; font-size: 12.5px; margin-top: 4px; }
+.sub.bad { color: #9b1c1c; }
 """
 
 
 def _methods(level: float, n_boot: int, interval: str) -> str:
     """The page's methods section (docs/claims.md says the same at more length)."""
     ci = f"{int(level * 100)}%"
+    within = ", ".join(f"<code>{_e(k)}{'*' if k.endswith('.') else ''}</code>" for k in WITHIN_CELL)
     boot = (f"<li>Intervals were asked as percentile bootstraps ({n_boot} resamples); they are used only where "
             f"every group has {BOOTSTRAP_MIN_SEEDS} seeds or more (labelled so), t intervals elsewhere: with a "
             "handful of seeds a percentile bootstrap is the min-max range and covers far less than its label.</li>"
             if interval == "bootstrap" else "")
     return f"""
 <ul class='notes'>
-<li><b>Cells.</b> Runs are split into cells by every column that names what was trained on what
-(<code>model</code>, <code>dataset</code>, and any config column such as <code>epochs</code> that
-differs between completed runs); alpha and seed never split. Each claim is tested in every cell its
-<code>where</code> selects, with one verdict per cell; a claim over several cells is supported only when
-every cell is.</li>
+<li><b>Cells.</b> Runs are split into cells by <code>model</code>, <code>dataset</code> and every
+training setting of the runs' own <code>config.yaml</code> (dotted names such as
+<code>optim.weight_decay</code>) that differs between completed runs; alpha and seed never split, and
+neither do {within}. Each claim is tested in every cell its <code>where</code> selects, with one verdict
+per cell; a claim over several cells is supported only when every cell is.</li>
+<li><b>Every planned run counts.</b> A run of the cell that gave no value of the metric (diverged, failed,
+unfinished, or a value that is infinite or missing) is named beside the claim. Unless the claim says how
+such runs score (<code>failed:</code> a value, <code>chance</code> or <code>exclude</code> in the claims
+file, shown under its verdict), the claim is neither supported nor refuted in that cell: survivors alone
+can turn a harmful setting into a harmless one.</li>
 <li><b>Contrast claims.</b> H<sub>1</sub> is a statement about <code>c = m(group) − ratio × m(baseline)</code>,
-m being the metric's mean over seeds of the completed runs (diverged runs are left out and counted in the
-results table). Seeds pair when both alphas hold the same seeds (paired t test on the per-seed contrasts,
-n − 1 df); otherwise the groups are independent (Welch's t test, Satterthwaite's df). p (claim) is the
-one-sided p of H<sub>1</sub> (an equivalence: the larger p of its two one-sided tests, TOST);
-p against is the one-sided p of the contrary.</li>
-<li><b>Trend claims</b> test the sign of a slope: the slope of the metric on alpha (or on another column,
-such as mean SI) is fitted within each seed over the claim's alphas, and the seeds' slopes get a one-sample
-t test (seeds − 1 df). <b>Association claims</b> fit one least-squares slope of the metric on the column
-over every network (run) of the cell, t test with N − 2 df (the test of Pearson's r).</li>
+m being the metric's mean over seeds. Seeds pair when both alphas hold the same seeds (paired t test on
+the per-seed contrasts, n − 1 df); otherwise the groups are independent (Welch's t test, Satterthwaite's
+df). p (claim) is the one-sided p of H<sub>1</sub> (an equivalence: the larger p of its two one-sided
+tests, TOST); p against is the one-sided p of the contrary (an equivalence: twice the smaller p of
+"above the margin" and "below minus the margin", so a true equivalence is refuted at most at the level).
+Values with no spread at all give no test ("not testable: no spread"), unless the metric's resolution is
+known (1 / n_test for accuracy): then the sd is floored at half a step and the estimate moved half a step
+of its mean toward the null.</li>
+<li><b>Trend and association claims</b> test the sign of a slope of the metric on alpha (or on a column
+such as mean SI). The networks of one seed are not independent: the slope is fitted within each seed, on
+the networks that seed has (a seed may lack an alpha), and the seeds' slopes get a one-sample t test
+(seeds − 1 df). With one seed there is no test. Only when every seed has a single network are the networks
+independent, and one least-squares slope over them is tested with N − 2 df.</li>
 <li><b>Multiplicity.</b> Supported: every alpha of the claim (and every cell) rejects at the claim's level
 (an intersection-union test, which needs no correction). Refuted: some alpha's test of the contrary
 rejects after <b>Holm's adjustment over the claim's alphas in the cell</b> (the cell verdict) and over every
-cell's alphas (the claim's verdict), so a true claim is refuted with probability at most the level. Not
-corrected: across different claims (each claim is its own family), and the choice of claims.</li>
+cell's alphas (the claim's verdict), so a true claim is refuted with probability at most the level. Each
+alpha's own verdict is Holm-adjusted on both sides; where the claim is supported but an alpha alone does
+not pass Holm, that alpha shows no verdict colour. Not corrected: across different claims (each claim is
+its own family), and the choice of claims.</li>
 <li><b>Estimates and intervals</b> are on the scale of the test: a difference of means in the metric's
 units (accuracy in percentage points) with the {ci} t interval of the contrast (paired t, or Welch);
 for ratio claims the ratio of means with Fieller's {ci} interval (unbounded when the baseline's mean is
@@ -526,7 +615,7 @@ coverage from 3 seeds on, for normal seed-to-seed variation. A one-sided test at
 two-sided 90% interval, so a supported non-inferiority claim's {ci} interval may still cross its margin.</li>{boot}
 <li><b>Effect sizes</b>: d<sub>z</sub> (mean of the per-seed differences over their sd) when paired,
 Hedges' g (pooled sd, bias-corrected) when not, the ratio for ratio claims, the seeds' slopes' d<sub>z</sub>
-for trends and Pearson's r for associations.</li>
+for trends and the within-seed Pearson r for associations.</li>
 <li><b>Verdicts.</b> supported / refuted as above; <b>inconclusive</b>: neither, with the seeds to support
 (every alpha must pass: the largest of the alphas' numbers) and to refute (one alpha suffices: the smallest;
 at Holm's first step, level / number of alphas), each from the one-sided power of its t test (the claim's

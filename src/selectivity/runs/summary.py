@@ -1,21 +1,32 @@
 """A run's summary, read back from its directory: one row of a results table.
 
 ``run_row`` reads ``final.json`` (or ``failed.json`` in a sweep), the wall time over the
-attempts, and the summary columns of the evaluations (``robustness.csv``, ``analysis.json``).
+attempts, the summary columns of the evaluations (``robustness.csv``, ``analysis.json``) and
+every training setting of the run's resolved ``config.yaml``, one column per setting with a
+dotted name (``optim.weight_decay``, ``train.batch_size``, ``model.kwargs.width``), so that
+runs trained differently can always be told apart. ``unfinished_row`` is the row of a run
+that was planned (it has a config.yaml, or an entry in the sweep's manifest) but has not
+finished: the report counts it.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from pathlib import Path
 
 import pandas as pd
+import yaml
 
 from .files import RunError, read_json
 from .paths import RunPaths
 
-__all__ = ["ROBUSTNESS_COLUMNS", "SEVERITIES", "completed", "eps_label", "read_robustness", "run_row", "run_summary"]
+__all__ = ["ROBUSTNESS_COLUMNS", "SEVERITIES", "completed", "eps_label", "flatten_settings", "read_robustness",
+           "run_row", "run_settings", "run_summary", "unfinished_row"]
+
+#: ``config_source``: where a row's settings columns come from.
+FROM_CONFIG, FROM_MANIFEST = "config.yaml", "sweep.json"
 
 #: Columns of robustness.csv: kind (clean/corruption/attack), name, level (severity or epsilon),
 #: accuracy (a fraction) and n (images evaluated).
@@ -97,12 +108,42 @@ def run_summary(run_dir: str | Path) -> dict:
             out["clean_acc_eval"] = float(clean["accuracy"].iloc[-1])
         for r in table[table["kind"] == "attack"].itertuples(index=False):
             out[f"adv_acc/{r.name}/{eps_label(float(r.level))}"] = float(r.accuracy)
+        counts = table["n"].dropna().unique()
+        if len(counts) == 1:  # the images per evaluation: accuracies move in steps of 1 / n
+            out["robustness_n"] = int(counts[0])
+    out.update(measure_means(paths.unit_measures))
     if paths.analysis.is_file():
         try:
             summary = json.loads(paths.analysis.read_text()).get("summary") or {}
         except (OSError, ValueError, AttributeError):
             summary = {}
         out.update({k: (math.nan if v is None else v) for k, v in summary.items()})
+    return out
+
+
+#: unit_measures.csv columns that are not measures.
+_NOT_MEASURES = ("layer", "unit", "dead", "preferred_class", "si")
+
+
+def measure_means(path: Path) -> dict:
+    """``mean_<measure>`` of a run's unit_measures.csv (`selectivity measure --measures`): per layer
+    the mean over the units where the measure is defined (a dead unit's informedness is 0, as its
+    SI is; its MonoScore is undefined and left out), then the mean over layers, as mean SI is.
+    SI itself is final.json's ``mean_si``. Empty when the file is missing or unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError):
+        return {}
+    if "layer" not in frame.columns:
+        return {}
+    out = {}
+    for column in frame.columns:
+        if column in _NOT_MEASURES or not pd.api.types.is_numeric_dtype(frame[column]):
+            continue
+        per_layer = frame.groupby("layer", sort=False)[column].mean().dropna()
+        out[f"mean_{column}"] = float(per_layer.mean()) if len(per_layer) else math.nan
     return out
 
 
@@ -118,8 +159,83 @@ def _wall_seconds(paths: RunPaths) -> float | None:
     return total
 
 
+def flatten_settings(config: dict, prefix: str = "") -> dict:
+    """Every setting of a resolved config as one column: nested keys joined by dots, lists as
+    JSON text (a table cell holds one value), None kept; the config's ``name`` (a label, not a
+    setting) is left out.
+
+    >>> flatten_settings({"name": "x", "optim": {"lr": 0.1, "milestones": [0.5]}, "model": {"kwargs": {}}})
+    {'optim.lr': 0.1, 'optim.milestones': '[0.5]'}
+    """
+    out = {}
+    for key, value in config.items():
+        if not prefix and key == "name":
+            continue
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten_settings(value, f"{name}."))
+        elif isinstance(value, (list, tuple)):
+            out[name] = json.dumps(list(value))
+        else:
+            out[name] = value
+    return out
+
+
+def run_settings(run_dir: str | Path) -> dict:
+    """The run's training settings from its config.yaml (see :func:`flatten_settings`), with
+    ``config_source``; empty when the run has no readable config.yaml."""
+    path = RunPaths(run_dir).config
+    if not path.is_file():
+        return {}
+    try:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    if not isinstance(config, dict):
+        return {}
+    return {**flatten_settings(config), "config_source": FROM_CONFIG}
+
+
+def knob_columns(settings: dict) -> dict:
+    """The regularizer's knob of a run beside its alpha: ``kind`` (si | monoloss) and ``lambda``
+    (MonoLoss strength); runs trained before MonoLoss existed are kind si, lambda 0."""
+    return {"kind": settings.get("regularizer.kind") or "si",
+            "lambda": float(settings.get("regularizer.lambda") or 0.0)}
+
+
+def unfinished_row(run_dir: str | Path, entry: dict | None = None, base_config: dict | None = None) -> dict:
+    """The row of a planned run without final.json or failed.json: status ``unfinished``.
+
+    Its settings come from its config.yaml (written when training starts), else from the
+    sweep manifest's ``entry`` (alpha, seed, status) over the sweep's ``base_config``.
+    """
+    paths = RunPaths(run_dir)
+    settings = run_settings(paths.root)
+    entry = entry or {}
+    if not settings and base_config is not None:
+        config = copy.deepcopy(base_config)
+        config.setdefault("regularizer", {})["alpha"] = entry.get("alpha")
+        config.setdefault("train", {})["seed"] = entry.get("seed")
+        settings = {**flatten_settings(config), "config_source": FROM_MANIFEST}
+    alpha = entry.get("alpha", settings.get("regularizer.alpha"))
+    seed = entry.get("seed", settings.get("train.seed"))
+    row = {"alpha": None if alpha is None else float(alpha), "seed": seed, "model": settings.get("model.name"),
+           "status": "unfinished", "run": paths.root.name}
+    if entry.get("status"):
+        row["sweep_status"] = entry["status"]  # queued, submitted, retrying, interrupted, ...
+    if settings.get("regularizer.schedule") is not None:
+        row["schedule"] = settings["regularizer.schedule"]
+    row.update(knob_columns(settings))
+    row.update({k: v for k, v in settings.items() if k not in row})
+    return row
+
+
 def run_row(run_dir: str | Path) -> dict | None:
-    """One results-table row: final.json (completed or diverged), or failed.json; None otherwise."""
+    """One results-table row: final.json (completed or diverged), or failed.json; None otherwise.
+
+    Every training setting of the run's config.yaml is added (dotted names), unless final.json
+    already holds a column of that name.
+    """
     paths = RunPaths(run_dir)
     if paths.final.exists():
         row = read_json(paths.final)
@@ -136,4 +252,7 @@ def run_row(run_dir: str | Path) -> dict | None:
     row["wall_seconds"] = _wall_seconds(paths)
     if row.get("status") == "completed":
         row.update(run_summary(paths.root))
+    settings = run_settings(paths.root)
+    row.update({k: v for k, v in knob_columns(settings).items() if k not in row})
+    row.update({k: v for k, v in settings.items() if k not in row})
     return row

@@ -2,7 +2,8 @@
 
 Each run has a stable id: a short hash of its resolved config (the same config always
 gives the same id, any other config another one). Its directory name puts the readable
-part first: ``alpha-1_seed0-3f2a9c01b7``. alpha < 0 discourages selectivity, alpha > 0
+part first: ``alpha-1_seed0-3f2a9c01b7``, or ``alpha-5_sched0x2_-5x6_seed0-...`` for a run of
+the per-epoch alpha schedule ``"0*2 -5*6"``. alpha < 0 discourages selectivity, alpha > 0
 encourages it, alpha = 0 is plain training.
 """
 
@@ -113,7 +114,8 @@ def parse_seeds(values: str | Iterable) -> list[int]:
 #: left out of run ids and of a sweep's shared config, so sweeps written before they existed keep
 #: their ids and resume instead of training everything again. Add each new key here.
 LATER_KEYS = {("regularizer", "schedule"): None, ("record",): RecordConfig(), ("regularizer", "sync"): "global",
-              ("train", "sync_bn"): True}
+              ("train", "sync_bn"): True, ("train", "dtype"): "float32", ("regularizer", "kind"): "si",
+              ("regularizer", "lambda"): 0.0, ("regularizer", "embeddings"): "labels"}
 LATER_KEYS.update({("model", "weights"): None, ("regularizer", "tokens"): "mean", ("regularizer", "positive_part"): True})
 
 
@@ -155,9 +157,13 @@ class GridRun:
     id: str
 
     @property
+    def schedule(self) -> str | None:
+        return self.config["regularizer"].get("schedule")
+
+    @property
     def name(self) -> str:
-        """Directory name: readable alpha and seed, then the id."""
-        return f"{run_name(self.alpha, self.seed)}-{self.id}"
+        """Directory name: readable alpha, schedule (if any) and seed, then the id."""
+        return f"{run_name(self.alpha, self.seed, self.schedule)}-{self.id}"
 
 
 def parse_schedules(values: str | Iterable) -> list[str]:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from ..runs import RunError, read_json, read_text, write_text
+from ..runs import RunError, read_json, read_text, run_name, write_text
 from ..train.config import ConfigError, config_from_dict
 from .grid import GridRun, SweepError, base_config_dict, run_id
 
@@ -64,8 +64,16 @@ class SweepPaths:
         return self.root / "results.parquet"
 
     def run_dir(self, run: GridRun) -> Path:
-        """Run directories sit in the sweep directory itself, as the report expects them."""
-        return self.root / run.name
+        """Run directories sit in the sweep directory itself, as the report expects them.
+
+        A schedule's run written before names held the schedule keeps its directory (same id).
+        """
+        path = self.root / run.name
+        if run.schedule is not None and not path.exists():
+            before = self.root / f"{run_name(run.alpha, run.seed)}-{run.id}"
+            if (before / "config.yaml").is_file():
+                return before
+        return path
 
 
 def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -80,9 +80,16 @@ class LRScheduleConfig:
 
 @dataclass
 class RegularizerConfig:
-    """The selectivity term: alpha < 0 discourages selectivity, alpha > 0 encourages it."""
+    """The regularizer term. ``kind`` chooses the measure the knob acts on: ``si`` (alpha, the class
+    selectivity index) or ``monoloss`` (lambda, MonoScore: Nasiri-Sarvi et al. 2026). For both, a
+    negative strength discourages the measure, a positive one encourages it, 0 is plain training."""
 
+    kind: Literal["si", "monoloss"] = "si"
     alpha: float = 0.0
+    # MonoLoss strength; spelled `regularizer.lambda` in YAML and on the command line.
+    lambda_: float = field(default=0.0, metadata={"key": "lambda"})
+    # MonoLoss reference embeddings: "labels" (one-hot: class-based monosemanticity).
+    embeddings: Literal["labels"] = "labels"
     layers: list[str] | None = None  # module names or globs; None: the model's default layers
     warmup_epochs: float = 5.0  # alpha rises linearly from 0 over these epochs (0 = off)
     epoch_window: list[float] | None = None  # regularize only in [start, end) epochs
@@ -124,6 +131,9 @@ class TrainConfig:
     threads: int | None = None  # torch CPU threads; None: torch's default
     seed: int = 0
     sync_bn: bool = True  # several processes: batch-norm statistics of the global batch (False: per rank)
+    # float64: weights, data and arithmetic in double precision (no autocast), where stacked, data-parallel
+    # and lone training give the same weights to 1e-9; float32 runs part after a few hundred steps.
+    dtype: Literal["float32", "float64"] = "float32"
 
 
 @dataclass
@@ -173,13 +183,18 @@ class Config:
              f"data.test_limit must be >= 1 (or null for all), got {self.data.test_limit}"),
             (self.train.threads is None or self.train.threads >= 1,
              f"train.threads must be >= 1 (or null for torch's default), got {self.train.threads}"),
+            (self.train.dtype != "float64" or self.train.amp != "bf16",
+             "train.amp=bf16 computes in bfloat16, which defeats train.dtype=float64: set train.amp=off or auto"),
             (_is_device(self.train.device),
              f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.train.device!r}"),
         ]
         for ok, message in checks:
             if not ok:
                 raise ConfigError(message)
+        self._check_knobs()
         self._check_schedule()
+        if self.regularizer.alpha == 0 and self.regularizer.lambda_ == 0:
+            self.regularizer.kind = "si"  # plain training, whichever knob was named: one baseline, one run id
         return self
 
     def _check_schedule(self) -> None:
@@ -196,13 +211,32 @@ class Config:
             strength = PerEpochAlpha.parse(reg.schedule).strength
         except ValueError as err:
             raise ConfigError(f"regularizer.schedule: {err}") from None
-        if reg.alpha not in (0.0, strength):
-            raise ConfigError(f"regularizer.alpha is {reg.alpha:g} but regularizer.schedule {reg.schedule!r} "
-                              f"reaches {strength:g}: leave alpha out, the schedule sets it")
+        knob, value = ("lambda", reg.lambda_) if reg.kind == "monoloss" else ("alpha", reg.alpha)
+        if value not in (0.0, strength):
+            raise ConfigError(f"regularizer.{knob} is {value:g} but regularizer.schedule {reg.schedule!r} "
+                              f"reaches {strength:g}: leave {knob} out, the schedule sets it")
         if reg.epoch_window is not None:
             raise ConfigError("regularizer.schedule and regularizer.epoch_window both say when to regularize: "
                               "give one of them")
-        reg.alpha = strength
+        if reg.kind == "monoloss":
+            reg.lambda_ = strength
+        else:
+            reg.alpha = strength
+
+    def _check_knobs(self) -> None:
+        """One knob per run: alpha drives the SI term, lambda the MonoLoss term."""
+        reg = self.regularizer
+        if reg.kind == "si" and reg.lambda_ != 0:
+            raise ConfigError(f"regularizer.lambda is {reg.lambda_:g} but regularizer.kind is 'si' (its knob is "
+                              "regularizer.alpha): set regularizer.kind=monoloss to use lambda")
+        if reg.kind == "monoloss" and reg.alpha != 0:
+            raise ConfigError(f"regularizer.alpha is {reg.alpha:g} but regularizer.kind is 'monoloss' (its knob is "
+                              "regularizer.lambda): set regularizer.lambda instead")
+
+    @property
+    def strength(self) -> float:
+        """The knob's value: alpha for the SI term, lambda for MonoLoss."""
+        return self.regularizer.lambda_ if self.regularizer.kind == "monoloss" else self.regularizer.alpha
 
 
 def _first_non_finite(node: Any, key: str) -> tuple[str, float] | None:
@@ -210,7 +244,7 @@ def _first_non_finite(node: Any, key: str) -> tuple[str, float] | None:
     if isinstance(node, float):
         return None if math.isfinite(node) else (key, node)
     if dataclasses.is_dataclass(node):
-        items = [(f.name, getattr(node, f.name)) for f in dataclasses.fields(node)]
+        items = [(_key(f), getattr(node, f.name)) for f in dataclasses.fields(node)]
     elif isinstance(node, dict):
         items = list(node.items())
     elif isinstance(node, list):
@@ -289,11 +323,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     return value
 
 
+def _key(f: dataclasses.Field) -> str:
+    """A field's name in YAML: its own, or ``metadata["key"]`` where that is a Python keyword (lambda)."""
+    return f.metadata.get("key", f.name)
+
+
 def _from_dict(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
     hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
+    fields = {_key(f): f.name for f in dataclasses.fields(cls)}
+    names = list(fields)
     kwargs = {}
     for key, value in data.items():
         full = f"{prefix}.{key}" if prefix else str(key)
@@ -301,7 +341,7 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
             close = difflib.get_close_matches(str(key), names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else f"; valid keys: {', '.join(names)}"
             raise ConfigError(f"unknown config key {full!r}{hint}")
-        kwargs[key] = _coerce(value, hints[key], full)
+        kwargs[fields[key]] = _coerce(value, hints[fields[key]], full)
     return cls(**kwargs)
 
 
@@ -311,7 +351,18 @@ def config_from_dict(data: dict) -> Config:
 
 
 def config_to_dict(config: Config) -> dict:
-    return dataclasses.asdict(config)
+    """The plain dict of a config, with each key as YAML spells it (``regularizer.lambda``)."""
+
+    def plain(node: Any) -> Any:
+        if dataclasses.is_dataclass(node):
+            return {_key(f): plain(getattr(node, f.name)) for f in dataclasses.fields(node)}
+        if isinstance(node, dict):
+            return {k: plain(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [plain(v) for v in node]
+        return copy.deepcopy(node)
+
+    return plain(config)
 
 
 # -- presets and overrides -------------------------------------------------------------------

@@ -5,8 +5,9 @@ At initialization (epoch 0), after each of the first ``record.first_epochs`` epo
 epoch, the regularized layers are measured on a fixed, class-balanced subset of the test split
 (``record.per_class`` images per class, the same for every run of the same data). Each
 recording adds one row per unit to ``si_over_training.csv``: ``epoch`` (completed epochs,
-fractional inside an epoch), ``step``, ``alpha`` (in effect then; alpha < 0 discourages
-selectivity), ``layer``, ``stage`` (the layer's first name segment, e.g. ``layer2``), ``unit``,
+fractional inside an epoch), ``step``, ``alpha`` (the alpha of the last step trained before the
+recording, so after epoch e the alpha epoch e trained with; at initialization the first step's;
+alpha < 0 discourages selectivity), ``layer``, ``stage`` (the layer's first name segment, e.g. ``layer2``), ``unit``,
 ``si`` and ``live`` (False for a unit silent on every image of the subset).
 """
 
@@ -42,7 +43,7 @@ class SelectivityRecorder:
     """Decides when to record and writes the rows; ``record(model, epoch, step, alpha)`` measures."""
 
     def __init__(self, config, test_split: DatasetSplit, layers, epochs: int, steps_per_epoch: int,
-                 device: torch.device, paths: RunPaths) -> None:
+                 device: torch.device, paths: RunPaths, dtype: torch.dtype = torch.float32) -> None:
         self.settings = config.record
         self.enabled = self.settings.enabled
         self.epochs, self.steps_per_epoch = epochs, steps_per_epoch
@@ -53,7 +54,7 @@ class SelectivityRecorder:
             # Several processes: each measures its share and the meter sums them; rank 0 writes.
             rank, world = rank_and_world()
             self.writes = rank == 0
-            self.loader = DeviceLoader(shard_split(subset, rank, world), 1024, device, shuffle=False)
+            self.loader = DeviceLoader(shard_split(subset, rank, world), 1024, device, shuffle=False, dtype=dtype)
 
     def recorded(self, completed: int) -> bool:
         """Whether the state after ``completed`` epochs is recorded."""

@@ -20,7 +20,15 @@ the run it would be alone:
 A network that diverges is finished as diverged and dropped from the stack; the others go on.
 Evaluation runs each network through the ordinary model, one after another.
 Exact equality with lone runs holds up to float rounding, except for dropout (vgg16_bn):
-under vmap each network draws its own masks, which are not the masks of its lone run.
+under vmap each network draws its own masks, which are not the masks of its lone run. With
+``train.dtype=float64`` a stacked network's weights equal its lone run's to 1e-9 relative or
+better (``selectivity compare``); in float32 the two part after some hundred steps, as any two
+summation orders do (a ReLU input whose sign differs sends them apart).
+
+Time: a network's ``train_seconds`` (final.json, checkpoints) and ``epoch_seconds`` (metrics.jsonl)
+are its share of the stack's time (the stack's seconds over the networks in it), as a lone run
+counts its own, so that ``images_per_second`` compares with a lone run's; the stack's own
+seconds are ``stack_train_seconds`` and ``stack_epoch_seconds``, and ``stack`` its size.
 """
 
 from __future__ import annotations
@@ -46,12 +54,13 @@ from ..runs import RunPaths, exclusive, load_checkpoint, read_json, remove_orpha
 from .config import Config, ConfigError, config_to_dict
 from .record import SelectivityRecorder, epoch_value
 from .trainer import (
-    _alpha_schedule,
     _finish,
+    _full,
     _optimizer,
     _optimizer_for,
     _tensorboard,
     _use_amp,
+    alpha_at,
     build_model,
     check_run_dir,
     evaluate,
@@ -59,6 +68,7 @@ from .trainer import (
     lr_at,
     resolve_device,
     resolve_source,
+    train_dtype,
 )
 
 __all__ = ["StackError", "stack_key", "train_stacked", "prepare_stack", "check_stackable", "StackedModel"]
@@ -163,7 +173,8 @@ def check_stackable(name: str, template: torch.nn.Module, probe_images: torch.Te
         stacked = StackedModel(template, [state, state], layers)
     except Exception as err:
         raise StackError(f"model {name!r} cannot be stacked: {_first_line(err)}") from None
-    x = probe_images.float().div(255)[:2].unsqueeze(0).expand(2, *probe_images[:2].shape).contiguous()
+    dtype = next(template.parameters()).dtype  # float32, or float64 in an exact run
+    x = probe_images.to(dtype).div(255)[:2].unsqueeze(0).expand(2, *probe_images[:2].shape).contiguous()
     try:
         stacked.train(False)  # first: the training step below moves the running statistics
         with torch.no_grad():
@@ -205,7 +216,9 @@ class _Net:
     loader: DeviceLoader | None = None
     history: list = field(default_factory=list)
     start_epoch: int = 0
-    elapsed: float = 0.0
+    elapsed: float = 0.0  # this network's share of its stacks' training seconds (a lone run's train_seconds)
+    stack_elapsed: float = 0.0  # the stacks' own training seconds over this network's epochs
+    stack_size: int = 0  # networks in the stack it started in
     status: str = "completed"
     writer: object = None
     recorder: SelectivityRecorder | None = None
@@ -217,9 +230,7 @@ class _Net:
 
     def alpha_at(self, step: int, steps_per_epoch: int) -> float:
         """The scheduled alpha at a global step, as SelectivityRegularizer.current_alpha gives it."""
-        if self.alpha == 0.0:
-            return 0.0
-        return self.alpha * float(_alpha_schedule(self.config)(step, step / steps_per_epoch))
+        return alpha_at(self.config, step, steps_per_epoch)
 
 
 def train_stacked(configs: list[Config], out_dirs: list[str | Path], progress: bool = True, data=None,
@@ -279,7 +290,7 @@ def prepare_stack(config: Config, progress: bool = False, data=None):
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     data = data or load_data(config, progress=progress)
-    template = build_model(config, data[0]).to(device)
+    template = build_model(config, data[0]).to(device, train_dtype(config))
     check_stackable(config.model.name, template, data[0].images[:2], config.regularizer.layers)
     return data, template
 
@@ -287,12 +298,13 @@ def prepare_stack(config: Config, progress: bool = False, data=None):
 def _load_net(config: Config, paths: RunPaths, train_split, device) -> _Net:
     """Build network ``config`` exactly as ``train`` does, and restore its checkpoint if any."""
     torch.manual_seed(config.train.seed)
-    model = build_model(config, train_split).to(device)
+    model = build_model(config, train_split).to(device, train_dtype(config))
     optimizer = _optimizer(config, model)
     net = _Net(config, paths, state={}, optim_state={})
     if paths.checkpoint.exists():
         info = load_checkpoint(paths.checkpoint, model, optimizer)
         net.history, net.start_epoch, net.elapsed = info["history"], info["epoch"] + 1, info["train_seconds"]
+        net.stack_elapsed, net.stack_size = info.get("stack_train_seconds", 0.0), info.get("stack", 0)
     net.state = {k: v.detach() for k, v in model.state_dict().items()}
     net.optim_state = optimizer.state_dict()
     return net
@@ -326,7 +338,8 @@ def _slice_optimizer(optimizer: torch.optim.Optimizer, m: int) -> dict:
 def _clip_per_network(params: list[torch.Tensor], max_norm: float) -> None:
     """clip_grad_norm_ for each network's slice on its own (a global norm would couple them)."""
     grads = [p.grad for p in params if p.grad is not None]
-    norms = torch.stack([g.flatten(1).norm(dim=1) for g in grads]).norm(dim=0)  # (M,)
+    # reshape, not flatten(1): a 0-dim parameter of the model is (M,) here
+    norms = torch.stack([g.reshape(g.shape[0], -1).norm(dim=1) for g in grads]).norm(dim=0)  # (M,)
     coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     for g in grads:
         g.mul_(coef.view(-1, *[1] * (g.ndim - 1)))
@@ -335,16 +348,17 @@ def _clip_per_network(params: list[torch.Tensor], max_norm: float) -> None:
 def _train_group(nets: list[_Net], template, train_split, test_split, device, progress: bool) -> None:
     config = nets[0].config
     amp = _use_amp(config, device)
+    dtype = train_dtype(config)
     augment = Augment(crop_padding=config.data.crop_padding, flip=config.data.flip)
     first = DeviceLoader(train_split, config.train.batch_size, device, shuffle=True, drop_last=True,
-                         augment=augment, seed=config.train.seed)
+                         augment=augment, seed=config.train.seed, dtype=dtype)
     if len(first) == 0:
         raise ConfigError(f"train.batch_size {config.train.batch_size} exceeds the {len(train_split.labels)} "
                           "training images")
     for net in nets:  # one padded copy of the images, one seed (data order) per network
         net.loader = copy.copy(first)
         net.loader.seed = net.config.train.seed
-    test_loader = DeviceLoader(test_split, 1024, device, shuffle=False)
+    test_loader = DeviceLoader(test_split, 1024, device, shuffle=False, dtype=dtype)
     steps_per_epoch, epochs = len(first), config.train.epochs
     total_steps, num_classes, batch = steps_per_epoch * epochs, train_split.num_classes, config.train.batch_size
     start_epoch = nets[0].start_epoch
@@ -356,11 +370,12 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
         # metrics.jsonl is rebuilt from the checkpoint, as train() does
         write_text(net.paths.metrics, "".join(json.dumps(h) + "\n" for h in net.history))
         net.recorder = SelectivityRecorder(net.config, test_split, model.layers, epochs, steps_per_epoch, device,
-                                           net.paths)
+                                           net.paths, dtype)
         net.recorder.resume(start_epoch)
         if net.recorder.enabled and start_epoch == 0:
             net.recorder.record(_network(template, model, m), 0.0, 0, net.alpha_at(0, steps_per_epoch))
         net.writer = _tensorboard(net.paths)
+        net.stack_size = net.stack_size or len(nets)
     recording = nets[0].recorder  # when to record depends on the shared recipe only
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
                desc=f"{config.name} stack of {len(nets)}", unit="step")
@@ -373,7 +388,7 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
             model.train()
             batches = [iter(_epoch(net.loader, epoch)) for net in live]
             inside = recording.inside(epoch)
-            sums = torch.zeros(len(live), 3, device=device)  # per network: loss, correct, selectivity
+            sums = torch.zeros(len(live), 3, device=device, dtype=dtype)  # per network: loss, correct, selectivity
             for i in range(steps_per_epoch):
                 step = epoch * steps_per_epoch + i
                 lr = lr_at(config, step, total_steps, steps_per_epoch)
@@ -384,12 +399,12 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                 alphas = [net.alpha_at(step, steps_per_epoch) for net in live]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits, acts = model.forward(x)
-                    ce = F.cross_entropy(logits.float().flatten(0, 1), y.flatten(),
+                    ce = F.cross_entropy(_full(logits).flatten(0, 1), y.flatten(),
                                          label_smoothing=config.optim.label_smoothing, reduction="none")
                 ce = ce.view(len(live), batch).mean(dim=1)
                 if any(alphas):
                     si = stacked_selectivity(acts, y, num_classes, config.regularizer.eps)
-                    losses = ce - torch.tensor(alphas, device=device) * si  # -alpha * selectivity, per network
+                    losses = ce - torch.tensor(alphas, device=device, dtype=si.dtype) * si  # -alpha * SI, per network
                 else:  # only tracked, as the regularizer does while alpha is 0
                     si = stacked_selectivity(tuple(a.detach() for a in acts), y, num_classes, config.regularizer.eps)
                     losses = ce
@@ -403,24 +418,26 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                 if i in inside:
                     for m, net in enumerate(live):
                         net.recorder.record(_network(template, model, m), epoch_value(epoch, i, steps_per_epoch),
-                                            step + 1, net.alpha_at(step + 1, steps_per_epoch))
+                                            step + 1, net.alpha_at(step, steps_per_epoch))
                 bar.update(1)
                 if i % 50 == 49 and not torch.isfinite(sums[:, 0]).any():
                     break  # every network has diverged
             ok = (torch.isfinite(sums).all(dim=1) & torch.isfinite(losses.detach())).tolist()
             seconds = time.perf_counter() - started
+            share = seconds / len(live)  # each network's share: what its lone run's train_seconds would count
             keep = []
             for m, net in enumerate(live):
                 if not ok[m]:
                     net.status = "diverged"
                     continue
                 keep.append(m)
-                net.elapsed += seconds
+                net.elapsed += share
+                net.stack_elapsed += seconds
                 seen = steps_per_epoch * batch
                 row = {"epoch": epoch, "train_loss": sums[m, 0].item() / seen, "train_acc": sums[m, 1].item() / seen,
                        "batch_si": sums[m, 2].item() / steps_per_epoch, "alpha": net.alpha,
-                       "alpha_now": net.alpha_at((epoch + 1) * steps_per_epoch, steps_per_epoch), "lr": lr,
-                       "epoch_seconds": seconds}
+                       "alpha_now": net.alpha_at((epoch + 1) * steps_per_epoch - 1, steps_per_epoch), "lr": lr,
+                       "epoch_seconds": share, "stack_epoch_seconds": seconds}
                 scratch = _network(template, model, m)
                 if (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs:
                     result = evaluate(scratch, test_loader, num_classes, model.layers, amp)
@@ -431,7 +448,8 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                     net.recorder.record(scratch, float(epoch + 1), (epoch + 1) * steps_per_epoch, row["alpha_now"])
                 view = SimpleNamespace(state_dict=lambda m=m: _slice_optimizer(optimizer, m))
                 save_checkpoint(net.paths.checkpoint, scratch, view,
-                                {"epoch": epoch, "history": net.history, "train_seconds": net.elapsed})
+                                {"epoch": epoch, "history": net.history, "train_seconds": net.elapsed,
+                                 "stack_train_seconds": net.stack_elapsed, "stack": net.stack_size})
                 with net.paths.metrics.open("a") as f:
                     f.write(json.dumps(row) + "\n")
                 if net.writer is not None:
@@ -478,4 +496,5 @@ def _done(net: _Net, template, model, m, test_loader, num_classes, amp, train_sp
     """final.json and the files of a finished network, by the trainer's own _finish."""
     scratch = _network(template, model, m) if m is not None else template
     net.final = _finish(net.paths, net.config, scratch, test_loader, num_classes, model.layers, amp, net.status,
-                        net.history, net.elapsed, train_split, device)
+                        net.history, net.elapsed, train_split, device,
+                        extra={"stack": net.stack_size, "stack_train_seconds": net.stack_elapsed})

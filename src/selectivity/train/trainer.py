@@ -30,7 +30,7 @@ from .weights import load_weights_file
 from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
                    save_checkpoint, save_tensors, write_text)
 
-__all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device"]
+__all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device", "train_dtype", "alpha_at", "settings"]
 
 
 # -- set-up -----------------------------------------------------------------------------------
@@ -108,7 +108,14 @@ def build_model(config: Config, data: DatasetSplit, *, start_weights: bool = Tru
     return model
 
 
+def train_dtype(config: Config) -> torch.dtype:
+    """The dtype of the weights, the batches and the arithmetic: ``train.dtype``."""
+    return torch.float64 if config.train.dtype == "float64" else torch.float32
+
+
 def _use_amp(config: Config, device: torch.device) -> bool:
+    if config.train.dtype == "float64":  # autocast would compute in bfloat16: never in an exact run
+        return False
     return config.train.amp == "bf16" or (config.train.amp == "auto" and device.type == "cuda")
 
 
@@ -119,6 +126,38 @@ def _alpha_schedule(config: Config):
     if reg.epoch_window is not None:
         return EpochWindow(*reg.epoch_window)
     return LinearWarmup(reg.warmup_epochs)
+
+
+def alpha_at(config: Config, step: int, steps_per_epoch: int) -> float:
+    """The alpha that global step ``step`` (0-based) trains with, as SelectivityRegularizer.current_alpha
+    gives it there. The logs give each epoch the alpha of its last step (``alpha_at(config, (e + 1) *
+    steps_per_epoch - 1, ...)``): the alpha in effect during epoch e, not the next epoch's."""
+    alpha = float(config.regularizer.alpha)
+    if alpha == 0.0:
+        return 0.0
+    return alpha * float(_alpha_schedule(config)(step, step / steps_per_epoch))
+
+
+def settings(config: Config) -> dict:
+    """Every setting of the resolved config as one flat dict of dotted keys (``optim.lr``, ``model.kwargs.width``).
+
+    Example::
+
+        >>> from selectivity.train.config import load_config
+        >>> settings(load_config("demo", ["model.kwargs.width=8"]))["model.kwargs.width"]
+        8
+    """
+    flat: dict = {}
+
+    def walk(node: dict, prefix: str) -> None:
+        for key, value in node.items():
+            if isinstance(value, dict):  # an empty one (no model kwargs) adds no key
+                walk(value, f"{prefix}{key}.")
+            else:
+                flat[f"{prefix}{key}"] = value
+
+    walk(config_to_dict(config), "")
+    return flat
 
 
 def lr_at(config: Config, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -171,7 +210,7 @@ def evaluate(model, loader: DeviceLoader, num_classes: int, layers=None, amp: bo
     was_training = model.training
     model.eval()
     correct = torch.zeros((), device=loader.device)
-    loss = torch.zeros((), device=loader.device)
+    loss = torch.zeros((), device=loader.device, dtype=loader.dtype)  # float64 in a float64 run
     with SelectivityMeter(model, num_classes, layers) as meter:
         for x, y in loader:
             with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
@@ -286,13 +325,13 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
            ranks: Ranks = Ranks()) -> dict:
     amp = _use_amp(config, device)
     memory = torch.channels_last if config.train.channels_last else torch.contiguous_format
-    model = model.to(device, memory_format=memory)
+    model = model.to(device, train_dtype(config), memory_format=memory)  # float64: the same init, widened
     net = wrap_model(model, device, config.train.sync_bn)  # DDP under torchrun; `model` itself otherwise
     model = unwrap(net)  # hooks, checkpoints and evaluation use the network inside
     optimizer = _optimizer(config, model)
     progress = progress and ranks.main
     augment = Augment(crop_padding=config.data.crop_padding, flip=config.data.flip)
-    dtype = next(model.parameters()).dtype  # float32, or float64 for exact-arithmetic checks
+    dtype = train_dtype(config)
     loader = DeviceLoader(train_split, config.train.batch_size, device, shuffle=True, drop_last=True,
                           augment=augment, seed=config.train.seed, channels_last=config.train.channels_last,
                           rank=ranks.rank, world_size=ranks.world_size, dtype=dtype)
@@ -320,11 +359,10 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
     # (killed in between) is dropped here and logged again when it is redone.
     if ranks.main:
         write_text(paths.metrics, "".join(json.dumps(h) + "\n" for h in history))
-    recorder = SelectivityRecorder(config, test_split, reg.layers, epochs, steps_per_epoch, device, paths)
+    recorder = SelectivityRecorder(config, test_split, reg.layers, epochs, steps_per_epoch, device, paths, dtype)
     recorder.resume(start_epoch)
     if recorder.enabled and start_epoch == 0:
-        reg.set_epoch(0)
-        recorder.record(model, 0.0, 0, reg.current_alpha)  # initialization
+        recorder.record(model, 0.0, 0, alpha_at(config, 0, steps_per_epoch))  # initialization
 
     writer = _tensorboard(paths) if ranks.main else None
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
@@ -337,7 +375,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
             loader.set_epoch(epoch)
             reg.set_epoch(epoch)
             inside = recorder.inside(epoch)
-            sums = torch.zeros(3, device=device)  # summed on the device: loss, correct, selectivity
+            sums = torch.zeros(3, device=device, dtype=dtype)  # summed on the device: loss, correct, selectivity
             for i, (x, y) in enumerate(loader):
                 step = epoch * steps_per_epoch + i
                 for group in optimizer.param_groups:
@@ -352,7 +390,8 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                     torch.nn.utils.clip_grad_norm_(model.parameters(), config.optim.grad_clip)
                 optimizer.step()
                 if i in inside:
-                    recorder.record(model, epoch_value(epoch, i, steps_per_epoch), step + 1, reg.current_alpha)
+                    recorder.record(model, epoch_value(epoch, i, steps_per_epoch), step + 1,
+                                    alpha_at(config, step, steps_per_epoch))
                 # reg tracks the batch selectivity even while alpha is 0 (without gradient).
                 sums += torch.stack([ce.detach() * len(y), (logits.argmax(1) == y).sum().float(), reg.last_selectivity])
                 bar.update(1)
@@ -366,7 +405,8 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
             seen = steps_per_epoch * config.train.batch_size
             row = {"epoch": epoch, "train_loss": sums[0].item() / seen, "train_acc": sums[1].item() / seen,
                    "batch_si": sums[2].item() / steps_per_epoch / ranks.world_size, "alpha": reg.alpha,
-                   "alpha_now": reg.current_alpha, "lr": optimizer.param_groups[0]["lr"],
+                   "alpha_now": alpha_at(config, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch),
+                   "lr": optimizer.param_groups[0]["lr"],
                    "epoch_seconds": time.perf_counter() - started}
             if (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs:
                 result = evaluate(model, test_loader, num_classes, reg.layers, amp)
@@ -393,15 +433,22 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
 
 
 def _finish(paths, config, model, test_loader, num_classes, layers, amp, status, history, elapsed, train_split, device,
-            ranks: Ranks = Ranks()):
-    """Final evaluation and files; final.json last, as the mark that the run is over."""
+            ranks: Ranks = Ranks(), extra: dict | None = None):
+    """Final evaluation and files; final.json last, as the mark that the run is over.
+
+    ``elapsed``: this network's training seconds (a stacked network's share of its stack's);
+    ``extra``: more keys for final.json (the stacked trainer's stack size and wall time). final.json
+    also holds every setting of the run (``settings``: the resolved config as dotted keys), so that
+    it says by itself how its numbers were made.
+    """
     final = {"status": status, "diverged": status == "diverged", "alpha": config.regularizer.alpha,
              "seed": config.train.seed, "schedule": config.regularizer.schedule,
              "reg_from": first_active_epoch(_alpha_schedule(config), config.regularizer.alpha, config.train.epochs),
              "model": config.model.name, "data_sha256": train_split.checksum, "dataset": train_split.name,
              "epochs": len(history), "train_seconds": elapsed, "device": str(device),
              "images_per_second": len(history) * len(train_split.labels) / elapsed if elapsed else None,
-             "processes": ranks.world_size, "version": __version__, "torch": torch.__version__}
+             "processes": ranks.world_size, "dtype": config.train.dtype, **(extra or {}),
+             "version": __version__, "torch": torch.__version__, "settings": settings(config)}
     if status == "completed":
         result = evaluate(model, test_loader, num_classes, layers, amp)
         si = result["selectivity"]
