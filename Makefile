@@ -1,9 +1,10 @@
 # make test: set up .venv (CPU torch from this machine's wheel, never a CUDA build) and run the tests.
-#            The tests marked `zoo` (timm and torchvision models) run in a second venv, .venv-zoo
-#            (`make test-zoo`): PyPI's torchvision is a CUDA build that cannot load beside the CPU
-#            torch of .venv, and timm imports torchvision, so .venv-zoo has the torch release whose
-#            torchvision does load (a CUDA build that also runs on the CPU; ~5.5 GB, from this
-#            machine's disk). The core never imports either zoo.
+#            It needs neither timm nor torchvision: the tests marked `zoo` are left out.
+# make test-zoo: the tests marked `zoo` (timm and torchvision models), in a second venv, .venv-zoo:
+#            PyPI's torchvision is a CUDA build that cannot load beside the CPU torch of .venv, and
+#            timm imports torchvision, so .venv-zoo has the torch release whose torchvision does
+#            load (a CUDA build that also runs on the CPU; ~6 GB installed, its wheels from the
+#            package index). The core never imports either zoo.
 # make demo: set up the same .venv (without the test tools) and run the main job on the bundled
 #            CIFAR-10 demo set.
 VENV ?= .venv
@@ -18,7 +19,6 @@ ZOO_STAMP := $(ZOO_VENV)/.installed
 
 test: $(TEST_STAMP)
 	$(PY) -m pytest tests --doctest-modules src/selectivity/core -q -m "not zoo"
-	$(MAKE) test-zoo
 
 # SELECTIVITY_REQUIRE_ZOO: a zoo test whose package is missing fails instead of skipping.
 test-zoo: $(ZOO_STAMP)
@@ -46,7 +46,7 @@ $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(TEST_STAMP)
 
-# torch and torchvision first and pinned, as a pair whose wheels lie on this machine's disk.
+# torch and torchvision first and pinned, as a pair that loads together.
 $(ZOO_STAMP): pyproject.toml
 	test -x $(ZOO_PY) || python3 -m venv $(ZOO_VENV)
 	$(ZOO_PY) -m pip install -q --upgrade pip
