@@ -43,7 +43,8 @@ def _train(args) -> int:
     config = resolve_source(load_config(args.config, overrides))
     # The default directory carries the config's id: another config never lands in (and is
     # refused by) an existing run, such as the demo's, and the same command resumes its own.
-    name = run_name(config.regularizer.alpha, config.train.seed, config.regularizer.schedule)
+    name = run_name(config.regularizer.alpha, config.train.seed, config.regularizer.schedule,
+                    config.regularizer.lambda_)
     default = Path("runs") / config.name / f"{name}-{run_id(config)}"
     out = Path(args.out) if args.out else default
     try:
@@ -267,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Options whose values start with a minus: 1 takes one number, None a comma or space separated list.
-_NUMBER_OPTIONS = {"--alpha": 1, "--seed": 1, "--alphas": None, "--seeds": None, "--schedules": None}
+_NUMBER_OPTIONS = {"--alpha": 1, "--seed": 1, "--alphas": None, "--seeds": None, "--schedules": None, "--lambdas": None}
 _NUMBER = re.compile(r"^[-+]?(\d+\.?\d*(e[-+]?\d+)?|\.\d+(e[-+]?\d+)?|nan|inf|infinity)$", re.IGNORECASE)
 
 

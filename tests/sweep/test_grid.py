@@ -103,3 +103,22 @@ def test_a_schedule_run_written_under_its_old_name_is_found_and_resumed(tmp_path
     before.mkdir()
     (before / "config.yaml").write_text("name: demo\n")
     assert paths.run_dir(run) == before
+
+
+def test_a_grid_of_both_knobs_has_monoloss_runs_beside_the_alpha_runs():
+    """--lambdas adds one regularizer.kind=monoloss run per (lambda, seed); lambda 0 is the plain
+    run of alpha 0 (one id), and the alpha runs keep the ids they had before MonoLoss existed."""
+    config = load_config("demo", ["train.epochs=2"])
+    grid = make_grid(config, "-1,0", "0", lambdas="0,0.1,-0.3")
+    assert [(r.kind, r.alpha, r.lam) for r in grid] == [("si", -1.0, 0.0), ("si", 0.0, 0.0),
+                                                        ("monoloss", 0.0, 0.1), ("monoloss", 0.0, -0.3)]
+    assert grid[0].name == "alpha-1_seed0-ce457b2319"  # pinned: unchanged by the second knob
+    assert grid[2].name == f"lambda+0.1_seed0-{grid[2].id}" and grid[3].name.startswith("lambda-0.3_seed0-")
+    assert grid[2].config["regularizer"]["kind"] == "monoloss" and grid[2].config["regularizer"]["lambda"] == 0.1
+    assert load_config(grid[2].config).strength == 0.1  # a valid run config
+    only = make_grid(config, None, "0,1", lambdas="0.1")
+    assert [(r.kind, r.lam, r.seed) for r in only] == [("monoloss", 0.1, 0), ("monoloss", 0.1, 1)]
+    with pytest.raises(SweepError, match="--lambdas"):
+        make_grid(config, None, "0")
+    with pytest.raises(SweepError, match="lambda 'x' is not a number"):
+        make_grid(config, None, "0", lambdas="x")

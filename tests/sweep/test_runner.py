@@ -166,3 +166,20 @@ def test_a_sweep_over_per_epoch_alpha_schedules(tmp_path, fake_train):
         run_sweep("demo", "-1", "0", tmp_path / "t", executor="debug", progress=False, schedules=["0*1"])
     with pytest.raises(SweepError, match="alpha schedule 'x\\*1'"):
         run_sweep("demo", None, "0", tmp_path / "t", executor="debug", progress=False, schedules="x*1")
+
+
+def test_a_sweep_of_both_knobs_trains_monoloss_runs_and_tables_them_by_kind(tmp_path, tiny):
+    """A real (tiny) sweep: alpha and lambda runs side by side; sweep.json and results.csv say which is which."""
+    outcome = run_sweep("demo", "0,-1", "0", tmp_path / "s", executor="debug", progress=False, overrides=tiny,
+                        lambdas="0.5")
+    assert outcome.ok
+    table = outcome.results
+    assert table[["kind", "alpha", "lambda"]].values.tolist() == [["monoloss", 0.0, 0.5], ["si", -1.0, 0.0],
+                                                                  ["si", 0.0, 0.0]]
+    assert table["mean_monoscore"].between(0, 1).all()
+    manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
+    assert manifest["grid"] == {"alphas": [-1.0, 0.0], "seeds": [0], "lambdas": [0.5]}
+    mono = [e for e in manifest["runs"].values() if e.get("kind") == "monoloss"]
+    assert len(mono) == 1 and mono[0]["lambda"] == 0.5 and mono[0]["dir"].startswith("lambda+0.5_seed0-")
+    metrics = (tmp_path / "s" / mono[0]["dir"] / "metrics.jsonl").read_text()
+    assert '"batch_monoscore"' in metrics and '"lambda_now": 0.5' in metrics

@@ -130,6 +130,26 @@ def test_twenty_stacked_steps_equal_three_runs_alone_in_float64_and_write_the_sa
     assert again == stacked
 
 
+def test_a_stack_mixing_si_and_monoloss_networks_equals_each_run_alone_in_float64(tmp_path, cache_dir):
+    """Each network's own knob: SI with alpha, MonoScore with lambda (+ and -), in one stack."""
+    knobs = [("regularizer.alpha=-1",), ("regularizer.kind=monoloss", "regularizer.lambda=0.5"),
+             ("regularizer.kind=monoloss", "regularizer.lambda=-0.5")]
+    configs = [load_config("demo", _tiny(cache_dir, "train.epochs=3", "train.eval_every=3", *k, f"train.seed={i}"))
+               for i, k in enumerate(knobs)]
+    data = load_data(configs[0], progress=False)
+    alone = [train(c, tmp_path / f"alone{i}", progress=False, data=data) for i, c in enumerate(configs)]
+    stacked = train_stacked(configs, [tmp_path / f"stack{i}" for i in range(3)], progress=False, data=data)
+    for i in range(3):
+        _same_weights(tmp_path / f"alone{i}" / "weights.safetensors", tmp_path / f"stack{i}" / "weights.safetensors")
+        assert stacked[i]["kind"] == alone[i]["kind"] and stacked[i]["lambda"] == alone[i]["lambda"]
+        assert stacked[i]["mean_monoscore"] == pytest.approx(alone[i]["mean_monoscore"], rel=EXACT)
+        rows = [json.loads(line) for line in (tmp_path / f"stack{i}" / "metrics.jsonl").read_text().splitlines()]
+        key = "batch_si" if i == 0 else "batch_monoscore"
+        assert all(0 <= r[key] <= 1 for r in rows) and (i == 0) == ("alpha_now" in rows[-1])
+    assert [s["kind"] for s in stacked] == ["si", "monoloss", "monoloss"]
+    assert stacked[1]["lambda"] == 0.5 and stacked[1]["alpha"] == 0.0
+
+
 def test_a_networks_train_seconds_is_its_share_and_each_epoch_logs_the_alpha_it_trained_with(tmp_path, cache_dir):
     """Time as a lone run counts its own (so images_per_second compares with a lone run's); the
     stack's own time in its own keys. alpha_now: epoch 0 of "0*1 -2*1" trained at 0, not at -2."""
@@ -201,7 +221,7 @@ def test_a_diverging_network_is_finished_as_diverged_and_the_others_go_on(tmp_pa
 
 def test_runs_of_different_recipes_cannot_share_a_stack(tmp_path, cache_dir):
     configs = [load_config("demo", _tiny(cache_dir)), load_config("demo", _tiny(cache_dir, "optim.lr=0.05"))]
-    with pytest.raises(StackError, match="differ only in regularizer.alpha, regularizer.schedule and train.seed"):
+    with pytest.raises(StackError, match="differ only in regularizer.alpha, regularizer.lambda, regularizer.kind, regularizer.schedule and train.seed"):
         train_stacked(configs, [tmp_path / "a", tmp_path / "b"], progress=False)
     assert not (tmp_path / "a").exists()
 

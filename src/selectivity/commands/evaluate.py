@@ -161,22 +161,17 @@ def validate_robustness(corruptions=None, severities=None, attacks=None, eps=Non
 
 def _load(run_dir: Path, limit: int | None, progress: bool):
     """(config, model on its device, x, y) with x, y the run's test images (a seeded subset of ``limit``)."""
-    import dataclasses
-
     import torch
 
     from ..data import DeviceLoader, load_split
     from ..train.config import load_config
-    from ..train.trainer import resolve_device
+    from ..train.trainer import limit_test, resolve_device
     from .measure import load_run_model
 
     config = load_config(run_dir / "config.yaml")
     test = load_split(config.data.source, "test", cache_dir=config.data.cache_dir, progress=progress,
                       stats_from="test")
-    if config.data.test_limit:  # the same subset as training's evaluation (selectivity.train.trainer.load_data)
-        keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))
-        keep = keep[: config.data.test_limit].sort().values
-        test = dataclasses.replace(test, images=test.images[keep].contiguous(), labels=test.labels[keep])
+    test = limit_test(test, config.data.test_limit)  # the same subset as training's evaluation
     config, model = load_run_model(run_dir, test)
     device = resolve_device(config.train.device)
     model.to(device)

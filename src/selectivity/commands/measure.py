@@ -9,7 +9,7 @@ from pathlib import Path
 from ..data import DeviceLoader, load_split
 from ..runs import RunError, RunPaths, atomic_write, load_tensors, write_text
 from ..train.config import ConfigError, load_config
-from ..train.trainer import build_model, evaluate, resolve_device
+from ..train.trainer import build_model, evaluate, limit_test, resolve_device
 
 __all__ = ["measure_run", "measure_sweep", "load_run_model"]
 
@@ -41,7 +41,8 @@ def load_run_model(run_dir: str | Path, data_split):
 
 def run_model_on(run_dir: str | Path, data: str | None, split: str, progress: bool):
     """(config, model on its device, the split to measure, device) for a run directory: the run's
-    own dataset unless ``data`` names another."""
+    own dataset unless ``data`` names another. The run's own test split is the images its
+    training evaluated (``data.test_limit``), so that mean SI here is final.json's."""
     paths = RunPaths(Path(run_dir))
     if not paths.config.exists():
         raise RunError(f"{paths.root} is not a run directory (no config.yaml)")
@@ -49,6 +50,8 @@ def run_model_on(run_dir: str | Path, data: str | None, split: str, progress: bo
     # The model's normalization comes with its weights: no need to decode the train split.
     split_data = load_split(data or config.data.source, split, cache_dir=config.data.cache_dir, progress=progress,
                             stats_from=split)
+    if data is None and split == "test":
+        split_data = limit_test(split_data, config.data.test_limit)
     config, model = load_run_model(run_dir, split_data)
     device = resolve_device(config.train.device)
     return config, model.to(device), split_data, device

@@ -27,13 +27,15 @@ from pathlib import Path
 __all__ = ["RunPaths", "run_name"]
 
 
-def run_name(alpha: float, seed: int, schedule: str | None = None) -> str:
+def run_name(alpha: float, seed: int, schedule: str | None = None, lam: float = 0.0) -> str:
     """The directory name of a run: ``alpha-1_seed0``, ``alpha+0.5_seed2``; with a per-epoch alpha
-    schedule ``alpha-5_sched0x2_-5x6_seed0`` (``"0*2 -5*6"``; cut at 40 characters, marked ``~``)."""
+    schedule ``alpha-5_sched0x2_-5x6_seed0`` (``"0*2 -5*6"``; cut at 40 characters, marked ``~``);
+    a MonoLoss run (lambda != 0) ``lambda+0.1_seed0``."""
+    knob = f"lambda{lam:+g}" if lam != 0.0 else f"alpha{alpha:+g}"
     if schedule is None:
-        return f"alpha{alpha:+g}_seed{seed}"
+        return f"{knob}_seed{seed}"
     label = re.sub(r"[^0-9A-Za-z.+\-_]", "", re.sub(r"\s+", "_", schedule.strip()).replace("*", "x"))
-    return f"alpha{alpha:+g}_sched{label if len(label) <= 40 else label[:39] + '~'}_seed{seed}"
+    return f"{knob}_sched{label if len(label) <= 40 else label[:39] + '~'}_seed{seed}"
 
 
 @dataclass(frozen=True)

@@ -215,6 +215,8 @@ def unfinished_row(run_dir: str | Path, entry: dict | None = None, base_config: 
     if not settings and base_config is not None:
         config = copy.deepcopy(base_config)
         config.setdefault("regularizer", {})["alpha"] = entry.get("alpha")
+        if entry.get("kind") == "monoloss":  # a MonoLoss run's entry holds its knob
+            config["regularizer"].update(kind="monoloss", **{"lambda": entry.get("lambda")})
         config.setdefault("train", {})["seed"] = entry.get("seed")
         settings = {**flatten_settings(config), "config_source": FROM_MANIFEST}
     alpha = entry.get("alpha", settings.get("regularizer.alpha"))

@@ -12,7 +12,7 @@ from .backends import EXECUTORS
 
 __all__ = ["add_sweep_parser"]
 
-_SHOWN = ["alpha", "schedule", "seed", "status", "test_acc", "mean_si", "epochs", "wall_seconds"]
+_SHOWN = ["kind", "alpha", "lambda", "schedule", "seed", "status", "test_acc", "mean_si", "epochs", "wall_seconds"]
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -20,7 +20,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
     outcome = run_sweep(args.config, args.alphas, args.seeds, args.out, executor=args.executor, jobs=args.jobs,
                         retries=args.retries, overrides=args.set, wait=not args.no_wait,
-                        progress=not args.no_progress, schedules=args.schedules, stack=args.stack)
+                        progress=not args.no_progress, schedules=args.schedules, stack=args.stack,
+                        lambdas=args.lambdas)
     table = outcome.results
     if len(table):
         shown = [c for c in _SHOWN if c in table.columns and table[c].notna().any()]
@@ -49,6 +50,9 @@ def add_sweep_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--schedules", nargs="+", metavar="S",
                    help="instead of --alphas: per-epoch alpha schedules, comma-separated, each in Ranadive et "
                         "al.'s form VALUE*EPOCHS ...: --schedules='0*20,-20*20,0*5 -20*15'")
+    p.add_argument("--lambdas", nargs="+", metavar="L",
+                   help="MonoLoss strengths (regularizer.kind=monoloss, label embeddings), beside or instead of "
+                        "--alphas: --lambdas 0.03,0.1,0.3; lambda > 0 rewards monosemantic units")
     p.add_argument("--seeds", nargs="+", required=True, metavar="S", help="comma-separated integers, e.g. 0,1,2")
     p.add_argument("--out", required=True, metavar="DIR",
                    help="the sweep directory (sweep.json, run directories, results)")

@@ -35,7 +35,8 @@ __all__ = [
 ]
 
 #: The keys the grid sets per run; a base config's own values for them are ignored.
-GRID_KEYS = (("regularizer", "alpha"), ("regularizer", "schedule"), ("train", "seed"))
+GRID_KEYS = (("regularizer", "alpha"), ("regularizer", "schedule"), ("train", "seed"), ("regularizer", "kind"),
+             ("regularizer", "lambda"))
 
 
 class SweepError(ValueError):
@@ -74,22 +75,23 @@ def _unique(values: list, what: str) -> list:
     return values
 
 
-def parse_alphas(values: str | Iterable) -> list[float]:
-    """Alphas from ``"-1,0,1"`` or a list; finite numbers, each once, in the order given.
+def parse_alphas(values: str | Iterable, what: str = "alpha") -> list[float]:
+    """Alphas (or MonoLoss lambdas: ``what="lambda"``) from ``"-1,0,1"`` or a list; finite numbers,
+    each once, in the order given.
 
     >>> parse_alphas("-1, 0,0.5")
     [-1.0, 0.0, 0.5]
     """
     alphas = []
-    for item in _items(values, "alpha"):
+    for item in _items(values, what):
         try:
             alpha = float(item)
         except (TypeError, ValueError):
-            raise SweepError(f"alpha {item!r} is not a number; expected comma-separated numbers, e.g. -1,0,1") from None
+            raise SweepError(f"{what} {item!r} is not a number; expected comma-separated numbers, e.g. -1,0,1") from None
         if isinstance(item, bool) or not math.isfinite(alpha):
-            raise SweepError(f"alpha {item!r} is not a finite number")
+            raise SweepError(f"{what} {item!r} is not a finite number")
         alphas.append(alpha + 0.0)  # -0.0 -> 0.0: one run, one id
-    return _unique(alphas, "alpha")
+    return _unique(alphas, what)
 
 
 def parse_seeds(values: str | Iterable) -> list[int]:
@@ -149,12 +151,18 @@ def base_config_dict(config: Config) -> dict:
 
 @dataclass(frozen=True, eq=True)
 class GridRun:
-    """One point of the grid: its alpha, seed, resolved config (a dict) and id."""
+    """One point of the grid: its alpha, seed, resolved config (a dict), id and, for a MonoLoss
+    run (``regularizer.kind: monoloss``), its lambda."""
 
     alpha: float
     seed: int
     config: dict
     id: str
+    lam: float = 0.0
+
+    @property
+    def kind(self) -> str:
+        return self.config["regularizer"].get("kind", "si")
 
     @property
     def schedule(self) -> str | None:
@@ -163,7 +171,7 @@ class GridRun:
     @property
     def name(self) -> str:
         """Directory name: readable alpha, schedule (if any) and seed, then the id."""
-        return f"{run_name(self.alpha, self.seed, self.schedule)}-{self.id}"
+        return f"{run_name(self.alpha, self.seed, self.schedule, self.lam)}-{self.id}"
 
 
 def parse_schedules(values: str | Iterable) -> list[str]:
@@ -183,29 +191,41 @@ def parse_schedules(values: str | Iterable) -> list[str]:
 
 
 def make_grid(config: Config, alphas: Iterable | None, seeds: Iterable,
-              schedules: Iterable | None = None) -> list[GridRun]:
+              schedules: Iterable | None = None, lambdas: Iterable | None = None) -> list[GridRun]:
     """One run per (alpha, seed), alphas outermost, in the order given; or per (schedule, seed),
-    where each per-epoch schedule (``"0*5 -20*15"``) sets the run's alpha to its strongest value."""
-    if (alphas is None) == (schedules is None):
+    where each per-epoch schedule (``"0*5 -20*15"``) sets the run's alpha to its strongest value;
+    then one MonoLoss run (``regularizer.kind: monoloss``) per (lambda, seed). Both knobs may be in
+    one grid; lambda 0 is plain training, the run of alpha 0 (one run, one id)."""
+    if alphas is not None and schedules is not None:
         raise SweepError("give the grid's alphas (--alphas) or its per-epoch alpha schedules (--schedules), "
                          "not both")
+    if alphas is None and schedules is None and lambdas is None:
+        raise SweepError("give the grid's alphas (--alphas), per-epoch alpha schedules (--schedules) "
+                         "or MonoLoss lambdas (--lambdas)")
     seeds = parse_seeds(seeds)
+    points = []  # (alpha, lambda, schedule)
     if schedules is not None:
         from ..core.schedule import PerEpochAlpha
 
-        points = [(PerEpochAlpha.parse(s).strength, s) for s in parse_schedules(schedules)]
-    else:
-        points = [(alpha, None) for alpha in parse_alphas(alphas)]
-    runs = []
-    for alpha, schedule in points:
+        points = [(PerEpochAlpha.parse(s).strength, 0.0, s) for s in parse_schedules(schedules)]
+    elif alphas is not None:
+        points = [(alpha, 0.0, None) for alpha in parse_alphas(alphas)]
+    if lambdas is not None:
+        points += [(0.0, lam, None) for lam in parse_alphas(lambdas, "lambda")]
+    runs, ids = [], set()
+    for alpha, lam, schedule in points:
         for seed in seeds:
             data = copy.deepcopy(config_to_dict(config))
-            data["regularizer"]["alpha"] = alpha
-            data["regularizer"]["schedule"] = schedule
+            reg = data["regularizer"]
+            reg["alpha"], reg["lambda"], reg["schedule"] = alpha, lam, schedule
+            reg["kind"] = "monoloss" if lam != 0.0 else "si"
             if schedule is not None:
-                data["regularizer"]["epoch_window"] = None
+                reg["epoch_window"] = None
             data["train"]["seed"] = seed
-            runs.append(GridRun(alpha=alpha, seed=seed, config=data, id=run_id(data)))
+            run = GridRun(alpha=alpha, seed=seed, config=data, id=run_id(data), lam=lam)
+            if run.id not in ids:  # lambda 0 beside alpha 0: the same plain run
+                ids.add(run.id)
+                runs.append(run)
     return runs
 
 

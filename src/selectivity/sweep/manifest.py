@@ -87,6 +87,11 @@ def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
     return diffs
 
 
+def _knob_entry(kind: str, lam: float) -> dict:
+    """A MonoLoss run's entry also holds its kind and lambda (SI runs' entries stay as they were)."""
+    return {"kind": kind, "lambda": lam} if kind == "monoloss" else {}
+
+
 @dataclass
 class Manifest:
     """What ``sweep.json`` holds. ``runs`` maps a run id to its alpha, seed, directory
@@ -136,6 +141,7 @@ class Manifest:
                 raise SweepError(f"{paths.root} holds a sweep of a different config ({run_dir.name}); "
                                  "use another --out or the same settings")
             runs[run_id(config)] = {"alpha": config.regularizer.alpha, "seed": config.train.seed,
+                                    **_knob_entry(config.regularizer.kind, config.regularizer.lambda_),
                                     "dir": run_dir.name, "status": "new", "jobs": []}
         os.replace(paths.manifest, paths.manifest.with_name("sweep.json.corrupt"))
         warnings.warn(f"{paths.manifest} was unreadable ({why}); rebuilt it from {len(runs)} run directories "
@@ -144,7 +150,7 @@ class Manifest:
 
     def add(self, runs: list[GridRun], paths: SweepPaths) -> None:
         for run in runs:
-            self.runs.setdefault(run.id, {"alpha": run.alpha, "seed": run.seed,
+            self.runs.setdefault(run.id, {"alpha": run.alpha, "seed": run.seed, **_knob_entry(run.kind, run.lam),
                                           "dir": str(paths.run_dir(run).relative_to(paths.root)),
                                           "status": "new", "jobs": []})
 
@@ -163,9 +169,11 @@ class Manifest:
         return [paths.root / entry["dir"] for entry in self.runs.values()]
 
     def grid(self) -> dict:
-        alphas = sorted({entry["alpha"] for entry in self.runs.values()})
+        si = [e for e in self.runs.values() if e.get("kind", "si") == "si"]
+        alphas = sorted({entry["alpha"] for entry in si})
         seeds = sorted({entry["seed"] for entry in self.runs.values()})
-        return {"alphas": alphas, "seeds": seeds}
+        lambdas = sorted({e["lambda"] for e in self.runs.values() if e.get("kind") == "monoloss"})
+        return {"alphas": alphas, "seeds": seeds, **({"lambdas": lambdas} if lambdas else {})}
 
     def save(self, paths: SweepPaths) -> None:
         self.updated = now()

@@ -136,7 +136,8 @@ class SweepOutcome:
 
 
 def _write_failed(paths: RunPaths, run: GridRun, error: JobFailed, attempts: int, jobs: list[dict]) -> None:
-    record = {"status": "failed", "alpha": run.alpha, "seed": run.seed, "model": run.config["model"]["name"],
+    record = {"status": "failed", "alpha": run.alpha, "kind": run.kind, "lambda": run.lam, "seed": run.seed,
+              "model": run.config["model"]["name"],
               "error": error.summary, "attempts": attempts, "jobs": jobs, "time": now(), "trace": error.trace}
     write_text(paths.failed, json.dumps(record, indent=2))
 
@@ -272,7 +273,8 @@ def write_results(paths: SweepPaths, run_dirs: Iterable[Path]) -> tuple[pd.DataF
 def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: str | Path, *,
               executor: str = "local", jobs: int | None = None, retries: int = 1, overrides: list[str] | None = None,
               slurm: Any = None, wait: bool = True, progress: bool = True,
-              poll_seconds: float | None = None, schedules: Any = None, stack: int | None = None) -> SweepOutcome:
+              poll_seconds: float | None = None, schedules: Any = None, stack: int | None = None,
+              lambdas: Any = None) -> SweepOutcome:
     """Train every (alpha, seed) of the grid into ``out``; write ``results.csv`` and ``.parquet``.
 
     Args:
@@ -280,7 +282,8 @@ def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: 
             may hold a ``slurm:`` section of resources), a dict or a Config.
         alphas, seeds: ``"-1,0,1"`` or lists. alpha < 0 discourages selectivity, > 0 encourages it.
             ``alphas=None`` with ``schedules``: per-epoch alpha schedules instead (``"0*20,0*5 -20*15"``),
-            each run's alpha being its schedule's strongest value.
+            each run's alpha being its schedule's strongest value. ``alphas=None`` is allowed with
+            ``lambdas`` alone.
         out (str | Path): the sweep directory (see :mod:`.manifest`).
         executor (str): ``debug`` (in this process), ``local`` (subprocesses) or ``slurm``.
         jobs (int | None): runs at once (local: processes, default 1; slurm: array parallelism).
@@ -290,6 +293,8 @@ def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: 
         wait (bool): False: submit and return (SLURM only); run the same call again to collect.
         progress (bool): a progress bar of runs done, running, queued and failed.
         stack (int | None): stacked executor: networks per stack (default: all that share a recipe).
+        lambdas: MonoLoss strengths (``"0.03,0.1"``): one ``regularizer.kind: monoloss`` run per
+            (lambda, seed) beside the alpha runs, in the same sweep.
 
     Returns:
         SweepOutcome: the results table (one row per finished or failed run) and run names by outcome.
@@ -298,7 +303,7 @@ def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: 
     if isinstance(config, Config):
         config = config_to_dict(config)
     base, slurm_section = load_sweep_config(config, overrides)
-    grid = make_grid(base, alphas, seeds, schedules)
+    grid = make_grid(base, alphas, seeds, schedules, lambdas)
     if not isinstance(retries, int) or retries < 0:
         raise SweepError(f"--retries must be an integer >= 0, got {retries!r}")
     if not wait and executor != "slurm":

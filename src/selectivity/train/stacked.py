@@ -1,18 +1,19 @@
 """Train M networks of one recipe at once, as one stacked model (torch.func: functional_call + vmap).
 
-The networks of a sweep that differ only in alpha and seed share the model, the data and the
+The networks of a sweep that differ only in their knob (alpha, or MonoLoss's lambda) and seed share the model, the data and the
 recipe, so they can run as one batched computation: every parameter and buffer gets a leading
 dimension M, and ``vmap`` over ``functional_call`` runs the ordinary model on each slice
 (convolutions become one grouped convolution, as HFTA fuses them by hand). Each network is
 the run it would be alone:
 
 - its own init (``torch.manual_seed(seed)`` then ``build_model``, exactly as ``train`` does),
-  its own data order and augmentation (a ``DeviceLoader`` with its seed), its own alpha and
-  schedule, batch-norm running statistics (stacked buffers, updated in place under vmap),
+  its own data order and augmentation (a ``DeviceLoader`` with its seed), its own knob (SI with
+  alpha, or MonoScore with lambda) and schedule, batch-norm running statistics (stacked buffers, updated in place under vmap),
   optimizer state (one optimizer over the stacked tensors: SGD and AdamW are element-wise,
   so each slice moves exactly as alone) and gradient clipping (per network);
 - the loss is the sum of the networks' losses, so each gets exactly its own gradient; the
-  selectivity term uses each network's own class sums (labels offset by m * C);
+  selectivity term uses each network's own class sums (labels offset by m * C), the MonoLoss
+  term each network's own min-max scaling and class sums;
 - its run directory is a lone run's: config.yaml, metrics.jsonl, a checkpoint in the lone
   format (a lone ``train`` can resume it, and the other way round), final.json,
   weights.safetensors and si_per_unit.csv, written by the trainer's own functions.
@@ -48,6 +49,7 @@ from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
 from ..core.functional import _class_sums, _selectivity_from_sums
+from ..core.monoscore import DEFAULT_MONO_EPS, _scaled, _score_from_moments
 from ..core.probe import Probe
 from ..data import Augment, DeviceLoader
 from ..runs import RunPaths, exclusive, load_checkpoint, read_json, remove_orphans, save_checkpoint, write_text
@@ -64,6 +66,7 @@ from .trainer import (
     build_model,
     check_run_dir,
     evaluate,
+    knob_row,
     load_data,
     lr_at,
     resolve_device,
@@ -74,7 +77,8 @@ from .trainer import (
 __all__ = ["StackError", "stack_key", "train_stacked", "prepare_stack", "check_stackable", "StackedModel"]
 
 #: The keys in which the networks of one stack may differ: a sweep's grid keys (sweep.grid.GRID_KEYS).
-PER_NETWORK = (("regularizer", "alpha"), ("regularizer", "schedule"), ("train", "seed"))
+PER_NETWORK = (("regularizer", "alpha"), ("regularizer", "schedule"), ("train", "seed"), ("regularizer", "kind"),
+               ("regularizer", "lambda"))
 
 
 class StackError(ConfigError):
@@ -82,7 +86,7 @@ class StackError(ConfigError):
 
 
 def stack_key(config: Config | dict) -> str:
-    """Runs with equal keys can share a stack: the resolved config without alpha, schedule and seed."""
+    """Runs with equal keys can share a stack: the resolved config without its knob, schedule and seed."""
     data = copy.deepcopy(config_to_dict(config) if isinstance(config, Config) else config)
     for section, key in PER_NETWORK:
         data.get(section, {}).pop(key, None)
@@ -161,6 +165,38 @@ def stacked_selectivity(acts: tuple[torch.Tensor, ...], labels: torch.Tensor, nu
     return torch.stack([part.mean(dim=1) for part in si.split(sizes, dim=1)], dim=1).mean(dim=1)
 
 
+def stacked_monoscore(acts: tuple[torch.Tensor, ...], labels: torch.Tensor, num_classes: int,
+                      eps: float = DEFAULT_MONO_EPS) -> torch.Tensor:
+    """Each network's MonoLoss score (M,) from its own batch: per layer the mean MonoScore (label
+    embeddings) over the units active in the batch (0 if none), then the mean over layers, as
+    :meth:`MonoLossRegularizer.selectivity` gives one network."""
+    units = torch.cat(acts, dim=2)  # (M, B, U)
+    a = _scaled(units, units.amin(dim=1, keepdim=True), units.amax(dim=1, keepdim=True))
+    onehot = F.one_hot(labels, num_classes).to(a.dtype)  # (M, B, C)
+    w = onehot.transpose(1, 2) @ a  # (M, C, U): each network's class sums of scaled activations
+    score = _score_from_moments((w * w).sum(dim=1), a.sum(dim=1), (a * a).sum(dim=1), eps)  # (M, U)
+    active = ~torch.isnan(score)
+    score = torch.where(active, score, torch.zeros_like(score))
+    sizes = [t.shape[2] for t in acts]
+    per_layer = [s.sum(dim=1) / k.sum(dim=1).clamp(min=1) for s, k in zip(score.split(sizes, dim=1),
+                                                                            active.split(sizes, dim=1))]
+    return torch.stack(per_layer, dim=1).mean(dim=1)
+
+
+def _knob_scores(nets: list, acts: tuple[torch.Tensor, ...], labels: torch.Tensor, num_classes: int,
+                 eps: float) -> torch.Tensor:
+    """Each network's batch score (M,): SI for kind si, MonoScore for kind monoloss."""
+    kinds = [net.config.regularizer.kind for net in nets]
+    score = stacked_selectivity(acts, labels, num_classes, eps) if "si" in kinds else None
+    if "monoloss" in kinds:
+        mono = stacked_monoscore(acts, labels, num_classes)
+        if score is None:
+            return mono
+        is_mono = torch.tensor([k == "monoloss" for k in kinds], device=mono.device)
+        score = torch.where(is_mono, mono, score)
+    return score
+
+
 def check_stackable(name: str, template: torch.nn.Module, probe_images: torch.Tensor, layers=None) -> None:
     """Raise StackError, saying why, if ``template`` cannot run as a stack (before any training).
 
@@ -237,7 +273,7 @@ def train_stacked(configs: list[Config], out_dirs: list[str | Path], progress: b
                   wait_for_lock: bool = False) -> list[dict]:
     """Train ``configs[i]`` into ``out_dirs[i]``, all at once; returns their final.json dicts.
 
-    The configs must differ only in alpha and seed (:func:`stack_key`); otherwise, or if the
+    The configs must differ only in alpha, lambda (and kind), schedule and seed (:func:`stack_key`); otherwise, or if the
     model cannot be stacked, StackError is raised before anything is trained. Finished runs
     are returned as they are; killed runs resume from their checkpoints (networks at different
     epochs train as separate stacks).
@@ -246,8 +282,8 @@ def train_stacked(configs: list[Config], out_dirs: list[str | Path], progress: b
         raise StackError(f"need one run directory per config, got {len(configs)} configs and {len(out_dirs)} dirs")
     keys = {stack_key(c) for c in configs}
     if len(keys) > 1:
-        raise StackError("the runs of one stack must differ only in regularizer.alpha, regularizer.schedule "
-                         "and train.seed")
+        raise StackError("the runs of one stack must differ only in regularizer.alpha, regularizer.lambda, "
+                         "regularizer.kind, regularizer.schedule and train.seed")
     paths = [RunPaths(Path(d)) for d in out_dirs]
     if len({p.root.resolve() for p in paths}) != len(paths):
         raise StackError("two networks of one stack were given the same run directory")
@@ -402,11 +438,11 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                     ce = F.cross_entropy(_full(logits).flatten(0, 1), y.flatten(),
                                          label_smoothing=config.optim.label_smoothing, reduction="none")
                 ce = ce.view(len(live), batch).mean(dim=1)
-                if any(alphas):
-                    si = stacked_selectivity(acts, y, num_classes, config.regularizer.eps)
-                    losses = ce - torch.tensor(alphas, device=device, dtype=si.dtype) * si  # -alpha * SI, per network
-                else:  # only tracked, as the regularizer does while alpha is 0
-                    si = stacked_selectivity(tuple(a.detach() for a in acts), y, num_classes, config.regularizer.eps)
+                if any(alphas):  # -alpha * SI or -lambda * MonoScore, per network
+                    si = _knob_scores(live, acts, y, num_classes, config.regularizer.eps)
+                    losses = ce - torch.tensor(alphas, device=device, dtype=si.dtype) * si
+                else:  # only tracked, as the regularizer does while its knob is 0
+                    si = _knob_scores(live, tuple(a.detach() for a in acts), y, num_classes, config.regularizer.eps)
                     losses = ce
                 optimizer.zero_grad(set_to_none=True)
                 losses.sum().backward()  # a sum: each network gets exactly its own gradient
@@ -435,9 +471,9 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                 net.stack_elapsed += seconds
                 seen = steps_per_epoch * batch
                 row = {"epoch": epoch, "train_loss": sums[m, 0].item() / seen, "train_acc": sums[m, 1].item() / seen,
-                       "batch_si": sums[m, 2].item() / steps_per_epoch, "alpha": net.alpha,
-                       "alpha_now": net.alpha_at((epoch + 1) * steps_per_epoch - 1, steps_per_epoch), "lr": lr,
-                       "epoch_seconds": share, "stack_epoch_seconds": seconds}
+                       **knob_row(net.config, sums[m, 2].item() / steps_per_epoch,
+                                  net.alpha_at((epoch + 1) * steps_per_epoch - 1, steps_per_epoch)),
+                       "lr": lr, "epoch_seconds": share, "stack_epoch_seconds": seconds}
                 scratch = _network(template, model, m)
                 if (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs:
                     result = evaluate(scratch, test_loader, num_classes, model.layers, amp)
@@ -445,7 +481,8 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                                test_si=result["selectivity"].mean)
                 net.history.append(row)
                 if net.recorder.recorded(epoch + 1):  # before the checkpoint, as train() does
-                    net.recorder.record(scratch, float(epoch + 1), (epoch + 1) * steps_per_epoch, row["alpha_now"])
+                    net.recorder.record(scratch, float(epoch + 1), (epoch + 1) * steps_per_epoch,
+                                        net.alpha_at((epoch + 1) * steps_per_epoch - 1, steps_per_epoch))
                 view = SimpleNamespace(state_dict=lambda m=m: _slice_optimizer(optimizer, m))
                 save_checkpoint(net.paths.checkpoint, scratch, view,
                                 {"epoch": epoch, "history": net.history, "train_seconds": net.elapsed,

@@ -19,7 +19,8 @@ import yaml
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..core import EpochWindow, LinearWarmup, PerEpochAlpha, SelectivityMeter, SelectivityRegularizer
+from ..core import (EpochWindow, LinearWarmup, MonoLossRegularizer, PerEpochAlpha, SelectivityMeter,
+                    SelectivityRegularizer)
 from ..core.schedule import first_active_epoch
 from ..data import Augment, DatasetSplit, DeviceLoader, load_split, shard_split
 from ..models import accepts_keyword, create_model
@@ -30,7 +31,9 @@ from .weights import load_weights_file
 from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
                    save_checkpoint, save_tensors, write_text)
 
-__all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device", "train_dtype", "alpha_at", "settings"]
+__all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device", "train_dtype", "alpha_at", "settings",
+           "build_regularizer", "knob_label",
+           "limit_test"]
 
 
 # -- set-up -----------------------------------------------------------------------------------
@@ -65,12 +68,18 @@ def load_data(config: Config, progress: bool = True) -> tuple[DatasetSplit, Data
     test = load_split(config.data.source, "test", cache_dir=config.data.cache_dir, progress=progress)
     if config.data.train_per_class:
         train = _take_per_class(train, config.data.train_per_class)
-    if config.data.test_limit:
-        # A fixed random subset, in the split's order: test splits are often sorted by class.
-        keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))
-        keep = keep[: config.data.test_limit].sort().values
-        test = dataclasses.replace(test, images=test.images[keep].contiguous(), labels=test.labels[keep])
-    return train, test
+    return train, limit_test(test, config.data.test_limit)
+
+
+def limit_test(test: DatasetSplit, limit: int | None) -> DatasetSplit:
+    """The run's test images: ``data.test_limit`` of them, a fixed random subset in the split's order
+    (test splits are often sorted by class), or the whole split. Every command that evaluates a
+    run on its own test split takes this subset, so its numbers are final.json's."""
+    if not limit:
+        return test
+    keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))
+    keep = keep[:limit].sort().values
+    return dataclasses.replace(test, images=test.images[keep].contiguous(), labels=test.labels[keep])
 
 
 def build_model(config: Config, data: DatasetSplit, *, start_weights: bool = True) -> torch.nn.Module:
@@ -129,13 +138,32 @@ def _alpha_schedule(config: Config):
 
 
 def alpha_at(config: Config, step: int, steps_per_epoch: int) -> float:
-    """The alpha that global step ``step`` (0-based) trains with, as SelectivityRegularizer.current_alpha
-    gives it there. The logs give each epoch the alpha of its last step (``alpha_at(config, (e + 1) *
-    steps_per_epoch - 1, ...)``): the alpha in effect during epoch e, not the next epoch's."""
-    alpha = float(config.regularizer.alpha)
-    if alpha == 0.0:
+    """The knob's value (alpha, or lambda for MonoLoss) that global step ``step`` (0-based) trains
+    with, as the regularizer's current_alpha gives it there. The logs give each epoch the value of
+    its last step (``alpha_at(config, (e + 1) * steps_per_epoch - 1, ...)``): the value in effect
+    during epoch e, not the next epoch's. The warm-up, window and schedule apply to either knob."""
+    strength = float(config.strength)
+    if strength == 0.0:
         return 0.0
-    return alpha * float(_alpha_schedule(config)(step, step / steps_per_epoch))
+    return strength * float(_alpha_schedule(config)(step, step / steps_per_epoch))
+
+
+def knob_label(config: Config) -> str:
+    """``alpha=-1`` or ``lambda=0.1``: the run's knob, for progress bars and messages."""
+    if config.regularizer.kind == "monoloss":
+        return f"lambda={config.regularizer.lambda_:g}"
+    return f"alpha={config.regularizer.alpha:g}"
+
+
+def build_regularizer(config: Config, model: torch.nn.Module, num_classes: int, steps_per_epoch: int,
+                      **kwargs) -> SelectivityRegularizer:
+    """The run's regularizer: SI with alpha (``regularizer.kind: si``) or MonoLoss with lambda
+    (``monoloss``, label embeddings); both track their batch score while the knob is 0."""
+    reg = config.regularizer
+    common = dict(schedule=_alpha_schedule(config), steps_per_epoch=steps_per_epoch, sync=reg.sync, **kwargs)
+    if reg.kind == "monoloss":  # MonoScore's own inactive-unit threshold, not SI's eps
+        return MonoLossRegularizer(model, reg.lambda_, num_classes, reg.layers, embeddings=reg.embeddings, **common)
+    return SelectivityRegularizer(model, reg.alpha, num_classes, reg.layers, eps=reg.eps, **common)
 
 
 def settings(config: Config) -> dict:
@@ -221,7 +249,7 @@ def evaluate(model, loader: DeviceLoader, num_classes: int, layers=None, amp: bo
         result = meter.compute()
     model.train(was_training)
     correct, loss, n = sum_over_ranks(torch.stack([correct.float(), loss, loss.new_tensor(len(loader.labels))])).tolist()
-    return {"test_acc": correct / n, "test_loss": loss / n, "selectivity": result}
+    return {"test_acc": correct / n, "test_loss": loss / n, "n_test": int(n), "selectivity": result}
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -340,9 +368,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
     steps_per_epoch, epochs = len(loader), config.train.epochs
     total_steps = steps_per_epoch * epochs
     num_classes = train_split.num_classes
-    reg = SelectivityRegularizer(model, config.regularizer.alpha, num_classes, config.regularizer.layers,
-                                 schedule=_alpha_schedule(config), steps_per_epoch=steps_per_epoch,
-                                 eps=config.regularizer.eps, track=True, check=False, sync=config.regularizer.sync)
+    reg = build_regularizer(config, model, num_classes, steps_per_epoch, track=True, check=False)
     # check=False: labels come from the validated dataset, and non-finite activations show up
     # as a non-finite loss, which ends the run as diverged instead of raising.
 
@@ -366,7 +392,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
 
     writer = _tensorboard(paths) if ranks.main else None
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not progress,
-               desc=f"{config.name} alpha={config.regularizer.alpha:g} seed={config.train.seed}", unit="step")
+               desc=f"{config.name} {knob_label(config)} seed={config.train.seed}", unit="step")
     status = "completed"
     try:
         for epoch in range(start_epoch, epochs):
@@ -383,7 +409,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = net(x)
                     ce = F.cross_entropy(_full(logits), y, label_smoothing=config.optim.label_smoothing)
-                loss = ce + reg.loss(y)  # reg.loss(y) = -alpha * batch selectivity
+                loss = ce + reg.loss(y)  # reg.loss(y) = -alpha * batch SI (or -lambda * batch MonoScore)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if config.optim.grad_clip:
@@ -404,8 +430,8 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
             elapsed += time.perf_counter() - started
             seen = steps_per_epoch * config.train.batch_size
             row = {"epoch": epoch, "train_loss": sums[0].item() / seen, "train_acc": sums[1].item() / seen,
-                   "batch_si": sums[2].item() / steps_per_epoch / ranks.world_size, "alpha": reg.alpha,
-                   "alpha_now": alpha_at(config, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch),
+                   **knob_row(config, sums[2].item() / steps_per_epoch / ranks.world_size,
+                              alpha_at(config, (epoch + 1) * steps_per_epoch - 1, steps_per_epoch)),
                    "lr": optimizer.param_groups[0]["lr"],
                    "epoch_seconds": time.perf_counter() - started}
             if (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs:
@@ -413,7 +439,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                 row.update(test_acc=result["test_acc"], test_loss=result["test_loss"], test_si=result["selectivity"].mean)
             history.append(row)
             if recorder.recorded(epoch + 1):  # before the checkpoint: a resumed epoch records again
-                recorder.record(model, float(epoch + 1), (epoch + 1) * steps_per_epoch, row["alpha_now"])
+                recorder.record(model, float(epoch + 1), (epoch + 1) * steps_per_epoch, row.get("alpha_now", 0.0))
             if ranks.main:
                 save_checkpoint(paths.checkpoint, model, optimizer,
                                 {"epoch": epoch, "history": history, "train_seconds": elapsed, "data": data_id})
@@ -432,6 +458,15 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                    train_split, device, ranks)
 
 
+def knob_row(config: Config, batch_score: float, now: float) -> dict:
+    """An epoch's log entries for the knob: SI runs log ``batch_si``, ``alpha`` and ``alpha_now``;
+    MonoLoss runs ``batch_monoscore``, ``lambda`` and ``lambda_now`` (``alpha`` 0)."""
+    if config.regularizer.kind == "monoloss":
+        return {"batch_monoscore": batch_score, "alpha": 0.0, "lambda": config.regularizer.lambda_,
+                "lambda_now": now}
+    return {"batch_si": batch_score, "alpha": config.regularizer.alpha, "alpha_now": now}
+
+
 def _finish(paths, config, model, test_loader, num_classes, layers, amp, status, history, elapsed, train_split, device,
             ranks: Ranks = Ranks(), extra: dict | None = None):
     """Final evaluation and files; final.json last, as the mark that the run is over.
@@ -442,8 +477,9 @@ def _finish(paths, config, model, test_loader, num_classes, layers, amp, status,
     it says by itself how its numbers were made.
     """
     final = {"status": status, "diverged": status == "diverged", "alpha": config.regularizer.alpha,
+             "kind": config.regularizer.kind, "lambda": config.regularizer.lambda_,
              "seed": config.train.seed, "schedule": config.regularizer.schedule,
-             "reg_from": first_active_epoch(_alpha_schedule(config), config.regularizer.alpha, config.train.epochs),
+             "reg_from": first_active_epoch(_alpha_schedule(config), config.strength, config.train.epochs),
              "model": config.model.name, "data_sha256": train_split.checksum, "dataset": train_split.name,
              "epochs": len(history), "train_seconds": elapsed, "device": str(device),
              "images_per_second": len(history) * len(train_split.labels) / elapsed if elapsed else None,
@@ -453,8 +489,11 @@ def _finish(paths, config, model, test_loader, num_classes, layers, amp, status,
         result = evaluate(model, test_loader, num_classes, layers, amp)
         si = result["selectivity"]
         live = si.live_mean  # NaN when every unit is dead: JSON has no NaN, so null
+        mono = si.mean_monoscore  # label embeddings; NaN when no unit is active
         final.update(test_acc=result["test_acc"], test_loss=result["test_loss"], mean_si=si.mean,
                      dead_fraction=si.dead_fraction, mean_si_live=None if math.isnan(live) else live,
+                     mean_monoscore=None if math.isnan(mono) else mono, n_test=result["n_test"],
+                     num_classes=num_classes,
                      **{f"si/{name}": value for name, value in si.per_layer.items()})
     if not ranks.main:  # rank 0 writes the run's files
         return final
