@@ -1,15 +1,28 @@
 # make test: set up .venv (CPU torch from this machine's wheel, never a CUDA build) and run the tests.
+#            It needs neither timm nor torchvision: the tests marked `zoo` are left out.
+# make test-zoo: the tests marked `zoo` (timm and torchvision models), in a second venv, .venv-zoo:
+#            PyPI's torchvision is a CUDA build that cannot load beside the CPU torch of .venv, and
+#            timm imports torchvision, so .venv-zoo has the torch release whose torchvision does
+#            load (a CUDA build that also runs on the CPU; ~6 GB installed, its wheels from the
+#            package index). The core never imports either zoo.
 # make demo: set up the same .venv (without the test tools) and run the main job on the bundled
 #            CIFAR-10 demo set.
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 TEST_STAMP := $(VENV)/.installed-test
+ZOO_VENV ?= .venv-zoo
+ZOO_PY := $(ZOO_VENV)/bin/python
+ZOO_STAMP := $(ZOO_VENV)/.installed
 
-.PHONY: test demo bench clean
+.PHONY: test test-zoo demo bench clean
 
 test: $(TEST_STAMP)
-	$(PY) -m pytest tests --doctest-modules src/selectivity/core -q
+	$(PY) -m pytest tests --doctest-modules src/selectivity/core -q -m "not zoo"
+
+# SELECTIVITY_REQUIRE_ZOO: a zoo test whose package is missing fails instead of skipping.
+test-zoo: $(ZOO_STAMP)
+	SELECTIVITY_REQUIRE_ZOO=1 $(ZOO_PY) -m pytest tests -q -m zoo
 
 demo: $(STAMP)
 	$(VENV)/bin/selectivity demo
@@ -33,5 +46,13 @@ $(TEST_STAMP): $(STAMP)
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(TEST_STAMP)
 
+# torch and torchvision first and pinned, as a pair that loads together.
+$(ZOO_STAMP): pyproject.toml
+	test -x $(ZOO_PY) || python3 -m venv $(ZOO_VENV)
+	$(ZOO_PY) -m pip install -q --upgrade pip
+	$(ZOO_PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(ZOO_PY) -m pip install -q timm==1.0.29 pytest -e '.[timm,torchvision]'
+	touch $(ZOO_STAMP)
+
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) $(ZOO_VENV) .pytest_cache

@@ -64,7 +64,7 @@ def _measure(args) -> int:
 
     if args.run_dir is None:
         raise ConfigError("measure needs a run directory, or --model with --weights and --data")
-    model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device")
+    model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device", "tokens", "positive_part")
     model_only = [f"--{k}" for k in model_flags if getattr(args, k) is not None]
     if model_only:
         raise ConfigError(f"{', '.join(model_only)} only apply with --model; a run is measured with its own model")
@@ -140,7 +140,7 @@ def _measure_any(args) -> int:
     summary = measure_any(args.model, args.weights, args.data, args.out, model_kwargs(args.set), split=args.split,
                           device=args.device, layers=layers, measures=args.measures or "all", mean=args.mean,
                           std=args.std, size=args.size, crop_fraction=args.crop_fraction, sample_size=args.sample,
-                          progress=not args.no_progress)
+                          progress=not args.no_progress, tokens=args.tokens, positive_part=args.positive_part)
     _print_si_summary(summary)
     print(f"{summary['images']} images, {summary['classes']} classes, layers {', '.join(summary['layers'])}")
     _print_sampling(summary["sampling"])
@@ -221,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank a seeded uniform sample of N images for AUROC, informedness and MI, with its standard "
                    "error (default: every image, exact; memory images x units x 4 bytes)")
     p.add_argument("--force", action="store_true", help="a sweep: measure runs that have unit_measures.csv again")
-    p.add_argument("--model", help="a registered model name or package.module:factory (measure any model)")
+    p.add_argument("--model", help="a registered model name, timm:NAME, torchvision:NAME or package.module:factory "
+                   "(measure any model)")
     p.add_argument("--weights", help="with --model: the weights, a .safetensors file")
     p.add_argument("--set", action="append", metavar="model.kwargs.KEY=VALUE", help="with --model: a model argument")
     p.add_argument("--layers", help="with --model: comma-separated module names or globs (default: the model's)")
@@ -231,6 +232,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=int, help="with --model: input side (default: the model's input_size)")
     p.add_argument("--crop-fraction", type=float, default=1.0, help="resize to size/fraction, then centre-crop")
     p.add_argument("--device", help="with --model: cpu, cuda, cuda:1 ... (default: cuda when available)")
+    p.add_argument("--tokens", choices=["mean", "cls", "patches"],
+                   help="with --model, a transformer's units: the mean over all tokens (default), the class token, "
+                   "or the patch tokens")
+    p.add_argument("--raw-tokens", dest="positive_part", action="store_const", const=False,
+                   help="with --model: keep each token's raw value (default: its positive part max(x, 0))")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_measure)
 

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from selectivity.core.probe import Probe, token_layers
 from selectivity.models import MODELS, Normalize, create_model, list_models
 from selectivity.models.resnet import ShortcutA
 
@@ -82,9 +83,17 @@ def test_backward_gives_finite_gradients_for_all_parameters(forward_pass):
         assert torch.isfinite(param.grad).all(), name
 
 
-def test_selectivity_layers_fire_once_in_order_with_nonnegative_outputs(forward_pass):
-    assert forward_pass.fired == list(forward_pass.model.selectivity_layers)
-    assert all(value >= 0 for value in forward_pass.minima.values()), forward_pass.minima
+def test_selectivity_layers_fire_once_in_order_with_nonnegative_units(forward_pass):
+    model = forward_pass.model
+    assert forward_pass.fired == list(model.selectivity_layers)
+    tokens = set(token_layers(model))
+    raw = {layer: value for layer, value in forward_pass.minima.items() if layer not in tokens}
+    assert all(value >= 0 for value in raw.values()), raw
+    if tokens:  # a GELU's output dips below 0; the probe takes each token's positive part
+        assert min(forward_pass.minima.values()) < 0
+        with pytest.warns(RuntimeWarning, match="positive part"), Probe(model) as probe, torch.no_grad():
+            units = probe(torch.rand(2, *model.input_size))
+        assert all(bool((u >= 0).all()) for u in units.values())
 
 
 # (C, H, W) of the first and last selectivity layers: stems, strides and pools as documented.
@@ -94,6 +103,7 @@ LAYER_SHAPES = {
     "resnet50": {"layer1.0": (256, 64, 64), "layer4.2": (2048, 8, 8)},
     "vgg16_bn": {"features.relu1_1": (64, 32, 32), "features.relu5_3": (512, 2, 2)},
     "resnet_demo": {"layer1.0": (16, 16, 16), "layer3.0": (64, 4, 4)},
+    "vit_demo": {"blocks.0.mlp.act": (65, 128), "blocks.3.mlp.act": (65, 128)},  # 64 patches + CLS
 }
 
 
@@ -134,6 +144,7 @@ def test_first_module_is_normalize_with_the_given_statistics(name):
         ("resnet50", 16, (3, 64, 64)),
         ("vgg16_bn", 13, (3, 32, 32)),
         ("resnet_demo", 3, (3, 32, 32)),
+        ("vit_demo", 4, (3, 32, 32)),
     ],
 )
 def test_layer_counts_and_metadata(name, num_layers, input_size):
@@ -234,11 +245,19 @@ def demo(num_classes=10):
     return resnet_count(False, (1, 1, 1), (16, 32, 64), (1, 2, 2), 16, num_classes, False)
 
 
+def vit_count(patch, dim, depth, hidden, tokens, num_classes):
+    """Parameters of a ViT: patch embedding, class token, position embeddings, blocks, norm, head."""
+    block = 2 * 2 * dim + linear(dim, 3 * dim) + linear(dim, dim) + linear(dim, hidden) + linear(hidden, dim)
+    return conv(patch, 3, dim, bias=True) + dim + tokens * dim + depth * block + 2 * dim + linear(dim, num_classes)
+
+
 def test_count_formulas_match_published_counts():
     # torchvision's ImageNet ResNets and VGG16-BN: 7x7 stem, 1000 classes, 4096-wide head.
     assert r18(num_classes=1000, stem_k=7) == 11_689_512
     assert r50(num_classes=1000, stem_k=7) == 25_557_032
     assert vgg_count(VGG16, head=(512 * 7 * 7, 4096, 4096, 1000), conv_bias=True) == 138_365_992
+    # timm's vit_tiny_patch16_224 (DeiT-Ti, Touvron et al. 2021): 5,717,416 parameters.
+    assert vit_count(16, 192, 12, 768, 197, 1000) == 5_717_416
     # He et al. 2016, table 6: ResNet-20 (option A) has 0.27M parameters.
     assert round(r20() / 1e6, 2) == 0.27
 
@@ -250,6 +269,7 @@ def test_count_formulas_by_value():
     assert r18() == 11_271_432
     assert r50() == 23_910_152
     assert demo() == 75_290
+    assert vit_count(4, 64, 4, 128, 65, 10) == 142_026
     assert vgg_count(VGG16, head=(512, 512, 10)) == 14_986_698
 
 
@@ -261,6 +281,8 @@ def test_count_formulas_by_value():
         ("resnet18", {}, r18()),
         ("resnet50", {}, r50()),
         ("resnet_demo", {}, demo()),
+        ("vit_demo", {}, vit_count(4, 64, 4, 128, 65, 10)),
+        ("vit_demo", {"dim": 96, "heads": 3, "depth": 2}, vit_count(4, 96, 2, 192, 65, 10)),
         ("vgg16_bn", {}, vgg_count(VGG16, head=(512, 512, 10))),
     ],
 )

@@ -22,8 +22,8 @@ def test_train_then_measure(tmp_path, tiny_overrides, capsys):
     assert final["alpha"] == -2.0 and final["seed"] == 1
     code, out, err = _run(["measure", str(run), "--no-progress"], capsys)
     assert code == 0, err
-    assert "network" in out and "measured on 1000 images of the test split" in out
-    # the demo config limits the test set during training only; measure uses the whole test split
+    # measure takes the run's own test images (data.test_limit=200 here), so its numbers are final.json's
+    assert "network" in out and "measured on 200 images of the test split" in out
     summary = json.loads((run / "measure-cifar10-demo-test.json").read_text())
     assert set(summary["per_layer"]) == {k[3:] for k in final if k.startswith("si/")}
     assert 0 < summary["mean_si"] < 1

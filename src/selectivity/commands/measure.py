@@ -20,7 +20,7 @@ def load_run_model(run_dir: str | Path, data_split):
     if not paths.config.exists():
         raise RunError(f"{paths.root} is not a run directory (no config.yaml)")
     config = load_config(paths.config)
-    model = build_model(config, data_split)
+    model = build_model(config, data_split, start_weights=False)  # the run's own weights follow
     source = paths.weights if paths.weights.exists() else paths.checkpoint
     if not source.exists():
         raise RunError(f"{paths.root} has no weights yet (neither weights.safetensors nor a checkpoint)")

@@ -211,6 +211,8 @@ def measure_model(
     top_images: int = 8,
     units_per_measure: int = 4,
     progress: bool = True,
+    tokens: str | None = None,
+    positive_part: bool | None = None,
 ) -> dict:
     """Measure every unit of ``model``'s layers on ``data``; write the CSVs and ``exemplars.html`` to ``out``.
 
@@ -225,6 +227,8 @@ def measure_model(
             memory images x units x 4 bytes); an int keeps a seeded uniform sample of that many
             images (see :class:`~selectivity.analysis.measures.UnitMeasureAccumulator`).
         top_images, units_per_measure: exemplars per unit, units per measure on the page.
+        tokens, positive_part: how a transformer's token layers become units (see
+            :class:`~selectivity.core.probe.Probe`); None: all tokens, each token's positive part.
 
     Returns:
         dict: the number of images and classes, the layers, :func:`si_summary` (mean SI, dead
@@ -252,7 +256,7 @@ def measure_model(
             yield x, images.labels[start : start + len(idx)]
 
     try:
-        with Probe(model, layers, detach=True) as probe:
+        with Probe(model, layers, detach=True, tokens=tokens, positive_part=positive_part) as probe:
             states = _stream(model, probe, batches(), len(images.classes), measures, sample_size, seed, top_images,
                              progress, -(-n // batch_size))
         frame, agreement = _tables(states)

@@ -153,6 +153,9 @@ class SelectivityMeter:
         layers: module names, glob patterns or modules; None for the model's default layers
             (residual block outputs). Default: None.
         eps (float): SI's guard against 0/0. Default: 1e-7.
+        tokens, positive_part: how a transformer's token layers become units (see
+            :class:`~selectivity.core.probe.Probe`); None: the model's setting, else all
+            tokens and each token's positive part. Default: None.
 
     The meter does not change the model's mode: call ``model.eval()`` first to measure a
     trained network as the papers do.
@@ -166,13 +169,15 @@ class SelectivityMeter:
         tensor([1., 0.], dtype=torch.float64)
     """
 
-    def __init__(self, model: nn.Module | None, num_classes: int, layers: LayerSpec = None, eps: float = DEFAULT_EPS):
+    def __init__(self, model: nn.Module | None, num_classes: int, layers: LayerSpec = None, eps: float = DEFAULT_EPS,
+                 *, tokens: str | None = None, positive_part: bool | None = None):
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
         self.num_classes = num_classes
         self.eps = eps
         self.model = model
-        self.probe = Probe(model, layers, detach=True) if model is not None else None
+        self.probe = (Probe(model, layers, detach=True, tokens=tokens, positive_part=positive_part)
+                      if model is not None else None)
         self.layers: list[str] | None = list(self.probe.layers) if self.probe else None
         self.sums: dict[str, Tensor] = {}
         self.positive: dict[str, Tensor] = {}

@@ -53,6 +53,8 @@ class MonoLossRegularizer(SelectivityRegularizer):
             are those of the global batch (differentiably), so lambda means the same on any
             number of processes.
         eps (float): inactive-unit threshold. Default: 1e-8.
+        tokens, positive_part: how a transformer's token layers (N, T, U) become units, as
+            for SI (see :class:`~selectivity.core.probe.Probe`). Default: None (the model's).
 
     Example::
 
@@ -79,11 +81,13 @@ class MonoLossRegularizer(SelectivityRegularizer):
         check: bool = True,
         track: bool = False,
         sync: str = "global",
+        tokens: str | None = None,
+        positive_part: bool | None = None,
     ):
         if embeddings not in ("labels", "given"):
             raise ValueError(f"embeddings must be 'labels' or 'given', got {embeddings!r}")
         super().__init__(model, lam, num_classes, layers, schedule=schedule, steps_per_epoch=steps_per_epoch,
-                         eps=eps, check=check, track=track, sync=sync)
+                         eps=eps, check=check, track=track, sync=sync, tokens=tokens, positive_part=positive_part)
         self.embeddings = embeddings
         self._batch_embeddings: Tensor | None = None
 

@@ -1,9 +1,27 @@
 """Capture one number per unit per sample from chosen modules of any PyTorch model.
 
 A unit is a neuron of a layer with output (N, U), or a channel of a layer with output
-(N, U, *spatial), reduced to one number per image by its spatial mean. Values are reduced
-(or copied) inside the forward hook, so a module that later modifies the output in place
-(an in-place ReLU) cannot change what was captured.
+(N, U, *spatial), reduced to one number per image by its spatial mean, or a hidden neuron
+of a transformer's token layer with output (N, T, U) (units last), reduced over tokens:
+
+    response of unit u to image n = mean over the chosen tokens t of max(x[n, t, u], 0)
+
+The chosen tokens are all of them, CLS included (``tokens="mean"``, the default, as a
+channel is averaged over all positions), the class token alone (``"cls"``) or the patch
+tokens alone (``"patches"``). Each token's response is its positive part first
+(``positive_part=True``, the default): SI needs non-negative responses and a GELU's output
+can be negative; ``positive_part=False`` keeps raw values (then the meter and the
+regularizer warn of negative responses). A probe that applies the positive part says so
+once, in a warning.
+
+Which layers are token layers is said by the model, never guessed from a shape: its
+``selectivity_token_layers`` attribute (names or globs; an empty list says it has none),
+else the transformer rule (every module inside a block that holds an attention module).
+A 3-D output of a layer that is not a token layer is an error, since (N, U, length) and
+(N, tokens, U) cannot be told apart.
+
+Values are reduced (or copied) inside the forward hook, so a module that later modifies
+the output in place (an in-place ReLU) cannot change what was captured.
 """
 
 from __future__ import annotations
@@ -17,7 +35,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["Probe", "LayerSelectionError", "resolve_layers", "default_layers", "unit_activations"]
+__all__ = ["Probe", "LayerSelectionError", "resolve_layers", "default_layers", "token_layers", "unit_activations",
+           "TOKEN_REDUCTIONS", "POSITIVE_PART_WARNING"]
 
 LayerSpec = str | nn.Module | Sequence[str | nn.Module] | None
 
@@ -25,37 +44,163 @@ LayerSpec = str | nn.Module | Sequence[str | nn.Module] | None
 # output is the block's output after its final ReLU (the papers' choice).
 _BLOCK_CLASS = re.compile(r"(block|bottleneck)$", re.IGNORECASE)
 _GLOB_CHARS = set("*?[")
+# Transformers: a block is a module with an attention child (timm's Block, torchvision's
+# EncoderBlock, Hugging Face's ViTLayer); its units are the MLP's hidden neurons after the
+# activation module.
+_ATTENTION_CLASS = re.compile(r"attention$", re.IGNORECASE)
+_ACTIVATION_CLASS = re.compile(r"(gelu|relu|relu6|silu|swish|mish|activation)$", re.IGNORECASE)
+
+TOKEN_REDUCTIONS = ("mean", "cls", "patches")
+POSITIVE_PART_WARNING = (
+    "token layers {layers}: each token's response is taken as its positive part max(x, 0) before the mean over "
+    "{tokens} (SI needs non-negative responses; GELU outputs can be negative). positive_part=False "
+    "(regularizer.positive_part: false) keeps raw values"
+)
+_TOKENS_SAID = {"mean": "all tokens", "cls": "the class token", "patches": "the patch tokens"}
 
 
 class LayerSelectionError(ValueError):
     """A layer name or pattern that matches no module, or a model with no default layers."""
 
 
-def unit_activations(output: Tensor, name: str = "layer") -> Tensor:
-    """Reduce a module output to (N, U): spatial mean for (N, U, *S), a copy for (N, U).
+def unit_activations(
+    output: Tensor,
+    name: str = "layer",
+    layout: str | None = None,
+    *,
+    tokens: str = "mean",
+    positive_part: bool = True,
+    prefix_tokens: int | None = None,
+) -> Tensor:
+    """Reduce a module output to (N, U), one number per unit and sample.
+
+    Args:
+        output (Tensor): the module's output.
+        name (str): the layer's name, for errors. Default: "layer".
+        layout (str | None): ``"channels"``: (N, U, *S), the mean over the positions S;
+            ``"tokens"``: (N, T, U), units last, reduced as the module docstring says; None:
+            (N, U) or (N, U, H, W, ...), and a 3-D output is an error (it could be either).
+            A (N, U) output is copied in every layout. Default: None.
+        tokens (str): the tokens a token layer is averaged over: ``"mean"`` (all), ``"cls"``
+            (token 0 alone) or ``"patches"`` (all after the ``prefix_tokens``). Default: "mean".
+        positive_part (bool): a token's response is max(x, 0) (token layers only). Default: True.
+        prefix_tokens (int | None): class and other non-patch tokens at the start of the
+            sequence; needed by ``"cls"`` and ``"patches"``. Default: None.
 
     Low-precision outputs (bfloat16 under autocast) are averaged in float32.
+
+    Example::
+
+        >>> x = torch.tensor([[[1.0, -2.0], [3.0, 4.0]]])  # (N=1, T=2, U=2)
+        >>> unit_activations(x, layout="tokens")
+        tensor([[2., 2.]])
+        >>> unit_activations(x, layout="tokens", tokens="patches", prefix_tokens=1, positive_part=False)
+        tensor([[3., 4.]])
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"layer {name!r} returned {type(output).__name__}; a tensor of shape (N, U, ...) is needed")
     if output.ndim < 2:
         raise ValueError(f"layer {name!r} output has shape {tuple(output.shape)}; expected (N, U) or (N, U, H, W)")
-    if output.ndim == 2:
-        return output.to(torch.float32 if output.dtype != torch.float64 else output.dtype, copy=True)
+    if layout not in (None, "channels", "tokens"):
+        raise ValueError(f"layout must be 'channels', 'tokens' or None, got {layout!r}")
     dtype = torch.float64 if output.dtype == torch.float64 else torch.float32
+    if output.ndim == 2:
+        return output.to(dtype, copy=True)
+    if layout == "tokens":
+        return _token_units(output, name, tokens, positive_part, prefix_tokens, dtype)
+    if layout is None and output.ndim == 3:
+        raise ValueError(
+            f"layer {name!r} output has shape {tuple(output.shape)}: units on dim 1 (a Conv1d's (N, U, length)) or "
+            "last (a transformer's (N, tokens, U))? The model does not say: list its token layers in "
+            "model.selectivity_token_layers (names or globs; an empty list reads every 3-D output as (N, U, length))"
+        )
     return output.mean(dim=tuple(range(2, output.ndim)), dtype=dtype)
+
+
+def _token_units(output: Tensor, name: str, tokens: str, positive_part: bool, prefix_tokens: int | None,
+                 dtype: torch.dtype) -> Tensor:
+    if output.ndim != 3:
+        raise ValueError(f"layer {name!r} is a token layer, whose output is (N, tokens, units), but it returned shape "
+                         f"{tuple(output.shape)}")
+    _check_token_rule(tokens, prefix_tokens)
+    if tokens == "patches" and output.shape[1] <= prefix_tokens:
+        raise ValueError(f"layer {name!r} has {output.shape[1]} tokens, none after the {prefix_tokens} prefix tokens")
+    chosen = {"mean": output, "cls": output[:, :1], "patches": output[:, prefix_tokens or 0:]}[tokens]
+    if positive_part:
+        chosen = chosen.clamp(min=0)  # a new tensor: a later in-place op on the output cannot reach it
+    return chosen.mean(dim=1, dtype=dtype)
+
+
+def _check_token_rule(tokens: str, prefix_tokens: int | None) -> None:
+    if tokens not in TOKEN_REDUCTIONS:
+        raise ValueError(f"tokens must be one of {list(TOKEN_REDUCTIONS)}, got {tokens!r}")
+    if tokens != "mean" and prefix_tokens is None:
+        raise ValueError(f"tokens={tokens!r} needs to know how many class (prefix) tokens start the sequence: "
+                         "the model declares no num_prefix_tokens")
+    if tokens == "cls" and prefix_tokens == 0:
+        raise ValueError("tokens='cls' but the model has no class token (num_prefix_tokens is 0)")
+
+
+def _declares_layouts(model: nn.Module) -> bool:
+    """A model that lists its token layers says that its other layers' 3-D outputs are (N, U, length)."""
+    return getattr(model, "selectivity_token_layers", None) is not None
+
+
+def _is_attention(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or bool(_ATTENTION_CLASS.search(type(module).__name__))
+
+
+def _transformer_blocks(model: nn.Module) -> list[str]:
+    """Names of the modules that hold an attention module as a direct child."""
+    return [n for n, m in model.named_modules() if n and any(_is_attention(c) for c in m.children())]
+
+
+def _mlp_activations(model: nn.Module, blocks: list[str]) -> list[str]:
+    """In each transformer block, the activation modules outside its attention: the MLP's."""
+    modules = dict(model.named_modules())
+    attention = [n for n, m in modules.items() if n and _is_attention(m)]
+    found = []
+    for name, module in modules.items():
+        inside_block = any(name.startswith(b + ".") for b in blocks)
+        inside_attention = any(name == a or name.startswith(a + ".") for a in attention)
+        is_activation = not list(module.children()) and bool(_ACTIVATION_CLASS.search(type(module).__name__))
+        if inside_block and not inside_attention and is_activation:
+            found.append(name)
+    return found
+
+
+def token_layers(model: nn.Module) -> list[str]:
+    """The module names whose output is (N, tokens, units): what the model declares, else the rule.
+
+    A model declares them in a ``selectivity_token_layers`` attribute (names or globs, matched
+    like :func:`resolve_layers`; an empty list declares none). Otherwise, for a transformer: every
+    block holding an attention module (timm's ``Block``, torchvision's ``EncoderBlock``) and every
+    module inside it; a model without attention has none.
+    """
+    declared = getattr(model, "selectivity_token_layers", None)
+    names = [n for n, _ in model.named_modules() if n]
+    if declared is not None:
+        patterns = [declared] if isinstance(declared, str) else list(declared)
+        return [n for n in names if any(_glob_match(n, p) if _GLOB_CHARS & set(p) else n == p for p in patterns)]
+    blocks = _transformer_blocks(model)
+    return [n for n in names if any(n == b or n.startswith(b + ".") for b in blocks)]
 
 
 def default_layers(model: nn.Module) -> list[str]:
     """The layers a model is measured and regularized at, when the user names none.
 
     A model may name them itself in a ``selectivity_layers`` attribute (all models of the
-    registry do). Otherwise: every residual block (a module whose class name ends with
-    ``Block`` or ``Bottleneck``) that contains no other block.
+    registry do). Otherwise, for a transformer (blocks that hold an attention module): the
+    activation module of every block's MLP (timm's ``blocks.*.mlp.act``); for other models:
+    every residual block (a module whose class name ends with ``Block`` or ``Bottleneck``)
+    that contains no other block.
     """
     named = getattr(model, "selectivity_layers", None)
     if named:
         return list(named)
+    mlp = _mlp_activations(model, _transformer_blocks(model))
+    if mlp:
+        return mlp
     blocks = [n for n, m in model.named_modules() if n and _BLOCK_CLASS.search(type(m).__name__)]
     innermost = [n for n in blocks if not any(o != n and o.startswith(n + ".") for o in blocks)]
     if not innermost:
@@ -129,10 +274,17 @@ class Probe:
             module objects, or None for :func:`default_layers`. Default: None.
         detach (bool): keep activations out of the autograd graph (measuring) or in it
             (regularizing). Default: True.
+        tokens (str | None): for token layers, the tokens averaged: ``"mean"`` (all, CLS
+            included), ``"cls"`` or ``"patches"``; None: the model's ``selectivity_tokens``
+            attribute (the trainer sets it from ``regularizer.tokens``), else "mean".
+        positive_part (bool | None): for token layers, take each token's response as
+            max(x, 0) before the mean; None: the model's ``selectivity_positive_part``
+            attribute, else True.
 
     After each forward pass of ``model``, ``probe.activations`` maps layer name to a (N, U)
-    tensor, in the order of ``probe.layers``. Use it as a context manager, or call
-    :meth:`close`, to remove the hooks.
+    tensor, in the order of ``probe.layers``; ``probe.layouts`` says how each was reduced
+    (``"tokens"`` or ``"channels"``, see :func:`token_layers`). Use it as a context manager,
+    or call :meth:`close`, to remove the hooks.
 
     A module that runs more than once in one forward pass (a ReLU object reused inside a
     block) keeps its last call's output, with a one-time warning: select a module that runs
@@ -147,10 +299,25 @@ class Probe:
         torch.Size([4, 3])
     """
 
-    def __init__(self, model: nn.Module, layers: LayerSpec = None, *, detach: bool = True):
+    def __init__(self, model: nn.Module, layers: LayerSpec = None, *, detach: bool = True, tokens: str | None = None,
+                 positive_part: bool | None = None):
         self.model = model
         self.layers = resolve_layers(model, layers)
         self.detach = detach
+        marked = set(token_layers(model))
+        self.layouts = {n: "tokens" if n in marked else ("channels" if _declares_layouts(model) else None)
+                        for n in self.layers}
+        self.tokens = tokens if tokens is not None else getattr(model, "selectivity_tokens", "mean")
+        self.positive_part = bool(positive_part if positive_part is not None
+                                  else getattr(model, "selectivity_positive_part", True))
+        self.prefix_tokens = getattr(model, "num_prefix_tokens", None)
+        on_tokens = [n for n in self.layers if self.layouts[n] == "tokens"]
+        if on_tokens:
+            _check_token_rule(self.tokens, self.prefix_tokens)
+            if self.positive_part:
+                shown = on_tokens if len(on_tokens) <= 3 else [*on_tokens[:3], f"... ({len(on_tokens)} in all)"]
+                warnings.warn(POSITIVE_PART_WARNING.format(layers=", ".join(shown), tokens=_TOKENS_SAID[self.tokens]),
+                              RuntimeWarning, stacklevel=2)
         self.enabled = True
         self.activations: dict[str, Tensor] = {}
         self._calls: dict[str, int] = {}
@@ -187,11 +354,15 @@ class Probe:
                 )
             if self.detach:
                 with torch.no_grad():
-                    self.activations[name] = unit_activations(output.detach(), name)
+                    self.activations[name] = self._reduce(output.detach(), name)
             else:
-                self.activations[name] = unit_activations(output, name)
+                self.activations[name] = self._reduce(output, name)
 
         return hook
+
+    def _reduce(self, output: Tensor, name: str) -> Tensor:
+        return unit_activations(output, name, self.layouts[name], tokens=self.tokens,
+                                positive_part=self.positive_part, prefix_tokens=self.prefix_tokens)
 
     def warn_once(self, name: str, kind: str, message: str) -> None:
         """Issue ``message`` once per (layer, kind) for the life of this probe."""

@@ -47,6 +47,9 @@ class SelectivityRegularizer:
             ``"local"`` takes SI of each rank's own share of the batch: a different estimator
             (minibatch SI grows as the batch shrinks), cheaper by one all-reduce per step.
             Without a process group both are the same. Default: "global".
+        tokens, positive_part: how a transformer's token layers become units (see
+            :class:`~selectivity.core.probe.Probe`); None: the model's setting, else all
+            tokens and each token's positive part. Default: None.
 
     Call :meth:`loss` once after each training forward pass, with that batch's labels.
 
@@ -72,6 +75,8 @@ class SelectivityRegularizer:
         check: bool = True,
         track: bool = False,
         sync: str = "global",
+        tokens: str | None = None,
+        positive_part: bool | None = None,
     ):
         if not isinstance(num_classes, int) or num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
@@ -93,7 +98,7 @@ class SelectivityRegularizer:
         self.track = track
         self.step = 0
         self._epoch: float | None = None
-        self.probe = Probe(model, layers, detach=False)
+        self.probe = Probe(model, layers, detach=False, tokens=tokens, positive_part=positive_part)
         self.layers = self.probe.layers
         self.last_selectivity: Tensor | None = None
         self.last_per_layer: Tensor | None = None

@@ -12,10 +12,13 @@ resnet18       64 px  Tiny ImageNet ResNet-18 (Leavitt & Morcos)   8 residual bl
 resnet50       64 px  Tiny ImageNet ResNet-50 (Leavitt & Morcos)   16 residual blocks
 vgg16_bn       32 px  CIFAR VGG16-BN (Simonyan & Zisserman 2015)   13 conv ReLUs
 resnet_demo    32 px  three-block ResNet for CPU demos (no paper)  3 residual blocks
+vit_demo       32 px  four-block ViT, patch 4, for CPU demos       4 MLP activations
 =============  =====  ===========================================  ===================
 
 A model of one's own is named ``"package.module:factory"``: the module is imported and
-``factory(num_classes=..., **kwargs)`` is called.
+``factory(num_classes=..., **kwargs)`` is called. The zoos' models are named
+``"timm:NAME"`` and ``"torchvision:NAME"`` (optional extras, see :mod:`.zoo`); their
+weights come from a local safetensors file, never from the network.
 """
 
 import difflib
@@ -33,6 +36,8 @@ from torch import nn
 from .layers import CIFAR10_MEAN, CIFAR10_STD, TINY_IMAGENET_MEAN, TINY_IMAGENET_STD, Normalize
 from .resnet import ResNet, resnet18, resnet20, resnet50, resnet_demo
 from .vgg import VGG, vgg16_bn
+from .vit import VisionTransformer, vit_demo
+from .zoo import is_zoo_name, zoo_builder
 
 __all__ = [
     "CIFAR10_MEAN",
@@ -41,6 +46,7 @@ __all__ = [
     "TINY_IMAGENET_MEAN",
     "TINY_IMAGENET_STD",
     "VGG",
+    "VisionTransformer",
     "Normalize",
     "accepts_keyword",
     "ResNet",
@@ -51,6 +57,7 @@ __all__ = [
     "resnet50",
     "resnet_demo",
     "vgg16_bn",
+    "vit_demo",
 ]
 
 MODELS: dict[str, Callable[..., nn.Module]] = {
@@ -59,6 +66,7 @@ MODELS: dict[str, Callable[..., nn.Module]] = {
     "resnet50": resnet50,
     "vgg16_bn": vgg16_bn,
     "resnet_demo": resnet_demo,
+    "vit_demo": vit_demo,
 }
 
 
@@ -80,15 +88,16 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     builder's default.
 
     Args:
-        name (str): a name from :func:`list_models`, or ``"package.module:factory"`` where
-            ``factory`` (dotted attributes allowed) is a callable that takes
-            ``num_classes=`` and returns a ``torch.nn.Module``.
+        name (str): a name from :func:`list_models`, ``"timm:NAME"`` or ``"torchvision:NAME"``
+            (see :mod:`.zoo`), or ``"package.module:factory"`` where ``factory`` (dotted
+            attributes allowed) is a callable that takes ``num_classes=`` and returns a
+            ``torch.nn.Module``.
         num_classes (int): number of classes, at least 2.
         **kwargs: passed on to the builder (e.g. ``shortcut="B"``, ``mean=``, ``std=``).
 
     Raises:
         ValueError: unknown name (the message lists the registered names and close
-            matches), a factory that cannot be imported, is not callable, does not take
+            matches), a zoo that is not installed or has no such model, a factory that cannot be imported, is not callable, does not take
             ``num_classes`` or the given arguments, or returns something other than a
             module; ``num_classes`` not an integer >= 2.
 
@@ -102,7 +111,7 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     if not is_integer or num_classes < 2:
         raise ValueError(f"num_classes must be an integer >= 2, got {num_classes!r}")
     num_classes = int(num_classes)
-    builder = _load_factory(name) if ":" in name else _registered(name)
+    builder = _builder(name)
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     _check_arguments(name, builder, num_classes, kwargs)
     model = builder(num_classes=num_classes, **kwargs)
@@ -114,12 +123,18 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
 def accepts_keyword(name: str, keyword: str) -> bool:
     """Whether the builder of ``name`` takes ``keyword`` (or ``**kwargs``): a model of one's own
     need not take the dataset's ``mean`` and ``std``, and is then given images in [0, 1]."""
-    builder = _load_factory(name) if ":" in name else _registered(name)
+    builder = _builder(name)
     try:
         params = inspect.signature(builder).parameters.values()
     except (TypeError, ValueError):
         return True
     return any(p.kind is p.VAR_KEYWORD or (p.name == keyword and p.kind is not p.VAR_POSITIONAL) for p in params)
+
+
+def _builder(name: str) -> Callable[..., nn.Module]:
+    if is_zoo_name(name):
+        return zoo_builder(name)
+    return _load_factory(name) if ":" in name else _registered(name)
 
 
 def _registered(name: str) -> Callable[..., nn.Module]:
@@ -129,7 +144,7 @@ def _registered(name: str) -> Callable[..., nn.Module]:
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
     raise ValueError(
         f"unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}; "
-        "or name your own as 'package.module:factory'."
+        "a zoo's as 'timm:NAME' or 'torchvision:NAME'; or your own as 'package.module:factory'."
     )
 
 

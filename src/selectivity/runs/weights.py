@@ -1,7 +1,9 @@
 """Weights of a model of one's own, from a ``.safetensors`` state dict, loaded strictly.
 
-Used by ``selectivity measure --model`` and by MonoLoss's frozen encoder
-(``regularizer.embeddings: encoder``): one loader, one error that lists every key that does not fit.
+Used by ``selectivity measure --model``, by fine-tuning (``model.weights: FILE``) and by MonoLoss's
+frozen encoder (``regularizer.embeddings: encoder``): one loader, one error that lists every key
+that does not fit, so a file saved from another architecture is caught before any work. Only
+safetensors is read: a pickle checkpoint could run code when loaded.
 """
 
 from __future__ import annotations
@@ -50,6 +52,6 @@ def load_safetensors_weights(model: nn.Module, path: str | Path) -> nn.Module:
     problems = [_listing(kind, items) for kind, items in
                 (("missing", missing), ("unexpected", unexpected), ("wrong shape", shapes)) if items]
     if problems:
-        raise WeightsError(f"weights {path} do not fit the model: " + "; ".join(problems))
+        raise WeightsError(f"weights {path} do not fit the model {type(model).__name__}: " + "; ".join(problems))
     model.load_state_dict(tensors, strict=True)
     return model

@@ -120,6 +120,7 @@ LATER_KEYS = {("regularizer", "schedule"): None, ("record",): RecordConfig(), ("
               ("regularizer", "lambda"): 0.0, ("regularizer", "embeddings"): "labels",
               ("regularizer", "embeddings_file"): None, ("regularizer", "encoder"): None,
               ("regularizer", "encoder_weights"): None}
+LATER_KEYS.update({("model", "weights"): None, ("regularizer", "tokens"): "mean", ("regularizer", "positive_part"): True})
 
 
 def _without_later_defaults(data: dict) -> dict:

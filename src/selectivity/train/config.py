@@ -52,8 +52,9 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "resnet20"  # a registry name, or "package.module:factory"
+    name: str = "resnet20"  # a registry name, "timm:NAME", "torchvision:NAME" or "package.module:factory"
     kwargs: dict[str, Any] = field(default_factory=dict)
+    weights: str | None = None  # a .safetensors state dict loaded before training (fine-tuning)
 
 
 @dataclass
@@ -105,6 +106,11 @@ class RegularizerConfig:
     # Over several processes: "global" takes SI of the whole batch (class sums all-reduced, so
     # alpha means the same on 1 or 64 GPUs); "local" takes it per rank's share, another estimator.
     sync: Literal["global", "local"] = "global"
+    # A transformer's token layers (N, tokens, units) give one number per unit and image: the mean over
+    # all tokens ("mean", CLS included), the class token ("cls") or the patch tokens ("patches") of
+    # each token's positive part max(x, 0) (positive_part: false keeps raw values). Measuring too.
+    tokens: Literal["mean", "cls", "patches"] = "mean"
+    positive_part: bool = True
 
 
 @dataclass

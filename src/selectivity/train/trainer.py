@@ -28,6 +28,7 @@ from .config import Config, ConfigError, config_from_dict, config_to_dict
 from .embeddings import reference_embeddings
 from .distributed import Ranks, agree, setup, sum_over_ranks, unwrap, wrap_model
 from .record import SelectivityRecorder, epoch_value
+from ..runs.weights import load_safetensors_weights
 from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
                    save_checkpoint, save_tensors, write_text)
 
@@ -101,8 +102,12 @@ def given_embeddings(config: Config, split: DatasetSplit) -> torch.Tensor | None
     return split.embeddings
 
 
-def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
-    """The config's model for this data: class count and normalization from the data."""
+def build_model(config: Config, data: DatasetSplit, *, start_weights: bool = True) -> torch.nn.Module:
+    """The config's model for this data: class count and normalization from the data.
+
+    ``model.weights`` (fine-tuning) is loaded when ``start_weights``; a caller that loads a run's
+    own weights next passes False, so a run outlives the file it started from.
+    """
     kwargs = dict(config.model.kwargs)
     if kwargs.get("num_classes", data.num_classes) != data.num_classes:
         raise ConfigError(
@@ -118,6 +123,11 @@ def build_model(config: Config, data: DatasetSplit) -> torch.nn.Module:
         model = create_model(config.model.name, **kwargs)
     except (ValueError, TypeError) as err:
         raise ConfigError(f"model {config.model.name!r}: {err}") from None
+    if config.model.weights and start_weights:  # fine-tuning: start from these weights (one error lists every misfit)
+        load_safetensors_weights(model, config.model.weights)
+    # Every probe on this model (regularizer, meter, recorder, analyses) reduces token layers alike.
+    model.selectivity_tokens = config.regularizer.tokens
+    model.selectivity_positive_part = config.regularizer.positive_part
     probe = data.images[:2].to(torch.get_default_dtype()) / 255
     model.eval()
     with torch.no_grad():
