@@ -141,7 +141,7 @@ def test_an_encoder_that_gives_no_rows_or_weights_that_do_not_fit_are_refused(tm
     misfit = ["regularizer.embeddings=encoder", f"regularizer.encoder={ENCODER}",
               f"regularizer.encoder_weights={tmp_path / 'maps.safetensors'}"]  # the other encoder's weights
     with pytest.raises(ConfigError, match="regularizer.encoder_weights: weights .*maps.safetensors do not fit the "
-                                          "model: missing 2: 2.bias, 2.weight; unexpected 2: bias, weight"):
+                                          "model Sequential: missing 2: 2.bias, 2.weight; unexpected 2: bias, weight"):
         train(load_config("demo", _tiny(cache_dir, *misfit)), tmp_path / "misfit", progress=False)
     assert not (tmp_path / "maps").exists() and not (tmp_path / "misfit").exists()
 
