@@ -120,6 +120,8 @@ def _print_si_summary(summary: dict, after_network: str = "") -> None:
     live = summary["mean_si_live"]
     print(f"dead units {100 * summary['dead_fraction']:.1f}%, mean SI of the live units "
           f"{'- (none alive)' if live is None else f'{live:.4f}'}")
+    if summary.get("mean_monoscore") is not None:  # label embeddings: the MonoLoss knob's measure
+        print(f"mean MonoScore (label embeddings) {summary['mean_monoscore']:.4f}")
 
 
 def _print_sampling(sampling: dict | None) -> None:

@@ -27,6 +27,10 @@ def test_train_then_measure(tmp_path, tiny_overrides, capsys):
     summary = json.loads((run / "measure-cifar10-demo-test.json").read_text())
     assert set(summary["per_layer"]) == {k[3:] for k in final if k.startswith("si/")}
     assert 0 < summary["mean_si"] < 1
+    # the same test images as training's evaluation: the same mean SI and MonoScore as final.json
+    assert summary["mean_si"] == pytest.approx(final["mean_si"], rel=1e-6)
+    assert summary["mean_monoscore"] == pytest.approx(final["mean_monoscore"], rel=1e-6)
+    assert f"mean MonoScore (label embeddings) {final['mean_monoscore']:.4f}" in out
 
 
 @pytest.mark.parametrize(

@@ -74,7 +74,8 @@ def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test
     summary = {"data": str(source), "split": split, "images": len(split_data.labels), "accuracy": result["test_acc"],
                "mean_si": si.mean, "dead_fraction": si.dead_fraction,
                "mean_si_live": None if math.isnan(si.live_mean) else si.live_mean,
-               "per_layer": si.per_layer, "units_csv": str(units_csv)}
+               "per_layer": si.per_layer, "units_csv": str(units_csv),
+               "mean_monoscore": None if math.isnan(si.mean_monoscore) else si.mean_monoscore}
     write_text(paths.root / f"{stem}.json", json.dumps(summary, indent=2))
     return summary
 
