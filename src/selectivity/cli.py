@@ -96,7 +96,7 @@ def _measure(args) -> int:
 
 
 def _measure_sweep(args) -> int:
-    from .commands.measure import measure_sweep
+    from .commands.measure_any import measure_sweep
 
     if not args.measures:
         raise ConfigError(f"{args.run_dir} is a sweep: measure it with --measures (each run's SI is already in its "

@@ -11,7 +11,7 @@ from ..runs import RunError, RunPaths, atomic_write, load_tensors, write_text
 from ..train.config import ConfigError, load_config
 from ..train.trainer import build_model, evaluate, limit_test, resolve_device
 
-__all__ = ["measure_run", "measure_sweep", "load_run_model"]
+__all__ = ["measure_run", "load_run_model"]
 
 
 def load_run_model(run_dir: str | Path, data_split):
@@ -78,30 +78,3 @@ def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test
                "mean_monoscore": None if math.isnan(si.mean_monoscore) else si.mean_monoscore}
     write_text(paths.root / f"{stem}.json", json.dumps(summary, indent=2))
     return summary
-
-
-def measure_sweep(path: str | Path, measures="all", sample_size: int | None = None, force: bool = False,
-                  progress: bool = True, report=print) -> dict:
-    """``unit_measures.csv`` of every completed run of a sweep, then the sweep's results table again.
-
-    Resumable: a run that has its unit_measures.csv is kept unless ``force``. Returns a dict with
-    ``measured``, ``kept`` (run directories) and ``results`` (the rewritten results.csv, or None).
-    """
-    from tqdm.auto import tqdm
-
-    from ..runs import completed
-    from .evaluate import _rewrite_results, find_runs
-    from .measure_any import _check_measures, measure_run_units
-
-    _check_measures(measures, sample_size)  # bad names fail before any run is touched
-    target = find_runs(path)
-    runs = [r for r in target.runs if completed(r) is not None]
-    measured, kept = [], []
-    for run in tqdm(runs, desc="measures", unit="run", disable=not progress):
-        if RunPaths(run).unit_measures.is_file() and not force:
-            kept.append(run)
-            continue
-        measure_run_units(run, measures=measures, progress=False, sample_size=sample_size)
-        measured.append(run)
-        report(f"{run.name}: {RunPaths(run).unit_measures}")
-    return {"measured": measured, "kept": kept, "results": _rewrite_results(target)}

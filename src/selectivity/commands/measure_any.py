@@ -36,7 +36,7 @@ from ..train.config import ConfigError
 from .exemplars import TopK, class_histogram_svg, exemplar_page, png_data_uri
 
 __all__ = ["WeightsError", "build_measured_model", "load_safetensors_weights", "measure_any", "measure_model",
-           "measure_run_units", "model_kwargs", "sampling_summary", "si_summary"]
+           "measure_run_units", "measure_sweep", "model_kwargs", "sampling_summary", "si_summary"]
 
 def model_kwargs(settings: list[str] | None) -> dict:
     """``KEY=VALUE`` strings (``model.kwargs.KEY``, ``model.KEY`` or ``KEY``; YAML values) -> kwargs."""
@@ -310,3 +310,27 @@ def measure_run_units(run_dir: str | Path, data: str | None = None, split: str =
                          None)
     frame, agreement = _tables(states)
     return {"files": _write_tables(paths.root, frame, agreement), "sampling": sampling_summary(states)}
+
+
+def measure_sweep(path: str | Path, measures="all", sample_size: int | None = None, force: bool = False,
+                  progress: bool = True, report=print) -> dict:
+    """``unit_measures.csv`` of every completed run of a sweep, then the sweep's results table again.
+
+    Resumable: a run that has its unit_measures.csv is kept unless ``force``. Returns a dict with
+    ``measured``, ``kept`` (run directories) and ``results`` (the rewritten results.csv, or None).
+    """
+    from ..runs import completed
+    from .evaluate import _rewrite_results, find_runs
+
+    _check_measures(measures, sample_size)  # bad names fail before any run is touched
+    target = find_runs(path)
+    runs = [r for r in target.runs if completed(r) is not None]
+    measured, kept = [], []
+    for run in tqdm(runs, desc="measures", unit="run", disable=not progress):
+        if RunPaths(run).unit_measures.is_file() and not force:
+            kept.append(run)
+            continue
+        measure_run_units(run, measures=measures, progress=False, sample_size=sample_size)
+        measured.append(run)
+        report(f"{run.name}: {RunPaths(run).unit_measures}")
+    return {"measured": measured, "kept": kept, "results": _rewrite_results(target)}
