@@ -51,7 +51,7 @@ $(ZOO_STAMP): pyproject.toml
 	test -x $(ZOO_PY) || python3 -m venv $(ZOO_VENV)
 	$(ZOO_PY) -m pip install -q --upgrade pip
 	$(ZOO_PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(ZOO_PY) -m pip install -q timm==1.0.29 pytest -e '.[timm,torchvision]'
+	$(ZOO_PY) -m pip install -q timm==1.0.29 pytest -e .
 	touch $(ZOO_STAMP)
 
 clean:

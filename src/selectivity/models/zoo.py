@@ -1,7 +1,9 @@
 """Models from the zoos researchers already use: ``timm:NAME`` and ``torchvision:NAME``.
 
-Both are optional extras (``pip install 'selectivity[timm]'``, ``'selectivity[torchvision]'``),
-imported only when such a name is built; nothing else in the project imports them.
+Both are optional and not declared as extras: PyPI's torchvision is a CUDA build that replaces or
+breaks a CPU torch, so the user installs the pair that matches their torch (``make test-zoo``
+builds one such environment). They are imported only when such a name is built; nothing else in
+the project imports them.
 
 - ``timm:vit_tiny_patch16_224`` is ``timm.create_model(name, pretrained=False, num_classes=K, **kwargs)``;
   ``torchvision:resnet18`` is ``torchvision.models.get_model(name, weights=None, num_classes=K, **kwargs)``.
@@ -51,8 +53,8 @@ def _import_zoo(zoo: str, name: str):
     except ModuleNotFoundError as err:
         if err.name and err.name.split(".")[0] in ("timm", "torchvision"):
             missing = err.name.split(".")[0]
-            raise ValueError(f"model {name!r} needs {missing}, which is not installed: "
-                             f"pip install 'selectivity[{zoo}]'") from None
+            raise ValueError(f"model {name!r} needs {missing}, which is not installed: pip install {missing} "
+                             "built for the installed torch (`make test-zoo` builds such an environment)") from None
         raise ValueError(f"model {name!r}: {zoo} cannot be imported ({type(err).__name__}: {err})") from None
     except Exception as err:  # noqa: BLE001 - a broken install raises anything at import
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
