@@ -37,8 +37,10 @@ sys.path.insert(0, SRC)
 from selectivity.core import SelectivityRegularizer  # noqa: E402
 from selectivity.data import Augment, DeviceLoader  # noqa: E402
 from selectivity.runs import load_tensors  # noqa: E402
-from selectivity.train.config import load_config  # noqa: E402
-from selectivity.train.trainer import _alpha_schedule, _optimizer, build_model, evaluate, load_data, lr_at  # noqa: E402
+from selectivity.config import load_config  # noqa: E402
+from selectivity.analysis.evaluation import evaluate  # noqa: E402
+from selectivity.runs import build_model  # noqa: E402
+from selectivity.train.trainer import _alpha_schedule, _optimizer, load_data, lr_at  # noqa: E402
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:

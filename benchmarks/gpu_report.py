@@ -75,7 +75,7 @@ def meter_throughput(dry: bool, device: torch.device, source: str) -> tuple[floa
     from selectivity.core import SelectivityMeter
     from selectivity.data import DeviceLoader
     from selectivity.models import create_model
-    from selectivity.train.config import load_config
+    from selectivity.config import load_config
     from selectivity.train.trainer import load_data
 
     overrides = ["data.test_limit=200", "data.train_per_class=1"] if dry else [f"data.source={source}"]

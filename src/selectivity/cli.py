@@ -20,7 +20,7 @@ from .data import DatasetError
 from .report.claims import ReportError
 from .runs import RunError
 from .sweep.grid import SweepError
-from .train.config import ConfigError
+from .config import ConfigError
 
 USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, ReportError, SweepError, EvaluationError,
                FileNotFoundError)
@@ -29,7 +29,7 @@ USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, ReportE
 def _train(args) -> int:
     from .runs import run_name
     from .sweep.grid import run_id
-    from .train.config import load_config
+    from .config import load_config
     from .train.distributed import teardown
     from .train.trainer import resolve_source, train
 

@@ -1,4 +1,4 @@
-"""Tests of selectivity.analysis.ablation on a network whose ablations are worked out by hand.
+"""Tests of selectivity.analysis.representations.ablation on a network whose ablations are worked out by hand.
 
 ToyNet: hidden = ReLU(x) (three units), logits = hidden + (0.1, 0, 0). The three classes'
 inputs are [2, 0, 0.5], [0, 2, 0] and [0, 0.2, 2]:
@@ -27,8 +27,8 @@ import pytest
 import torch
 from torch import nn
 
-from selectivity.analysis import ablation
-from selectivity.analysis.ablation import AblationCurve, ablate_units, ablated_accuracy, ablation_curves
+from selectivity.analysis.representations import ablation
+from selectivity.analysis.representations.ablation import AblationCurve, ablate_units, ablated_accuracy, ablation_curves
 
 PER_CLASS = {
     frozenset(): [1, 1, 1],

@@ -17,8 +17,9 @@ import pytest
 import torch
 from torch import nn
 
-from selectivity.analysis import attacks
-from selectivity.analysis.attacks import adversarial_accuracy, adversarial_examples, eval_mode, fgsm, pgd
+from selectivity.analysis.attacks import api as attacks
+from selectivity.analysis.attacks import adversarial_accuracy, adversarial_examples, fgsm, pgd
+from selectivity.analysis.eval_mode import eval_mode
 
 HAS_FOOLBOX = importlib.util.find_spec("foolbox") is not None
 

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PIL import Image
 
-from selectivity.analysis import corruption_data
-from selectivity.analysis.corruption_data import load_cifar10c, load_tinyimagenet_c
+from selectivity.analysis.corruptions import data as corruption_data
+from selectivity.analysis.corruptions.data import load_cifar10c, load_tinyimagenet_c
 
 M = 4  # images per severity in the fake CIFAR-10-C files
 

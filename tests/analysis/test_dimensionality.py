@@ -1,4 +1,4 @@
-"""Tests of selectivity.analysis.dimensionality against NumPy and data with known spectra.
+"""Tests of selectivity.analysis.representations.dimensionality against NumPy and data with known spectra.
 
 Data with an exactly known covariance spectrum: Q has orthonormal, centred columns, so
 A = Q diag(s) R (R orthogonal) has covariance eigenvalues s^2 / (N - 1), whatever N.
@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from selectivity.analysis import dimensionality
-from selectivity.analysis.dimensionality import (
+from selectivity.analysis.representations import dimensionality
+from selectivity.analysis.representations.dimensionality import (
     collect_activations,
     compare_dimensionality,
     covariance_spectrum,

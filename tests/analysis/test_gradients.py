@@ -1,4 +1,4 @@
-"""Tests of selectivity.analysis.gradients on models whose input-unit gradients are known.
+"""Tests of selectivity.analysis.representations.gradients on models whose input-unit gradients are known.
 
 - Linear layer a = W x + b: g_iu = W_u for every sample.
 - Linear + ReLU: g_iu = W_u 1[W_u x_i + b_u > 0], so a unit active on a share p of the
@@ -16,8 +16,8 @@ import pytest
 import torch
 from torch import nn
 
-from selectivity.analysis import gradients
-from selectivity.analysis.gradients import (
+from selectivity.analysis.representations import gradients
+from selectivity.analysis.representations.gradients import (
     GradientVariability,
     gradient_variability,
     input_unit_gradients,

@@ -1,4 +1,4 @@
-"""Tests of selectivity.analysis.masking: each check on hand-made per-image outcomes, and the gradient probe."""
+"""Tests of selectivity.analysis.attacks.masking: each check on hand-made per-image outcomes, and the gradient probe."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from selectivity.analysis import masking
-from selectivity.analysis.masking import dead_gradients, masking_flags
+from selectivity.analysis.attacks import masking
+from selectivity.analysis.attacks.masking import dead_gradients, masking_flags
 
 T, F = True, False
 

@@ -1,4 +1,4 @@
-"""Tests of selectivity.analysis.similarity against independent NumPy/SciPy references.
+"""Tests of selectivity.analysis.representations.similarity against independent NumPy/SciPy references.
 
 - CKA: the unbiased HSIC of Song et al. 2012 written out on n x n Gram matrices, on
   uncentred data (the estimator is translation invariant), and the biased
@@ -18,8 +18,8 @@ import pytest
 import torch
 from torch import nn
 
-from selectivity.analysis import similarity
-from selectivity.analysis.similarity import cca, layer_similarity, linear_cka, mean_cca, pwcca, svcca
+from selectivity.analysis.representations import similarity
+from selectivity.analysis.representations.similarity import cca, layer_similarity, linear_cka, mean_cca, pwcca, svcca
 
 scipy_linalg = pytest.importorskip("scipy.linalg", reason="the CCA reference uses scipy.linalg.subspace_angles")
 

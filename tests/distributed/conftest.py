@@ -1,6 +1,6 @@
 import pytest
 
-from selectivity.train.config import load_config
+from selectivity.config import load_config
 from selectivity.train.trainer import load_data
 
 

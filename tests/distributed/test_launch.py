@@ -3,7 +3,7 @@
 import pytest
 
 from selectivity.sweep.slurm import SlurmResources
-from selectivity.train.config import ConfigError, load_config
+from selectivity.config import ConfigError, load_config
 from selectivity.train.distributed import env_from_submitit
 
 
@@ -44,7 +44,7 @@ def test_sync_options_are_checked():
 
 def test_the_new_keys_at_their_defaults_keep_the_run_ids_of_older_sweeps():
     from selectivity.sweep.grid import run_id
-    from selectivity.train.config import config_to_dict
+    from selectivity.config import config_to_dict
 
     data = config_to_dict(load_config("demo", []))
     older = {**data, "regularizer": {k: v for k, v in data["regularizer"].items() if k != "sync"},

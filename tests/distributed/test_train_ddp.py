@@ -9,7 +9,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from selectivity.train.config import config_to_dict, config_from_dict, load_config
+from selectivity.config import config_to_dict, config_from_dict, load_config
 from selectivity.train.trainer import train
 
 from .ranks import run_ranks

@@ -8,8 +8,9 @@ import pytest
 from torch import nn
 
 from selectivity.core import SelectivityRegularizer
-from selectivity.train.config import Config, ConfigError, load_config
-from selectivity.train.trainer import resolve_device, train
+from selectivity.config import Config, ConfigError, load_config
+from selectivity.runs import resolve_device
+from selectivity.train.trainer import train
 
 BAD = [
     ("regularizer.alpha=nan", "regularizer.alpha must be a finite number, got nan"),

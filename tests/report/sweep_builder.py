@@ -31,7 +31,7 @@ def run_name(alpha: float, seed: int) -> str:
 
 def resolved_config(alpha: float, seed: int, settings: dict | None = None) -> dict:
     """A resolved config as the trainer writes it to config.yaml, with dotted ``settings`` set."""
-    from selectivity.train.config import Config, config_to_dict
+    from selectivity.config import Config, config_to_dict
 
     config = config_to_dict(Config())
     config["model"]["name"], config["data"]["source"] = "resnet20", "/data/cifar10"

@@ -191,7 +191,7 @@ def test_resuming_on_other_images_at_the_same_path_is_refused(tmp_path, monkeypa
     from builders import make_cifar
 
     import selectivity.train.trainer as trainer
-    from selectivity.train.config import load_config
+    from selectivity.config import load_config
 
     folder, _ = make_cifar(tmp_path / "a", per_batch=12, n_test=20, seed=0)
     overrides = [f"data.source={folder}", f"data.cache_dir={tmp_path / 'cache'}", "train.epochs=2",

@@ -53,7 +53,7 @@ def test_rows_of_different_image_counts_are_not_mixed(tmp_path):
 
 
 def _config(**sections):
-    from selectivity.train.config import Config, config_to_dict
+    from selectivity.config import Config, config_to_dict
 
     config = config_to_dict(Config())
     for section, values in sections.items():

@@ -2,7 +2,7 @@ import pytest
 
 from selectivity.sweep import SlurmResources, SweepError, make_grid, parse_alphas, parse_seeds, run_id
 from selectivity.sweep.grid import load_sweep_config
-from selectivity.train.config import ConfigError, config_to_dict, load_config
+from selectivity.config import ConfigError, config_to_dict, load_config
 
 
 def test_run_ids_are_stable_and_distinct():
@@ -69,7 +69,7 @@ def test_slurm_section_and_overrides(tmp_path):
 def test_keys_added_later_at_their_defaults_keep_old_ids():
     """A sweep written before record.* and regularizer.schedule existed keeps its run ids."""
     from selectivity.sweep.grid import base_config_dict, run_id
-    from selectivity.train.config import config_to_dict, load_config
+    from selectivity.config import config_to_dict, load_config
 
     config = load_config("demo")
     data = config_to_dict(config)

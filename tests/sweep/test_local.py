@@ -9,7 +9,7 @@ import pytest
 
 from selectivity.sweep import JobFailed, LocalExecutor, SweepError
 from selectivity.sweep.cli import add_sweep_parser
-from selectivity.train.config import ConfigError
+from selectivity.config import ConfigError
 
 
 def sweep_cli(argv):

@@ -1,6 +1,6 @@
 import pytest
 
-from selectivity.train.config import ConfigError, list_presets, load_config, parse_override
+from selectivity.config import ConfigError, list_presets, load_config, parse_override
 
 
 def test_every_preset_loads_and_validates():

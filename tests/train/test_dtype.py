@@ -11,8 +11,9 @@ from torch import nn
 from selectivity.core.distributed import SyncBatchNormCPU, convert_sync_batchnorm
 from selectivity.data import Augment
 from selectivity.models import create_model
+from selectivity.runs import build_model
 from selectivity.sweep.grid import make_grid, run_id
-from selectivity.train.config import ConfigError, config_to_dict, load_config
+from selectivity.config import ConfigError, config_to_dict, load_config
 from selectivity.train.stacked import StackedModel, _clip_per_network, check_stackable
 from selectivity.train.trainer import load_data, train
 
@@ -132,7 +133,7 @@ def test_a_float64_run_keeps_float64_everywhere_and_starts_from_the_float32_runs
     assert {v.dtype for v in weights.values() if v.is_floating_point()} == {torch.float64}
     # The same seed's init in both dtypes: the float64 twin is the float32 model widened.
     torch.manual_seed(config.train.seed)
-    init32 = trainer.build_model(load_config("demo", overrides), data[0]).state_dict()
+    init32 = build_model(load_config("demo", overrides), data[0]).state_dict()
     (init64,) = seen
     for name, value in init32.items():
         if value.is_floating_point():

@@ -16,10 +16,11 @@ from safetensors.torch import load_file, save_file
 from selectivity.data import Augment, DeviceLoader, load_split
 from selectivity.models import create_model
 from selectivity.sweep.grid import run_id
-from selectivity.train.config import ConfigError, config_to_dict, load_config
+from selectivity.config import ConfigError, config_to_dict, load_config
 from selectivity.train.embeddings import encode_images, save_embeddings
 from selectivity.train.stacked import train_stacked
-from selectivity.train.trainer import _take_per_class, load_data, train
+from selectivity.data import take_per_class
+from selectivity.train.trainer import load_data, train
 
 EXACT = 1e-9
 ENCODER = "tests.train.encoders:tiny_encoder"
@@ -247,7 +248,7 @@ def test_train_per_class_keeps_each_kept_images_own_row(tmp_path, cache_dir, spl
     toy = dataclasses.make_dataclass("Split", ["images", "labels", "embeddings"])(
         torch.arange(8).view(8, 1, 1, 1).to(torch.uint8), torch.tensor([2, 0, 2, 1, 0, 2, 0, 1]),
         torch.arange(8, dtype=torch.float64).view(8, 1) * torch.tensor([[1.0, -1.0]], dtype=torch.float64))
-    kept = _take_per_class(toy, 2)
+    kept = take_per_class(toy, 2)
     assert kept.images.flatten().tolist() == [0, 1, 2, 3, 4, 7]  # by hand: the first two of each class
     assert kept.embeddings[:, 0].tolist() == [0, 1, 2, 3, 4, 7] and kept.embeddings[:, 1].tolist() == [0, -1, -2, -3, -4, -7]
     # Through load_data: rows of the whole split, subset with the images.

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from selectivity.core import PerEpochAlpha
-from selectivity.train.config import ConfigError, load_config
+from selectivity.config import ConfigError, load_config
 from selectivity.train.record import balanced_subset
 from selectivity.train.trainer import load_data, train
 

@@ -19,7 +19,7 @@ from torch import nn
 
 from selectivity.core import SelectivityRegularizer
 from selectivity.models import MODELS, create_model
-from selectivity.train.config import load_config
+from selectivity.config import load_config
 from selectivity.train.stacked import (StackedModel, StackError, _clip_per_network, check_stackable,
                                        stacked_selectivity, train_stacked)
 from selectivity.train.trainer import _optimizer, _optimizer_for, load_data, train

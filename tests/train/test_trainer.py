@@ -9,8 +9,9 @@ import torch
 from safetensors.torch import load_file
 
 from selectivity.models import create_model
-from selectivity.train.config import load_config
-from selectivity.train.trainer import _take_per_class, lr_at, train
+from selectivity.config import load_config
+from selectivity.data import take_per_class
+from selectivity.train.trainer import lr_at, train
 
 CLI = [sys.executable, "-m", "selectivity.cli"]
 
@@ -57,7 +58,7 @@ def test_train_per_class_keeps_the_first_images_of_each_class():
 
     labels = torch.tensor([2, 0, 2, 1, 0, 2, 0, 1])
     split = Split(images=torch.arange(8).view(8, 1, 1, 1).to(torch.uint8), labels=labels)
-    kept = _take_per_class(split, 2)
+    kept = take_per_class(split, 2)
     assert kept.labels.tolist() == [2, 0, 2, 1, 0, 1]
     assert kept.images.flatten().tolist() == [0, 1, 2, 3, 4, 7]
 
@@ -124,7 +125,7 @@ def test_final_json_reports_dead_units_and_live_unit_selectivity(tmp_path, tiny_
     """A dead unit has SI 0: mean SI alone mixes 'not selective' with 'silent'."""
     import json
 
-    from selectivity.train.config import load_config
+    from selectivity.config import load_config
     from selectivity.train.trainer import train
 
     final = train(load_config("demo", tiny_overrides + ["train.epochs=1"]), tmp_path / "run", progress=False)

@@ -10,8 +10,9 @@ from safetensors.torch import save_file
 from selectivity.cli import main
 from selectivity.models import create_model
 from selectivity.runs import load_tensors
-from selectivity.train.config import load_config
-from selectivity.train.trainer import build_model, load_data
+from selectivity.config import load_config
+from selectivity.runs import build_model
+from selectivity.train.trainer import load_data
 from selectivity.runs.weights import WeightsError
 
 

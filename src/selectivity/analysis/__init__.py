@@ -1,21 +1,40 @@
-"""Pure functions on models and tensors: corruptions, attacks, dimensionality, similarity,
-ablation, input-unit gradients and the statistics of the report. Nothing here reads or writes
-a run directory: the commands that do (:mod:`selectivity.commands`) call these."""
+"""Pure functions on models and tensors, grouped by family. Nothing here reads or writes a run
+directory: the commands that do (:mod:`selectivity.commands`) call these.
 
-from .ablation import DEFAULT_FRACTIONS, AblationCurve, ablate_units, ablated_accuracy, ablation_curves
+- :mod:`.corruptions`: the 15 CIFAR-10-C / Tiny-ImageNet-C corruptions and the released files;
+- :mod:`.attacks`: FGSM, PGD, APGD, Square and the gradient-masking checks;
+- :mod:`.representations`: dimensionality, similarity, ablation, input-unit gradients;
+- :mod:`.measures`: the selectivity measures of a unit beyond SI;
+- :mod:`.stats`: the statistics of the report's claims;
+- :mod:`.evaluation`: accuracy and SI of a model over a loader; :mod:`.eval_mode`.
+"""
+
 from .attacks import DEFAULT_EPSILONS, adversarial_accuracy, adversarial_examples, fgsm, pgd
-from .corruption_data import load_cifar10c, load_tinyimagenet_c
 from .corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, PRESETS, corrupt, corruption_names
-from .dimensionality import (
+from .corruptions.data import load_cifar10c, load_tinyimagenet_c
+from .representations import (
+    DEFAULT_FRACTIONS,
+    AblationCurve,
+    GradientVariability,
+    ablate_units,
+    ablated_accuracy,
+    ablation_curves,
+    cca,
     collect_activations,
     compare_dimensionality,
     covariance_spectrum,
+    gradient_variability,
+    input_unit_gradients,
     layer_dimensionality,
+    layer_similarity,
+    linear_cka,
+    mean_cca,
     n_components_for_variance,
     participation_ratio,
+    pwcca,
+    svcca,
+    variability_from_gradients,
 )
-from .gradients import GradientVariability, gradient_variability, input_unit_gradients, variability_from_gradients
-from .similarity import cca, layer_similarity, linear_cka, mean_cca, pwcca, svcca
 
 __all__ = [
     "CORRUPTIONS",

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..report.figures import plot_accuracy_vs_selectivity, plot_layer_selectivity
 from ..runs import run_name
 from ..sweep.results import collect_results
-from ..train.config import load_config
+from ..config import load_config
 from ..train.trainer import load_data, train
 
 __all__ = ["DEMO_ALPHAS", "run_demo"]

@@ -14,7 +14,7 @@ attack run at that epsilon failed on it: the robust accuracy to report.
 Beside it, ``attack_outcomes.safetensors`` keeps each attack's per-image outcomes (so that a
 later call with other attacks still gives the worst case over all of them), its settings and
 its cost, and ``masking.csv`` the gradient-masking checks at each epsilon (eps, check,
-flagged, value, threshold, n, detail; see :mod:`selectivity.analysis.masking`).
+flagged, value, threshold, n, detail; see :mod:`selectivity.analysis.attacks.masking`).
 
 Both evaluate on the run's test split (as its config selects it: ``data.test_limit``
 included). ``limit=N`` takes a fixed random subset of N of those images (seeded, the same
@@ -181,20 +181,13 @@ def _load(run_dir: Path, limit: int | None, progress: bool):
     """(config, model on its device, x, y) with x, y the run's test images (a seeded subset of ``limit``)."""
     import torch
 
-    from ..data import DeviceLoader, load_split
-    from ..train.config import load_config
-    from ..train.trainer import limit_test, resolve_device
-    from .measure import load_run_model
+    from ..data import DeviceLoader
+    from ..runs import open_run
 
-    config = load_config(run_dir / "config.yaml")
-    test = load_split(config.data.source, "test", cache_dir=config.data.cache_dir, progress=progress,
-                      stats_from="test")
-    test = limit_test(test, config.data.test_limit)  # the same subset as training's evaluation
-    config, model = load_run_model(run_dir, test)
-    device = resolve_device(config.train.device)
-    model.to(device)
+    run = open_run(run_dir, progress=progress)  # the run's own test images, as training evaluated them
+    config, model = run.config, run.model
     xs, ys = [], []
-    for x, y in DeviceLoader(test, 512, torch.device("cpu"), shuffle=False):
+    for x, y in DeviceLoader(run.data, 512, torch.device("cpu"), shuffle=False):
         xs.append(x.float().cpu())
         ys.append(y.cpu())
     x, y = torch.cat(xs), torch.cat(ys)
@@ -351,7 +344,7 @@ def attack_costs(run_dir: str | Path) -> list[tuple[str, float, float, float]]:
 
 
 def _masking_table(outcomes: _Outcomes, clean, n: int) -> pd.DataFrame:
-    from ..analysis.masking import masking_flags
+    from ..analysis.attacks.masking import masking_flags
 
     dead = {_split_key(k)[1]: v for k, v in outcomes.bits.items() if k.startswith("gradient@")}
     flags = masking_flags(outcomes.robust(), clean, dead)
@@ -367,7 +360,7 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
     """Write (or complete) ``robustness.csv`` in one run directory; returns its path.
 
     Beside it: ``attack_outcomes.safetensors`` (per image, robust under each (attack, eps); the
-    attacks' settings and cost) and ``masking.csv`` (:func:`selectivity.analysis.masking.masking_flags`
+    attacks' settings and cost) and ``masking.csv`` (:func:`selectivity.analysis.attacks.masking.masking_flags`
     at each epsilon). The ``worst`` rows of robustness.csv count an image only when every
     attack stored for that epsilon failed on it (and its clean image is right).
 
@@ -383,7 +376,7 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
     from tqdm.auto import tqdm
 
     from ..analysis.attacks import robust_images
-    from ..analysis.masking import dead_gradients
+    from ..analysis.attacks.masking import dead_gradients
 
     corruptions, severities, attacks, eps, preset, limit = validate_robustness(
         corruptions, severities, attacks, eps, preset, limit)
@@ -577,11 +570,11 @@ def analyze_run(run_dir: str | Path, baseline_dir: str | Path | None = None, lim
     import torch
     from tqdm.auto import tqdm
 
-    from ..analysis.ablation import ablation_curves
+    from ..analysis.representations.ablation import ablation_curves
     from ..analysis.attacks import adversarial_examples
-    from ..analysis.dimensionality import compare_dimensionality
-    from ..analysis.gradients import gradient_variability
-    from ..analysis.similarity import layer_similarity
+    from ..analysis.representations.dimensionality import compare_dimensionality
+    from ..analysis.representations.gradients import gradient_variability
+    from ..analysis.representations.similarity import layer_similarity
     from ..core import resolve_layers
 
     validate_robustness(limit=limit)

@@ -6,65 +6,22 @@ import json
 import math
 from pathlib import Path
 
-from ..data import DeviceLoader, load_split
-from ..runs import RunError, RunPaths, atomic_write, load_tensors, write_text
-from ..train.config import ConfigError, load_config
-from ..train.trainer import build_model, evaluate, limit_test, resolve_device
+from ..analysis.evaluation import evaluate
+from ..config import ConfigError
+from ..data import DeviceLoader
+from ..runs import atomic_write, open_run, write_text
 
-__all__ = ["measure_run", "load_run_model"]
-
-
-def load_run_model(run_dir: str | Path, data_split):
-    """The run's model with its final weights (or its last checkpoint's), in eval mode."""
-    paths = RunPaths(Path(run_dir))
-    if not paths.config.exists():
-        raise RunError(f"{paths.root} is not a run directory (no config.yaml)")
-    config = load_config(paths.config)
-    model = build_model(config, data_split, start_weights=False)  # the run's own weights follow
-    source = paths.weights if paths.weights.exists() else paths.checkpoint
-    if not source.exists():
-        raise RunError(f"{paths.root} has no weights yet (neither weights.safetensors nor a checkpoint)")
-    tensors, _ = load_tensors(source)
-    state = {k.removeprefix("model."): v for k, v in tensors.items() if source == paths.weights or k.startswith("model.")}
-    own = model.state_dict()  # a class count that differs shows as the output layer's first dimension
-    n = data_split.num_classes
-    outputs = [k for k, v in state.items() if k in own and v.ndim and own[k].shape[0] == n != v.shape[0]]
-    if outputs:
-        raise RunError(f"{paths.root} was trained on {state[outputs[0]].shape[0]} classes but the data "
-                       f"{data_split.name!r} has {n}; measure on data with the run's classes")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        raise RunError(f"{source} does not fit the model of {paths.config}: {str(err).splitlines()[0]}") from None
-    return config, model.eval()
-
-
-def run_model_on(run_dir: str | Path, data: str | None, split: str, progress: bool):
-    """(config, model on its device, the split to measure, device) for a run directory: the run's
-    own dataset unless ``data`` names another. The run's own test split is the images its
-    training evaluated (``data.test_limit``), so that mean SI here is final.json's."""
-    paths = RunPaths(Path(run_dir))
-    if not paths.config.exists():
-        raise RunError(f"{paths.root} is not a run directory (no config.yaml)")
-    config = load_config(paths.config)
-    # The model's normalization comes with its weights: no need to decode the train split.
-    split_data = load_split(data or config.data.source, split, cache_dir=config.data.cache_dir, progress=progress,
-                            stats_from=split)
-    if data is None and split == "test":
-        split_data = limit_test(split_data, config.data.test_limit)
-    config, model = load_run_model(run_dir, split_data)
-    device = resolve_device(config.train.device)
-    return config, model.to(device), split_data, device
+__all__ = ["measure_run"]
 
 
 def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test", progress: bool = True) -> dict:
     """Per-unit and per-layer SI of a run on ``data`` (default: the run's own dataset)."""
-    paths = RunPaths(Path(run_dir))
-    config, model, split_data, device = run_model_on(run_dir, data, split, progress)
+    run = open_run(run_dir, data=data, split=split, progress=progress)
+    paths, config, split_data = run.paths, run.config, run.data
     source = data or config.data.source
-    loader = DeviceLoader(split_data, 1024, device, shuffle=False)
+    loader = DeviceLoader(split_data, 1024, run.device, shuffle=False)
     try:
-        result = evaluate(model, loader, split_data.num_classes, config.regularizer.layers)
+        result = evaluate(run.model, loader, split_data.num_classes, config.regularizer.layers)
     except ValueError as err:
         raise ConfigError(f"cannot measure {paths.root} on {source}: {err}") from None
     si = result["selectivity"]

@@ -32,7 +32,7 @@ from ..data.imageset import ImageSet, open_image_set
 from ..models import create_model
 from ..runs import RunPaths, atomic_write, write_text
 from ..runs.weights import WeightsError, load_safetensors_weights
-from ..train.config import ConfigError
+from ..config import ConfigError
 from .exemplars import TopK, class_histogram_svg, exemplar_page, png_data_uri
 
 __all__ = ["WeightsError", "build_measured_model", "load_safetensors_weights", "measure_any", "measure_model",
@@ -299,17 +299,16 @@ def measure_run_units(run_dir: str | Path, data: str | None = None, split: str =
         dict: ``files`` (name -> path) and ``sampling`` (:func:`sampling_summary`: None when exact).
     """
     from ..data import DeviceLoader
-    from .measure import run_model_on
+    from ..runs import open_run
 
     _check_measures(measures, sample_size)
-    paths = RunPaths(Path(run_dir))
-    config, model, split_data, device = run_model_on(run_dir, data, split, progress)
-    loader = DeviceLoader(split_data, 512, device, shuffle=False)
-    with Probe(model, config.regularizer.layers, detach=True) as probe:
-        states = _stream(model, probe, loader, split_data.num_classes, measures, sample_size, seed, 1, progress,
+    run = open_run(run_dir, data=data, split=split, progress=progress)
+    loader = DeviceLoader(run.data, 512, run.device, shuffle=False)
+    with Probe(run.model, run.config.regularizer.layers, detach=True) as probe:
+        states = _stream(run.model, probe, loader, run.data.num_classes, measures, sample_size, seed, 1, progress,
                          None)
     frame, agreement = _tables(states)
-    return {"files": _write_tables(paths.root, frame, agreement), "sampling": sampling_summary(states)}
+    return {"files": _write_tables(run.paths.root, frame, agreement), "sampling": sampling_summary(states)}
 
 
 def measure_sweep(path: str | Path, measures="all", sample_size: int | None = None, force: bool = False,

@@ -7,7 +7,8 @@
 
 Modules: :mod:`.sources` (layouts), :mod:`.cache` (decode once, safetensors + JSON manifest),
 :mod:`.loader` and :mod:`.augment` (on the device), :mod:`.bundled` (the demo set),
-:mod:`.safe_pickle` (CIFAR pickles without code execution).
+:mod:`.safe_pickle` (CIFAR pickles without code execution), :mod:`.subsets` (per-class and
+test-image subsets).
 """
 
 from .augment import Augment, AugmentParams, crop_flip, pad_images
@@ -17,6 +18,7 @@ from .errors import DatasetError
 from .loader import DeviceLoader, shard_split
 from .safe_pickle import RestrictedUnpickler
 from .sources import SourceInfo, describe_source
+from .subsets import limit_test, take_per_class
 
 __all__ = [
     "Augment",
@@ -32,6 +34,8 @@ __all__ = [
     "default_cache_dir",
     "demo_path",
     "describe_source",
+    "limit_test",
     "load_split",
     "pad_images",
+    "take_per_class",
 ]

@@ -31,7 +31,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 
-from ..train.config import Config
+from ..config import Config
 
 __all__ = ["CELL_COLUMNS", "LEGACY_COLUMNS", "SCHEDULE_COLUMNS", "WITHIN_CELL", "assign_cells", "cell_columns",
            "is_setting"]

@@ -1,7 +1,7 @@
 """The report's gradient-masking section: each run's masking.csv (`selectivity robustness`) as a table.
 
 A flagged check means the white-box robust accuracy of that run, at that epsilon, may be an
-artefact of gradients that mislead the attacks (see :mod:`selectivity.analysis.masking`), and
+artefact of gradients that mislead the attacks (see :mod:`selectivity.analysis.attacks.masking`), and
 so may the adversarial claims that rest on it. The section lists every flag with what it saw;
 when nothing is flagged it says which checks ran, so that a silent page never reads as a pass
 of checks that did not run.

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import run_name
-from ..train.config import Config, ConfigError, RecordConfig, config_to_dict, load_config, parse_override, read_config_source
+from ..config import Config, ConfigError, RecordConfig, config_to_dict, load_config, parse_override, read_config_source
 
 __all__ = [
     "SweepError",

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from ..runs import RunError, read_json, read_text, run_name, write_text
-from ..train.config import ConfigError, config_from_dict
+from ..config import ConfigError, config_from_dict
 from .grid import GridRun, SweepError, base_config_dict, run_id
 
 __all__ = ["SweepPaths", "Manifest", "MANIFEST_FORMAT", "now"]

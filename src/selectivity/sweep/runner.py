@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..train.config import Config, config_from_dict, config_to_dict
+from ..config import Config, config_from_dict, config_to_dict
 from ..runs import RunPaths, atomic_write, read_json, write_text
 from ..train.distributed import env_from_submitit, teardown
 from ..train.trainer import train

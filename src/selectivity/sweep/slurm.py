@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..train.config import ConfigError, _from_dict
+from ..config import ConfigError, _from_dict
 from .executors import Executor, PickledJob, last_line
 from .grid import SweepError
 

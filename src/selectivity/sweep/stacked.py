@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from ..runs import RunPaths
-from ..train.config import config_from_dict
+from ..config import config_from_dict
 from ..train.stacked import prepare_stack, stack_key, train_stacked
 from .executors import DebugJob, Executor, JobFailed, last_line
 from .grid import SweepError

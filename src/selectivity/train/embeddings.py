@@ -33,7 +33,7 @@ from ..data import DatasetSplit
 from ..models import accepts_keyword, create_model
 from ..runs import RunError, load_tensors, save_tensors
 from ..runs.weights import load_safetensors_weights
-from .config import Config, ConfigError
+from ..config import Config, ConfigError
 
 __all__ = ["DATA_SHA256", "encode_images", "read_embeddings_file", "reference_embeddings", "save_embeddings"]
 

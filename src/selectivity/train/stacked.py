@@ -51,26 +51,24 @@ from tqdm.auto import tqdm
 from ..core.functional import _class_sums, _selectivity_from_sums
 from ..core.monoscore import DEFAULT_MONO_EPS, _scaled, _score_from_moments
 from ..core.probe import Probe
+from ..analysis.evaluation import evaluate, loss_logits
+from ..config import Config, ConfigError, config_to_dict
 from ..data import Augment, DeviceLoader
 from ..runs import RunPaths, exclusive, load_checkpoint, read_json, remove_orphans, save_checkpoint, write_text
-from .config import Config, ConfigError, config_to_dict
+from ..runs.build import build_model, resolve_device
 from .record import SelectivityRecorder, epoch_value
 from .trainer import (
     _finish,
-    _full,
     _optimizer,
     _optimizer_for,
     _tensorboard,
     _use_amp,
     alpha_at,
-    build_model,
     check_run_dir,
     given_embeddings,
-    evaluate,
     knob_row,
     load_data,
     lr_at,
-    resolve_device,
     resolve_source,
     train_dtype,
 )
@@ -447,7 +445,7 @@ def _train_group(nets: list[_Net], template, train_split, test_split, device, pr
                 alphas = [net.alpha_at(step, steps_per_epoch) for net in live]
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits, acts = model.forward(x)
-                    ce = F.cross_entropy(_full(logits).flatten(0, 1), y.flatten(),
+                    ce = F.cross_entropy(loss_logits(logits).flatten(0, 1), y.flatten(),
                                          label_smoothing=config.optim.label_smoothing, reduction="none")
                 ce = ce.view(len(live), batch).mean(dim=1)
                 if any(alphas):  # -alpha * SI or -lambda * MonoScore, per network

@@ -19,50 +19,23 @@ import yaml
 from tqdm.auto import tqdm
 
 from .. import __version__
-from ..core import (EpochWindow, LinearWarmup, MonoLossRegularizer, PerEpochAlpha, SelectivityMeter,
+from ..core import (EpochWindow, LinearWarmup, MonoLossRegularizer, PerEpochAlpha,
                     SelectivityRegularizer)
 from ..core.schedule import first_active_epoch
-from ..data import Augment, DatasetSplit, DeviceLoader, load_split, shard_split
-from ..models import accepts_keyword, create_model
-from .config import Config, ConfigError, config_from_dict, config_to_dict
-from .embeddings import reference_embeddings
-from .distributed import Ranks, agree, setup, sum_over_ranks, unwrap, wrap_model
-from .record import SelectivityRecorder, epoch_value
-from ..runs.weights import load_safetensors_weights
+from ..analysis.evaluation import evaluate, loss_logits
+from ..config import Config, ConfigError, config_from_dict, config_to_dict
+from ..data import Augment, DatasetSplit, DeviceLoader, limit_test, load_split, shard_split, take_per_class
 from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
                    save_checkpoint, save_tensors, write_text)
+from ..runs.build import build_model, resolve_device
+from .distributed import Ranks, agree, setup, sum_over_ranks, unwrap, wrap_model
+from .embeddings import reference_embeddings
+from .record import SelectivityRecorder, epoch_value
 
-__all__ = ["train", "evaluate", "build_model", "load_data", "resolve_device", "train_dtype", "alpha_at", "settings",
-           "build_regularizer", "knob_label",
-           "limit_test"]
+__all__ = ["train", "load_data", "train_dtype", "alpha_at", "settings", "build_regularizer", "knob_label"]
 
 
 # -- set-up -----------------------------------------------------------------------------------
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but no CUDA device is available")
-    return device
-
-
-def _take_per_class(split: DatasetSplit, per_class: int) -> DatasetSplit:
-    """The first ``per_class`` samples of each class, in the split's order (vectorized)."""
-    labels = split.labels
-    order = torch.argsort(labels, stable=True)
-    sorted_labels = labels[order]
-    first = torch.searchsorted(sorted_labels, sorted_labels, right=False)
-    rank = torch.arange(labels.numel()) - first
-    keep = order[rank < per_class].sort().values
-    embeddings = getattr(split, "embeddings", None)  # each kept image keeps its own row
-    return dataclasses.replace(split, images=split.images[keep].contiguous(), labels=labels[keep],
-                               **({} if embeddings is None else {"embeddings": embeddings[keep]}))
 
 
 def load_data(config: Config, progress: bool = True) -> tuple[DatasetSplit, DatasetSplit]:
@@ -75,19 +48,8 @@ def load_data(config: Config, progress: bool = True) -> tuple[DatasetSplit, Data
     if embeddings is not None:
         train = dataclasses.replace(train, embeddings=embeddings)
     if config.data.train_per_class:
-        train = _take_per_class(train, config.data.train_per_class)
+        train = take_per_class(train, config.data.train_per_class)
     return train, limit_test(test, config.data.test_limit)
-
-
-def limit_test(test: DatasetSplit, limit: int | None) -> DatasetSplit:
-    """The run's test images: ``data.test_limit`` of them, a fixed random subset in the split's order
-    (test splits are often sorted by class), or the whole split. Every command that evaluates a
-    run on its own test split takes this subset, so its numbers are final.json's."""
-    if not limit:
-        return test
-    keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))
-    keep = keep[:limit].sort().values
-    return dataclasses.replace(test, images=test.images[keep].contiguous(), labels=test.labels[keep])
 
 
 def given_embeddings(config: Config, split: DatasetSplit) -> torch.Tensor | None:
@@ -100,41 +62,6 @@ def given_embeddings(config: Config, split: DatasetSplit) -> torch.Tensor | None
         raise ConfigError(f"regularizer.embeddings is {reg.embeddings!r} but the training data given carries no "
                           "embeddings: load it with load_data(config)")
     return split.embeddings
-
-
-def build_model(config: Config, data: DatasetSplit, *, start_weights: bool = True) -> torch.nn.Module:
-    """The config's model for this data: class count and normalization from the data.
-
-    ``model.weights`` (fine-tuning) is loaded when ``start_weights``; a caller that loads a run's
-    own weights next passes False, so a run outlives the file it started from.
-    """
-    kwargs = dict(config.model.kwargs)
-    if kwargs.get("num_classes", data.num_classes) != data.num_classes:
-        raise ConfigError(
-            f"model.kwargs.num_classes is {kwargs['num_classes']} but the data {data.name!r} has "
-            f"{data.num_classes} classes"
-        )
-    kwargs["num_classes"] = data.num_classes
-    try:
-        # A model of one's own that takes no mean/std gets images in [0, 1] and normalizes itself (or not).
-        for key, value in (("mean", data.mean), ("std", data.std)):
-            if accepts_keyword(config.model.name, key):
-                kwargs.setdefault(key, value)
-        model = create_model(config.model.name, **kwargs)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"model {config.model.name!r}: {err}") from None
-    if config.model.weights and start_weights:  # fine-tuning: start from these weights (one error lists every misfit)
-        load_safetensors_weights(model, config.model.weights)
-    # Every probe on this model (regularizer, meter, recorder, analyses) reduces token layers alike.
-    model.selectivity_tokens = config.regularizer.tokens
-    model.selectivity_positive_part = config.regularizer.positive_part
-    probe = data.images[:2].to(torch.get_default_dtype()) / 255
-    model.eval()
-    with torch.no_grad():
-        outputs = model(probe).shape[-1]
-    if outputs != data.num_classes:
-        raise ConfigError(f"model {config.model.name!r} has {outputs} outputs but the data has {data.num_classes} classes")
-    return model
 
 
 def train_dtype(config: Config) -> torch.dtype:
@@ -193,7 +120,7 @@ def settings(config: Config) -> dict:
 
     Example::
 
-        >>> from selectivity.train.config import load_config
+        >>> from selectivity.config import load_config
         >>> settings(load_config("demo", ["model.kwargs.width=8"]))["model.kwargs.width"]
         8
     """
@@ -240,38 +167,6 @@ def _optimizer_for(config: Config, decay: list, no_decay: list) -> torch.optim.O
     if o.name == "adamw":
         return torch.optim.AdamW(groups, lr=o.lr)
     return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)
-
-
-def _full(logits: torch.Tensor) -> torch.Tensor:
-    """Logits for the loss: bfloat16 (autocast) up to float32; float64 stays float64."""
-    return logits if logits.dtype == torch.float64 else logits.float()
-
-
-# -- evaluation -------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def evaluate(model, loader: DeviceLoader, num_classes: int, layers=None, amp: bool = False) -> dict:
-    """Test accuracy, loss and the selectivity of every unit, in one pass (eval mode).
-
-    Under several processes each rank passes its shard and the sums are all-reduced: the
-    numbers of one process over the whole split (every rank must call it).
-    """
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), device=loader.device)
-    loss = torch.zeros((), device=loader.device, dtype=loader.dtype)  # float64 in a float64 run
-    with SelectivityMeter(model, num_classes, layers) as meter:
-        for x, y in loader:
-            with torch.autocast(loader.device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(x)
-            meter.update_activations(meter.probe.collect(batch_size=y.shape[0]), y)
-            loss += F.cross_entropy(_full(logits), y, reduction="sum")
-            correct += (logits.argmax(dim=1) == y).sum()
-        result = meter.compute()
-    model.train(was_training)
-    correct, loss, n = sum_over_ranks(torch.stack([correct.float(), loss, loss.new_tensor(len(loader.labels))])).tolist()
-    return {"test_acc": correct / n, "test_loss": loss / n, "n_test": int(n), "selectivity": result}
 
 
 # -- training ---------------------------------------------------------------------------------
@@ -443,7 +338,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                     group["lr"] = lr_at(config, step, total_steps, steps_per_epoch)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     logits = net(x)
-                    ce = F.cross_entropy(_full(logits), y, label_smoothing=config.optim.label_smoothing)
+                    ce = F.cross_entropy(loss_logits(logits), y, label_smoothing=config.optim.label_smoothing)
                 loss = ce + reg.loss(y, *e)  # reg.loss(y) = -alpha * batch SI (or -lambda * batch MonoScore)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -15,7 +15,7 @@ How this relates to the original generator scripts:
   1e-4 of an 8-bit level, pixelate to 1 level (PIL rounds its 8-bit intermediate).
 - Random numbers come from torch, so outputs match the originals in distribution, not
   pixel for pixel; evaluate on the released files
-  (:mod:`selectivity.analysis.corruption_data`) for numbers comparable with published ones.
+  (:mod:`selectivity.analysis.corruptions.data`) for numbers comparable with published ones.
 - ``motion_blur`` and ``snow`` reimplement ImageMagick's MotionBlurImage kernel (no
   ImageMagick needed); ``glass_blur``'s sequential pixel loop is reproduced exactly in
   parallel (:func:`blur.local_shuffle`); ``frost`` reads the frost photos of the optional

@@ -31,7 +31,7 @@ __all__ = [
     "read_config_source",
 ]
 
-PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
+PRESET_DIR = Path(__file__).resolve().parent / "configs"
 
 
 class ConfigError(ValueError):
@@ -223,7 +223,7 @@ class Config:
 
     def _check_schedule(self) -> None:
         """A per-epoch alpha schedule sets alpha to its strongest value (so tables group by it)."""
-        from ..core.schedule import PerEpochAlpha
+        from .core.schedule import PerEpochAlpha
 
         reg, rec = self.regularizer, self.record
         if min(rec.first_epochs, rec.every - 1, rec.per_epoch - 1, rec.per_class - 1) < 0:

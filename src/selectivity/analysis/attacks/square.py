@@ -30,7 +30,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .attack_base import _check_batch, _check_eps, _check_logits, _check_norm, eval_mode
+from .base import _check_batch, _check_eps, _check_logits, _check_norm, eval_mode
 
 __all__ = ["HALVINGS", "margin_loss", "square", "square_fraction"]
 

@@ -5,8 +5,8 @@ Every model of the zoo takes images in [0, 1] and normalizes inside, so the atta
 pixel space and epsilon is in pixel units (8/255 is the usual CIFAR L-inf radius).
 
 - FGSM and PGD ascend the cross-entropy of the true label (summed over the batch, so each
-  sample's gradient is its own); APGD is in :mod:`selectivity.analysis.apgd`, Square in
-  :mod:`selectivity.analysis.square`.
+  sample's gradient is its own); APGD is in :mod:`selectivity.analysis.attacks.apgd`, Square in
+  :mod:`selectivity.analysis.attacks.square`.
 - Gradients are taken with ``torch.autograd.grad`` with respect to the input only: the
   ``.grad`` of the model's parameters is never touched.
 - The model runs in eval mode (batch norm on its running statistics, so samples do not
@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .apgd import apgd_ce, apgd_t
-from .attack_base import (NORMS, _ascent_direction, _check_batch, _check_eps, _check_logits, _check_norm,
+from .base import (NORMS, _ascent_direction, _check_batch, _check_eps, _check_logits, _check_norm,
                           _loss_and_grad, _model_device, _project, _random_start, eval_mode)
 from .square import square
 

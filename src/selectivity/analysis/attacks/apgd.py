@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .attack_base import _check_batch, _check_eps, _check_logits, _check_norm, _project, _random_start, eval_mode
+from .base import _check_batch, _check_eps, _check_logits, _check_norm, _project, _random_start, eval_mode
 
 __all__ = ["apgd", "apgd_ce", "apgd_checkpoints", "apgd_t", "targeted_dlr_loss"]
 

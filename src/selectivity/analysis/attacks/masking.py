@@ -35,8 +35,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .attack_base import _check_batch, _check_eps, _check_logits, _model_device, _random_start, eval_mode
-from .attacks import _seeded_generator
+from .base import _check_batch, _check_eps, _check_logits, _model_device, _random_start, eval_mode
+from .api import _seeded_generator
 from .square import margin_loss
 
 __all__ = ["APGD_GAP", "BLACKBOX_SHARE", "CHECKS", "EPSILON_FLOOR", "GRADIENT_SHARE", "MaskingFlag", "WHITE_BOX",

@@ -33,7 +33,7 @@ import warnings
 import torch
 from torch import Tensor, nn
 
-from ..core.probe import LayerSpec, resolve_layers
+from ...core.probe import LayerSpec, resolve_layers
 from .dimensionality import _n_components, collect_activations
 
 __all__ = ["cca", "layer_similarity", "linear_cka", "mean_cca", "pwcca", "svcca"]

@@ -37,9 +37,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..core import Probe
-from ..core.probe import LayerSpec, resolve_layers
-from .attacks import eval_mode
+from ...core import Probe
+from ...core.probe import LayerSpec, resolve_layers
+from ..eval_mode import eval_mode
 
 __all__ = ["GradientVariability", "gradient_variability", "input_unit_gradients", "variability_from_gradients"]
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..core import SelectivityMeter
-from ..core.probe import LayerSpec, resolve_layers
-from .attacks import eval_mode
+from ...core import SelectivityMeter
+from ...core.probe import LayerSpec, resolve_layers
+from ..eval_mode import eval_mode
 
 __all__ = ["DEFAULT_FRACTIONS", "AblationCurve", "ablate_units", "ablated_accuracy", "ablation_curves"]
 

@@ -21,9 +21,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
-from ..core import Probe
-from ..core.probe import LayerSpec
-from .attacks import eval_mode
+from ...core import Probe
+from ...core.probe import LayerSpec
+from ..eval_mode import eval_mode
 
 __all__ = [
     "collect_activations",

@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .corruptions import corruption_names
+from .presets import corruption_names
 
 SEVERITIES = 5
 

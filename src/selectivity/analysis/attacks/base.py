@@ -1,4 +1,4 @@
-"""What every attack of :mod:`selectivity.analysis.attacks` shares: checks, the eval-mode guard,
+"""What every attack of :mod:`selectivity.analysis.attacks` shares: checks, the
 projection onto the threat model's ball, random starts and the loss gradient.
 
 Images are in [0, 1] (the models normalize inside) and epsilon is in pixel units. The
@@ -10,35 +10,18 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from ..eval_mode import eval_mode
 
 __all__ = ["NORMS", "eval_mode"]
 
 NORMS = ("linf", "l2")
 
 
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put ``model`` in eval mode; restore every module's own ``training`` flag on exit.
-
-    Restoring per module (not ``model.train(was_training)``) keeps mixed modes intact, e.g. a
-    frozen batch norm inside a model in training mode.
-    """
-    modes = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in modes:
-            module.training = training
-
-
-# -- checks ---------------------------------------------------------------------------------
 def _check_norm(norm: str) -> str:
     if norm not in NORMS:
         raise ValueError(f"unknown norm {norm!r}: use one of {NORMS}")

@@ -1,0 +1,66 @@
+"""A run's model and device from its config: the one place that turns ``model.*`` into a network.
+
+Training builds its model here, and so does :func:`~selectivity.runs.open.open_run` when a
+finished run is opened, so both get the same architecture, class count, normalization and token
+rule. It sits above :mod:`selectivity.models` (which knows nothing of configs) and below
+training.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..config import Config, ConfigError
+from ..data import DatasetSplit
+from ..models import accepts_keyword, create_model
+from .weights import load_safetensors_weights
+
+__all__ = ["build_model", "resolve_device"]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``train.device`` as a torch device: ``auto`` is CUDA when present, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"train.device is {name!r} but no CUDA device is available")
+    return device
+
+
+def build_model(config: Config, data: DatasetSplit, *, start_weights: bool = True) -> torch.nn.Module:
+    """The config's model for this data: class count and normalization from the data.
+
+    ``model.weights`` (fine-tuning) is loaded when ``start_weights``; a caller that loads a run's
+    own weights next passes False, so a run outlives the file it started from.
+    """
+    kwargs = dict(config.model.kwargs)
+    if kwargs.get("num_classes", data.num_classes) != data.num_classes:
+        raise ConfigError(
+            f"model.kwargs.num_classes is {kwargs['num_classes']} but the data {data.name!r} has "
+            f"{data.num_classes} classes"
+        )
+    kwargs["num_classes"] = data.num_classes
+    try:
+        # A model of one's own that takes no mean/std gets images in [0, 1] and normalizes itself (or not).
+        for key, value in (("mean", data.mean), ("std", data.std)):
+            if accepts_keyword(config.model.name, key):
+                kwargs.setdefault(key, value)
+        model = create_model(config.model.name, **kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"model {config.model.name!r}: {err}") from None
+    if config.model.weights and start_weights:  # fine-tuning: start from these weights (one error lists every misfit)
+        load_safetensors_weights(model, config.model.weights)
+    # Every probe on this model (regularizer, meter, recorder, analyses) reduces token layers alike.
+    model.selectivity_tokens = config.regularizer.tokens
+    model.selectivity_positive_part = config.regularizer.positive_part
+    probe = data.images[:2].to(torch.get_default_dtype()) / 255
+    model.eval()
+    with torch.no_grad():
+        outputs = model(probe).shape[-1]
+    if outputs != data.num_classes:
+        raise ConfigError(f"model {config.model.name!r} has {outputs} outputs but the data has {data.num_classes} classes")
+    return model
