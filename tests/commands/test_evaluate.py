@@ -192,11 +192,72 @@ def test_bad_robustness_arguments_exit_2(sweep, capsys, args, words):
     assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
 
 
-def _outcomes(run):
+def _outcomes(run, n=48):
+    """The stored outcomes of the image set of ``n`` images (keys ``n<N>/...`` in the file)."""
     from selectivity.runs import load_tensors
 
     tensors, meta = load_tensors(run / "attack_outcomes.safetensors")
-    return tensors, json.loads(meta["settings"]), json.loads(meta["costs"])
+    prefix = f"n{n}/"
+
+    def mine(d):
+        return {k[len(prefix):]: v for k, v in d.items() if k.startswith(prefix)}
+
+    return mine(tensors), mine(json.loads(meta["settings"])), mine(json.loads(meta["costs"]))
+
+
+def test_calls_on_other_images_keep_every_result_apart(sweep, tmp_path):
+    """The README's order: corruptions and attacks on 64 images, then other attacks on 32 images. The
+    second call adds its rows beside the first's (keyed by n) and loses none of them; the summary
+    columns read the largest image set; a later call on the 32 images extends their worst case."""
+    run = tmp_path / "run"
+    shutil.copytree(_runs(sweep)[0], run, ignore=shutil.ignore_patterns("robustness.csv", "masking.csv",
+                                                                         "attack_outcomes.safetensors"))
+    first = ["robustness", str(run), "--corruptions", "contrast", "--severities", "1", "--attacks", "fgsm,pgd",
+             "--eps", "2/255", "--limit", "64", "--no-progress"]
+    assert main(first) == 0
+    before = pd.read_csv(run / ROBUSTNESS_CSV)
+    flags_before = pd.read_csv(run / "masking.csv")
+    second = ["robustness", str(run), "--corruptions", "contrast", "--severities", "1", "--attacks", "square",
+              "--square-queries", "10", "--eps", "2/255", "--limit", "32", "--no-progress"]
+    assert main(second) == 0
+    after = pd.read_csv(run / ROBUSTNESS_CSV)
+    assert set(after["n"]) == {64, 32}
+    kept = after[after["n"] == 64].reset_index(drop=True)
+    pd.testing.assert_frame_equal(kept, before.reset_index(drop=True), check_dtype=False)
+    small = after[after["n"] == 32].set_index(["kind", "name"])["accuracy"]
+    assert ("attack", "square") in small.index and ("attack", "worst") in small.index
+    assert ("attack", "pgd") not in small.index  # pgd ran on the 64 images only: not in the 32's worst case
+    flags = pd.read_csv(run / "masking.csv")
+    pd.testing.assert_frame_equal(flags[flags["n"] == 64].reset_index(drop=True), flags_before, check_dtype=False)
+    assert (flags["n"] == 32).any()
+    big, _, _ = _outcomes(run, 64)
+    assert {k for k in big if k.startswith(("fgsm", "pgd"))} == {f"fgsm@{2 / 255!r}", f"pgd@{2 / 255!r}"}
+    summary = run_summary(run)
+    assert summary["robustness_n"] == 64 and "adv_acc/pgd/2/255" in summary
+    assert summary["adv_acc/worst/2/255"] == before.query("name == 'worst'")["accuracy"].item()
+    # A later call on the same 32 images with another attack extends their worst case.
+    assert main([*second[:7], "pgd", *second[10:]]) == 0
+    small = pd.read_csv(run / ROBUSTNESS_CSV).query("n == 32 and kind == 'attack'").set_index("name")["accuracy"]
+    tensors, _, _ = _outcomes(run, 32)
+    both = torch.stack([tensors[f"{a}@{2 / 255!r}"].bool() for a in ("square", "pgd")]).all(dim=0)
+    assert small["worst"] == both.double().mean().item()
+
+
+def test_a_second_call_on_a_busy_run_is_refused_and_writes_nothing(sweep, tmp_path, capsys):
+    """Concurrent calls: the run's lock is held by one; the other exits 2 with one line, touching no file."""
+    from selectivity.runs import RunPaths, exclusive
+
+    run = tmp_path / "run"
+    shutil.copytree(_runs(sweep)[0], run)
+    files = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".run.lock"}
+    with exclusive(RunPaths(run).lock, "held by the test"):
+        for command in (["robustness", str(run), "--corruptions", "contrast", "--severities", "1", "--attacks", "fgsm",
+                         "--eps", "2/255", "--limit", "16", "--no-progress"],
+                        ["analyze", str(run), "--limit", "16", "--no-progress"]):
+            assert main(command) == 2
+            err = capsys.readouterr().err.strip()
+            assert "busy" in err and len(err.splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name != ".run.lock"} == files
 
 
 def test_the_worst_case_covers_every_attack_run_also_across_calls(sweep, tmp_path):

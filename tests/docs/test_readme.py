@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,12 +57,27 @@ def small(argv: list[str], cache: Path) -> list[str]:
         argv = argv + ["--set", f"data.cache_dir={cache}", *SMALL_TRAIN]
         if sub == "sweep":
             argv = _replace_option(argv, "--seeds", "0,1")
-    if sub in ("robustness", "analyze"):
-        argv = _replace_option(argv, "--limit", "40")
+    if sub in ("robustness", "analyze"):  # a smaller limit, still one per limit the README gives
+        argv = _replace_option(argv, "--limit", str(small_limit(_option(argv, "--limit"))))
         if sub == "robustness":
             argv += ["--severities", "1", "--eps", "1/255,4/255"]
     return argv + (["--no-progress"] if sub in ("train", "sweep", "demo", "robustness", "analyze", "measure")
                    and "--no-progress" not in argv else [])
+
+
+def small_limit(limit: str | None) -> int:
+    """The README's --limit scaled down (500 -> 41, 200 -> 16): two calls on different image sets stay
+    on different ones, so the walk-through checks that neither loses the other's results."""
+    return max(8, int(limit) // 12) if limit else 40
+
+
+def _option(argv: list[str], option: str) -> str | None:
+    for i, a in enumerate(argv):
+        if a == option and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(option + "="):
+            return a.split("=", 1)[1]
+    return None
 
 
 def _replace_option(argv: list[str], option: str, value: str) -> list[str]:
@@ -86,7 +102,7 @@ def test_the_readme_shows_runnable_commands_in_order(tmp_path):
     work.mkdir()
     shutil.copytree(ROOT / "examples", work / "examples")  # as in a clone
     cache = tmp_path / "cache"
-    ran = 0
+    ran, evaluated = 0, []
     for command in commands:
         if any(key in command for key in SKIP):
             continue
@@ -108,4 +124,10 @@ def test_the_readme_shows_runnable_commands_in_order(tmp_path):
         done = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, f"README command failed: {command}\n{done.stderr[-3000:]}"
         ran += 1
+        if len(argv) > 3 and argv[3] == "robustness":  # python -m selectivity.cli robustness RUN ...
+            evaluated.append((work / argv[4], int(_option(argv, "--limit"))))
     assert ran >= 8
+    # Followed top to bottom, the README loses no result: every robustness call's image set is still there.
+    for run, limit in evaluated:
+        table = pd.read_csv(run / "robustness.csv")
+        assert (table["n"] == limit).any(), f"the robustness results of {run.name} on {limit} images were lost"

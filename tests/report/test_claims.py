@@ -278,3 +278,50 @@ def test_schedules_split_cells_for_alpha_claims_but_not_for_the_claim_that_compa
                                   baseline="> 0", test="less")])
     result = evaluate_claim(results, early)
     assert len(result.cells) == 1 and result.verdict == "supported"
+
+
+# --------------------------------------------------------------------------- one-sample claims and when a claim was written
+
+
+def test_above_is_a_one_sample_t_test_against_the_value_without_baseline_runs():
+    """`above` on alpha 0 alone: the p-value is scipy's one-sample t test of the seeds against the value."""
+    gaps = [0.031, 0.012, 0.044, 0.020, 0.027]
+    table = results_table({0.0: gaps}, metric="axis_gap")
+    c = claim(metric="axis_gap", group=0, test="above", value=0.01)
+    result = evaluate_claim(table, c)
+    (comp,) = result.comparisons
+    expected = sps.ttest_1samp(gaps, 0.01, alternative="greater").pvalue
+    assert comp.p_value == pytest.approx(expected, rel=1e-9)
+    assert comp.mean_baseline == 0.01 and comp.n_group == 5
+    assert comp.estimate == pytest.approx(sum(gaps) / 5 - 0.01)
+    assert result.verdict == SUPPORTED and c.hypothesis() == "m(0) > 0.01"
+    below = evaluate_claim(table, claim(metric="axis_gap", group=0, test="below", value=0.01))
+    assert below.verdict == REFUTED
+
+
+def test_a_one_sample_claim_errs_at_its_level_under_the_null():
+    """Seeded simulation: 5 seeds whose true mean is the value: supported at most 5% of the time."""
+    rng = np.random.default_rng(7)
+    c = claim(metric="axis_gap", group=0, test="above", value=0.0)
+    reps, supported = 400, 0
+    for _ in range(reps):
+        table = results_table({0.0: list(rng.normal(0.0, 1.0, 5))}, metric="axis_gap")
+        supported += evaluate_claim(table, c).verdict == SUPPORTED
+    assert supported / reps <= 0.05 + 3 * (0.05 * 0.95 / reps) ** 0.5
+
+
+@pytest.mark.parametrize("fields,message", [
+    ({"test": "above"}, "claim 'c': test 'above' needs 'value', a finite number"),
+    ({"test": "greater", "value": 0}, "claim 'c': test 'greater' takes no 'value'"),
+    ({"registered": "later"}, "claim 'c': 'registered' must be exploratory .* or confirmation"),
+])
+def test_value_and_registered_are_checked(fields, message):
+    with pytest.raises(ClaimsError, match=message):
+        claim(**fields)
+
+
+def test_registered_says_when_a_claim_was_written():
+    assert claim().registered == "exploratory" and not claim().after_exploration
+    assert claim(registered="confirmation").after_exploration
+    written_after = [c.id for c in load_claims() if c.after_exploration]
+    assert "si-down-small-raises-accuracy" in written_after

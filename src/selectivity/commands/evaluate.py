@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -41,8 +42,8 @@ import numpy as np
 import pandas as pd
 
 from ..analysis.corruptions import CORRUPTIONS, EXTRA_CORRUPTIONS, PRESETS, corrupt, corruption_names
-from ..runs import (ROBUSTNESS_COLUMNS, SEVERITIES, RunPaths, atomic_write, completed, eps_label, read_robustness,
-                   write_text)
+from ..runs import (ROBUSTNESS_COLUMNS, SEVERITIES, RunPaths, atomic_write, completed, eps_label, exclusive,
+                   read_robustness, write_text)
 
 __all__ = [
     "DEFAULT_ATTACK_EPS",
@@ -277,19 +278,33 @@ def _split_key(key: str) -> tuple[str, float]:
     return name, float(eps)
 
 
+_SET = re.compile(r"^n(\d+)/(.+)$")
+
+
+def _image_set(n: int) -> str:
+    """The key of an image set in the run's evaluation files: its size, which fixes it (``limit`` N
+    takes the first N of one seeded permutation of the run's test images; no limit takes them all)."""
+    return f"n{int(n)}"
+
+
 @dataclass
 class _Outcomes:
     """attack_outcomes.safetensors: per image, robust (True) under each (attack, eps) and the
-    margin gradient dead (True) at each eps (key ``gradient@eps``); each attack's settings and cost."""
+    margin gradient dead (True) at each eps (key ``gradient@eps``); each attack's settings and cost.
+
+    The file keeps one such record per image set (keys ``n<N>/...``): a call on other images
+    never touches the outcomes of the others, which are written back as they were.
+    """
 
     labels: object
     bits: dict
     settings: dict
     costs: dict
+    others: tuple = ({}, {}, {})  # tensors, settings and costs of the other image sets, verbatim
 
     @classmethod
     def read(cls, path: Path, labels) -> _Outcomes:
-        """The stored outcomes when they are of these images (the same labels); empty otherwise."""
+        """The stored outcomes of these images (same count, same labels); empty when there are none."""
         import torch
 
         from ..runs import RunError, load_tensors
@@ -303,18 +318,34 @@ class _Outcomes:
         except (RunError, ValueError) as err:
             warnings.warn(f"{path} is unreadable ({err}); its attacks are run again", stacklevel=3)
             return empty
-        stored = tensors.pop("labels", None)
-        if stored is None or not torch.equal(stored, labels):
-            return empty
-        return cls(labels, {k: v.bool() for k, v in tensors.items()}, settings, costs)
+        if "labels" in tensors:  # written before image sets were kept apart: one set, unprefixed
+            size = _image_set(len(tensors["labels"]))
+            tensors = {f"{size}/{k}": v for k, v in tensors.items()}
+            settings = {f"{size}/{k}": v for k, v in settings.items()}
+            costs = {f"{size}/{k}": v for k, v in costs.items()}
+        prefix = _image_set(len(labels)) + "/"
+        mine = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        others = ({k: v for k, v in tensors.items() if not k.startswith(prefix)},
+                  {k: v for k, v in settings.items() if not k.startswith(prefix)},
+                  {k: v for k, v in costs.items() if not k.startswith(prefix)})
+        stored = mine.pop("labels", None)
+        if stored is None or not torch.equal(stored, labels):  # none yet, or the run's test images changed
+            return cls(labels, {}, {}, {}, others)
+        own = {k[len(prefix):]: v for k, v in settings.items() if k.startswith(prefix)}
+        own_costs = {k[len(prefix):]: v for k, v in costs.items() if k.startswith(prefix)}
+        return cls(labels, {k: v.bool() for k, v in mine.items()}, own, own_costs, others)
 
     def write(self, path: Path) -> None:
         from ..runs import save_tensors
 
         import torch
 
-        tensors = {"labels": self.labels, **{k: v.to(torch.uint8) for k, v in self.bits.items()}}
-        save_tensors(path, tensors, {"settings": json.dumps(self.settings), "costs": json.dumps(self.costs)})
+        prefix = _image_set(len(self.labels)) + "/"
+        tensors = {**self.others[0], prefix + "labels": self.labels,
+                   **{prefix + k: v.to(torch.uint8) for k, v in self.bits.items()}}
+        settings = {**self.others[1], **{prefix + k: v for k, v in self.settings.items()}}
+        costs = {**self.others[2], **{prefix + k: v for k, v in self.costs.items()}}
+        save_tensors(path, tensors, {"settings": json.dumps(settings), "costs": json.dumps(costs)})
 
     def robust(self) -> dict:
         """attack -> eps -> (N,) bool, for every stored attack (the worst case not included)."""
@@ -326,19 +357,30 @@ class _Outcomes:
         return out
 
 
-def attack_costs(run_dir: str | Path) -> list[tuple[str, float, float, float]]:
-    """(attack, eps, seconds per image, model calls per image) of each attack of a run, as measured when it ran."""
+def attack_costs(run_dir: str | Path, n: int | None = None) -> list[tuple[str, float, float, float]]:
+    """(attack, eps, seconds per image, model calls per image) of each attack of a run, as measured when
+    it ran, on the image set of ``n`` images (None: the largest set that has any)."""
     path = RunPaths(run_dir).attack_outcomes
     if not path.is_file():
         return []
     from ..runs import RunError, load_tensors
 
     try:
-        _, meta = load_tensors(path)
+        tensors, meta = load_tensors(path)
         costs = json.loads(meta.get("costs", "{}"))
     except (RunError, ValueError):
         return []
-    rows = [(*_split_key(k), float(v["seconds"]), float(v["calls"])) for k, v in costs.items()]
+    if "labels" in tensors:  # one unprefixed set (an older file)
+        costs = {f"{_image_set(len(tensors['labels']))}/{k}": v for k, v in costs.items()}
+    by_set: dict = {}
+    for key, value in costs.items():
+        match = _SET.match(key)
+        if match:
+            by_set.setdefault(int(match.group(1)), {})[match.group(2)] = value
+    if not by_set:
+        return []
+    chosen = by_set.get(n, {}) if n is not None else by_set[max(by_set)]
+    rows = [(*_split_key(k), float(v["seconds"]), float(v["calls"])) for k, v in chosen.items()]
     order = {a: i for i, a in enumerate(ATTACKS)}
     return sorted(rows, key=lambda r: (order.get(r[0], len(order)), r[1]))
 
@@ -364,12 +406,30 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
     at each epsilon). The ``worst`` rows of robustness.csv count an image only when every
     attack stored for that epsilon failed on it (and its clean image is right).
 
-    Resumable: rows already in robustness.csv for the same number of images are kept and not
-    recomputed; an attack row is kept only with its per-image outcomes stored under the same
-    settings (budget), so a changed ``square_queries`` or ``apgd_steps`` reruns that attack.
-    Only missing rows are evaluated, and the files are rewritten atomically with all rows.
-    ``force`` recomputes the requested rows.
+    Each image set (``limit`` N: the first N of one seeded permutation of the run's test images;
+    no limit: all of them) keeps its own results, keyed by its size ``n`` in robustness.csv,
+    masking.csv and attack_outcomes.safetensors: a call on other images adds its rows beside
+    them and never replaces them, and the worst case of a set is over the attacks run on it.
+    Resumable: rows already in robustness.csv for the same images are kept and not recomputed;
+    an attack row is kept only with its per-image outcomes stored under the same settings
+    (budget), so a changed ``square_queries`` or ``apgd_steps`` reruns that attack. Only
+    missing rows are evaluated, and the files are rewritten atomically with all rows.
+    ``force`` recomputes the requested rows. The run's lock is held throughout: a second call
+    on the same run (or one on a run still training) is refused with :class:`~selectivity.runs.RunBusy`.
     """
+    corruptions, severities, attacks, eps, preset, limit = validate_robustness(
+        corruptions, severities, attacks, eps, preset, limit)
+    square_queries, apgd_steps = validate_budgets(square_queries, apgd_steps)
+    run_dir = Path(run_dir)
+    paths = RunPaths(run_dir)
+    with exclusive(paths.lock, f"{run_dir} is busy: another process (training, robustness or analyze) holds its "
+                               "lock; run again when it has finished"):
+        return _evaluate_robustness(run_dir, paths, corruptions, severities, attacks, eps, preset, limit, batch_size,
+                                    progress, force, square_queries, apgd_steps)
+
+
+def _evaluate_robustness(run_dir, paths, corruptions, severities, attacks, eps, preset, limit, batch_size, progress,
+                         force, square_queries, apgd_steps) -> Path:
     import time
 
     import torch
@@ -378,16 +438,12 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
     from ..analysis.attacks import robust_images
     from ..analysis.attacks.masking import dead_gradients
 
-    corruptions, severities, attacks, eps, preset, limit = validate_robustness(
-        corruptions, severities, attacks, eps, preset, limit)
-    square_queries, apgd_steps = validate_budgets(square_queries, apgd_steps)
-    run_dir = Path(run_dir)
-    paths = RunPaths(run_dir)
     path = paths.robustness
-    existing = read_robustness(path)
+    table = read_robustness(path)
     config, model, x, y = _load(run_dir, limit, progress)
     n = len(y)
-    existing = existing[existing["n"] == n] if not force else existing.iloc[0:0]
+    kept_apart = table[table["n"] != n]  # the results of other image sets: written back untouched
+    existing = table[table["n"] == n] if not force else table.iloc[0:0]
     outcomes = _Outcomes.read(paths.attack_outcomes, y)
     # A row without accuracy records a corruption skipped for a missing package: redone when possible.
     have = {_key(r.kind, r.name, r.level) for r in existing.itertuples(index=False) if pd.notna(r.accuracy)}
@@ -410,7 +466,7 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
     attack_eps = sorted({round(e, 9): e for e in reversed(every_eps)}.values())  # one per radius, as asked first
     dead_todo = [e for e in attack_eps if e > 0 and (force or _outcome_key("gradient", e) not in outcomes.bits)]
     worst_missing = any(_key("attack", WORST, e) not in have for e in attack_eps)
-    if not todo and not dead_todo and not worst_missing and (paths.masking.is_file() or not attack_eps):
+    if not todo and not dead_todo and not worst_missing and (not attack_eps or (_read_masking(paths.masking)["n"] == n).any()):
         return path
     preset = _preset(x, preset)
     rows = []
@@ -461,14 +517,25 @@ def evaluate_robustness(run_dir: str | Path, corruptions=None, severities=None, 
     new = pd.DataFrame(rows, columns=ROBUSTNESS_COLUMNS[:4]).assign(n=n)
     new_keys = {_key(*r[:3]) for r in rows}
     old = existing[[_key(r.kind, r.name, r.level) not in new_keys for r in existing.itertuples(index=False)]]
-    table = pd.concat([old, new], ignore_index=True) if len(old) else new
+    table = pd.concat([f for f in (kept_apart, old, new) if len(f)], ignore_index=True)
     order = {"clean": 0, "corruption": 1, "attack": 2}
-    table = table.assign(_o=table["kind"].map(order)).sort_values(["_o", "name", "level"], kind="stable")
+    table = table.assign(_o=table["kind"].map(order)).sort_values(["n", "_o", "name", "level"], kind="stable")
     table = table.drop(columns="_o")[ROBUSTNESS_COLUMNS].reset_index(drop=True)
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
     masking = _masking_table(outcomes, clean, n)
+    if paths.masking.is_file():  # the checks of other image sets stay
+        previous = _read_masking(paths.masking)
+        masking = pd.concat([previous[previous["n"] != n], masking], ignore_index=True)
     atomic_write(paths.masking, lambda tmp: masking.to_csv(tmp, index=False))
     return path
+
+
+def _read_masking(path: Path) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError):
+        return pd.DataFrame(columns=MASKING_COLUMNS)
+    return frame if set(MASKING_COLUMNS) <= set(frame.columns) else pd.DataFrame(columns=MASKING_COLUMNS)
 
 
 def _rewrite_results(target: Target) -> Path | None:
@@ -565,8 +632,17 @@ def analyze_run(run_dir: str | Path, baseline_dir: str | Path | None = None, lim
     Writes ``analysis.json``, ``analysis_dimensionality.csv`` and ``analysis_ablation.csv`` in
     ``run_dir`` and returns the JSON's content. Similarity (PWCCA and unbiased linear CKA) is
     computed only with a ``baseline_dir`` (the alpha = 0 run of the same seed in a sweep).
-    Gradient variability uses the first 32 images of the subset.
+    Gradient variability uses the first 32 images of the subset. The run's lock is held
+    throughout (a second call on the same run is refused with :class:`~selectivity.runs.RunBusy`).
     """
+    validate_robustness(limit=limit)
+    paths = RunPaths(run_dir)
+    with exclusive(paths.lock, f"{run_dir} is busy: another process (training, robustness or analyze) holds its "
+                               "lock; run again when it has finished"):
+        return _analyze_run(run_dir, baseline_dir, limit, progress)
+
+
+def _analyze_run(run_dir, baseline_dir, limit, progress) -> dict:
     import torch
     from tqdm.auto import tqdm
 
@@ -577,7 +653,6 @@ def analyze_run(run_dir: str | Path, baseline_dir: str | Path | None = None, lim
     from ..analysis.representations.similarity import layer_similarity
     from ..core import resolve_layers
 
-    validate_robustness(limit=limit)
     run_dir = Path(run_dir)
     bar = tqdm(total=5, desc=f"analyze {run_dir.name}", unit="step", disable=not progress, dynamic_ncols=True)
     config, model, x, y = _load(run_dir, limit, progress)

@@ -66,6 +66,8 @@ def _robustness(args: argparse.Namespace) -> int:
 
     for path in outcome["runs"]:
         table = pd.read_csv(path)
+        n = _image_count(table, args.limit)
+        table = table[table["n"] == n]  # this call's images: other image sets are kept apart, not shown here
         corr = table[table["kind"] == "corruption"]["accuracy"]
         clean = table[table["kind"] == "clean"]["accuracy"]
         adv = ", ".join(f"{r.name} {eps_label(r.level)}: {r.accuracy:.3f}"
@@ -73,7 +75,7 @@ def _robustness(args: argparse.Namespace) -> int:
         print(f"{path.parent.name}: clean {clean.iloc[0]:.3f}" if len(clean) else f"{path.parent.name}:", end="")
         print(f"  corruption mean {corr.mean():.3f}" if len(corr) else "", end="")
         print(f"  {adv}" if adv else "")
-        _print_attack_details(path.parent)
+        _print_attack_details(path.parent, n)
     for run in outcome["skipped"]:
         print(f"{run.name}: skipped (not completed)")
     if outcome["results"]:
@@ -81,15 +83,22 @@ def _robustness(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_attack_details(run_dir) -> None:
-    """The attacks' cost per image and epsilon, and the gradient-masking checks that flagged."""
+def _image_count(table, limit: int | None) -> int:
+    """The size of the image set a call with ``limit`` evaluated: ``limit``, or all the run's images
+    (the largest set) when there is no limit or it exceeds them."""
+    largest = int(table["n"].max())
+    return int(limit) if limit is not None and int(limit) < largest else largest
+
+
+def _print_attack_details(run_dir, n: int) -> None:
+    """The attacks' cost per image and epsilon, and the gradient-masking checks that flagged, on ``n`` images."""
     import pandas as pd
 
     from ..runs import RunPaths
     from .evaluate import attack_costs, eps_label
 
     by_attack: dict[str, list[str]] = {}
-    for attack, eps, seconds, calls in attack_costs(run_dir):
+    for attack, eps, seconds, calls in attack_costs(run_dir, n):
         if eps > 0:
             by_attack.setdefault(attack, []).append(f"{eps_label(eps)} {1000 * seconds:.3g} ms ({calls:.0f} calls)")
     for attack, parts in by_attack.items():
@@ -98,6 +107,7 @@ def _print_attack_details(run_dir) -> None:
     if not path.is_file():
         return
     table = pd.read_csv(path)
+    table = table[table["n"] == n]
     flagged = table[table["flagged"].astype(str) == "True"]
     checked = table[table["flagged"].notna()]
     unchecked = sorted(set(table.loc[table["flagged"].isna(), "check"]))

@@ -39,6 +39,7 @@ import pandas as pd
 from .. import __version__
 from ..analysis.stats import mean_ci
 from ..runs import atomic_write, write_text
+from ..runs.summary import main_image_set
 from . import figures
 from .cells import WITHIN_CELL, assign_cells, cell_columns
 from .claims import (
@@ -190,8 +191,10 @@ def load_curves(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
     return _with_condition(pd.concat(frames, ignore_index=True), results) if frames else pd.DataFrame()
 
 
-def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, columns: set[str]) -> pd.DataFrame:
-    """Every completed run's ``name`` CSV with alpha and seed; unreadable or incomplete ones are left out."""
+def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, columns: set[str],
+                   select=None) -> pd.DataFrame:
+    """Every completed run's ``name`` CSV with alpha and seed; unreadable or incomplete ones are left out.
+    ``select`` picks the rows of each run's frame (e.g. its main image set)."""
     frames = []
     for alpha, seed, run_dir in _run_dirs(Path(sweep_dir), results):
         path = run_dir / name
@@ -205,6 +208,7 @@ def _load_run_csvs(sweep_dir: str | Path, results: pd.DataFrame, name: str, colu
         if not columns <= set(frame.columns):
             warnings.warn(f"{path} lacks the columns {', '.join(sorted(columns))}; left out", stacklevel=3)
             continue
+        frame = frame if select is None else select(frame).copy()
         frame["alpha"], frame["seed"], frame["run_dir"] = alpha, seed, run_dir.name
         frames.append(frame)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -232,8 +236,10 @@ def load_units(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
 
 
 def load_robustness(sweep_dir: str | Path, results: pd.DataFrame) -> pd.DataFrame:
-    """Every completed run's robustness.csv (kind, name, level, accuracy) with alpha and seed."""
-    return _load_run_csvs(sweep_dir, results, "robustness.csv", {"kind", "name", "level", "accuracy"})
+    """Every completed run's robustness.csv (kind, name, level, accuracy) on its largest image set, with
+    alpha and seed (the set the results columns read: :func:`selectivity.runs.summary.main_image_set`)."""
+    return _load_run_csvs(sweep_dir, results, "robustness.csv", {"kind", "name", "level", "accuracy"},
+                          select=main_image_set)
 
 
 def load_analysis(sweep_dir: str | Path, results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:

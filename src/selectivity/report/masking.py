@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..runs import RunPaths, eps_label
+from ..runs.summary import main_image_set
 
 __all__ = ["load_masking", "masking_sections"]
 
@@ -37,7 +38,7 @@ def load_masking(runs: list[tuple[float, object, Path]]) -> pd.DataFrame:
         if not _COLUMNS <= set(frame.columns):
             warnings.warn(f"{path} lacks the columns {', '.join(sorted(_COLUMNS))}; left out", stacklevel=2)
             continue
-        frames.append(frame.assign(alpha=alpha, seed=seed, run=run_dir.name))
+        frames.append(main_image_set(frame).assign(alpha=alpha, seed=seed, run=run_dir.name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 

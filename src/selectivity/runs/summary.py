@@ -22,8 +22,8 @@ import yaml
 from .files import RunError, read_json
 from .paths import RunPaths
 
-__all__ = ["ROBUSTNESS_COLUMNS", "SEVERITIES", "completed", "eps_label", "flatten_settings", "read_robustness",
-           "run_row", "run_settings", "run_summary", "unfinished_row"]
+__all__ = ["ROBUSTNESS_COLUMNS", "SEVERITIES", "completed", "eps_label", "flatten_settings", "main_image_set",
+           "read_robustness", "run_row", "run_settings", "run_summary", "unfinished_row"]
 
 #: ``config_source``: where a row's settings columns come from.
 FROM_CONFIG, FROM_MANIFEST = "config.yaml", "sweep.json"
@@ -69,6 +69,17 @@ def read_robustness(path: Path) -> pd.DataFrame:
     return frame
 
 
+def main_image_set(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of robustness.csv (or masking.csv) on the run's largest image set.
+
+    Calls with other ``--limit`` values keep their results apart, keyed by the number of images
+    ``n``; a run's summary columns, and the report, read the set with the most images.
+    """
+    if not len(table) or "n" not in table.columns or table["n"].isna().all():
+        return table
+    return table[table["n"] == table["n"].max()]
+
+
 def run_summary(run_dir: str | Path) -> dict:
     """Scalar summary columns of a run's robustness.csv and analysis.json (empty when neither exists).
 
@@ -78,12 +89,14 @@ def run_summary(run_dir: str | Path) -> dict:
     ``corruption_acc_reason`` saying which. ``corruption_acc/s<k>``: over the 15 at severity k
     (NaN unless all 15 are there); ``clean_acc_eval``: the clean row; ``adv_acc/<attack>/<eps>``
     (eps as '4/255'); then analysis.json's ``summary`` (``pc95/<layer>``, ``pc95_early``, ...).
+    The robustness columns come from the run's largest image set (:func:`main_image_set`), whose
+    size is ``robustness_n``.
     """
     from ..analysis.corruptions import CORRUPTIONS  # the benchmark's 15: a constant, no torch work
 
     paths = RunPaths(run_dir)
     out: dict = {}
-    table = read_robustness(paths.robustness)
+    table = main_image_set(read_robustness(paths.robustness))
     if len(table):
         # the 4 extra corruptions never count; a row without accuracy was skipped, so it is missing
         corr = table[(table["kind"] == "corruption") & table["name"].isin(CORRUPTIONS) & table["accuracy"].notna()]

@@ -153,8 +153,8 @@ def metric_resolution(frame: pd.DataFrame, metric: str) -> float | None:
     """The step of a metric's values, when the runs record it: 1 / n_test for test_acc, 1 / n
     for robustness accuracies (``robustness_n``), 1 / (n x corruptions averaged) for
     corruption_acc. None when unknown (or not one value over the cell)."""
-    from ..analysis.corruptions import CORRUPTIONS  # the benchmark's 15: a constant
-    from ..runs.summary import SEVERITIES
+    from ...analysis.corruptions import CORRUPTIONS  # the benchmark's 15: a constant
+    from ...runs.summary import SEVERITIES
 
     if metric == "test_acc":
         column, per = "n_test", 1
@@ -258,16 +258,19 @@ def _compare_alphas(claim: Claim, frame: pd.DataFrame, found: list[float], level
     """The comparisons of a contrast claim in one cell, Holm over its alphas; the cell verdict; the outcome."""
     outcome = _Outcome()
     cell = _CellRuns(frame, [claim.metric])
-    base = cell.at(claim.baseline)
-    y = _with_failures(base, fail, claim.metric)
+    base = cell.at(claim.baseline) if not claim.is_level else _Runs(pd.DataFrame(), [])
+    y = _with_failures(base, fail, claim.metric) if not claim.is_level else None
     rows = []
     for alpha in found:
         runs = cell.at(alpha)
         x = _with_failures(runs, fail, claim.metric)
+        if claim.is_level:  # a one-sample t test is the paired test against the constant level
+            y = pd.Series(claim.value, index=x.index, dtype=float)
         paired = len(x) > 1 and list(x.index) == list(y.index)
         xv, yv = x.to_numpy(dtype=float), y.to_numpy(dtype=float)
         support, p_against = _test_pair(claim, xv, yv, paired, resolution)
-        label = f"{claim.by} = {alpha:g} vs {claim.baseline:g}"
+        label = (f"{claim.by} = {alpha:g} vs {claim.value:g}" if claim.is_level else
+                 f"{claim.by} = {alpha:g} vs {claim.baseline:g}")
         if min(len(xv), len(yv)) > 1 and support.se == 0:
             outcome.no_spread.append(label)
         estimate, ci, name = _interval(claim, xv, yv, paired, level, interval, n_boot, seed, resolution)
@@ -284,6 +287,8 @@ def _compare_alphas(claim: Claim, frame: pd.DataFrame, found: list[float], level
             sd_x = float(np.std(xv, ddof=1)) if len(xv) > 1 else cell.pooled_sd()
             sd_y = float(np.std(yv, ddof=1)) if len(yv) > 1 else cell.pooled_sd()
         missing = {a: r.missing for a, r in ((alpha, runs), (claim.baseline, base)) if r.missing}
+        if claim.is_level and not paired:
+            sd_y = 0.0  # the level is a constant: the group's spread is the test's
         (outcome.missing if fail is None and claim.failed != "exclude" else outcome.scored).update(missing)
         to_support, to_refute = _distances(claim, c)
         refute_level = claim.alpha_level / len(found) / (2 if claim.side == "equivalence" else 1)
@@ -543,6 +548,16 @@ def _evaluate_cell(claim: Claim, key: tuple, frame: pd.DataFrame, level: float, 
         reason = "" if not math.isnan(comparison.p_value) or outcome.no_spread else \
             "too few seeds or points for a slope test"
         return _finish(claim, key, verdict, reason, comparisons, outcome, resolution)
+    if claim.is_level:  # one sample against a fixed value: no baseline runs, the group may be alpha 0
+        found, listed = claim.group.select(planned)
+        lacking = [a for a in found if a not in available]
+        if listed or not found or lacking:
+            where = f"{claim.by} = {_alphas_text(listed or lacking)}" if (listed or lacking) else str(claim.group)
+            return CellResult(key, NOT_TESTED, _no_value_reason(claim, where, missing_at(lacking))
+                              + f" (values here: {_alphas_text(with_values)})")
+        comparisons, verdict, outcome = _compare_alphas(claim, frame, found, level, interval, n_boot, seed, fail,
+                                                        resolution)
+        return _finish(claim, key, verdict, "", comparisons, outcome, resolution)
     if claim.baseline_rule is not None:  # e.g. '> 0': exactly one other value of `by` must match
         matched = [a for a in claim.baseline_rule.select(planned)[0] if a not in claim.group.select(planned)[0]]
         if len(matched) != 1:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-__all__ = ["ReportError", "ClaimsError", "TESTS", "TestSpec", "AlphaSelector", "Claim", "FAILED_RULES",
+__all__ = ["ReportError", "ClaimsError", "TESTS", "TestSpec", "AlphaSelector", "Claim", "FAILED_RULES", "REGISTERED",
            "default_claims_path", "load_claims", "parse_claims"]
 
 
@@ -55,11 +55,16 @@ TESTS: dict[str, TestSpec] = {
     "ratio_at_least": TestSpec("greater", "ratio"),                              # x > ratio * y
     "trend": TestSpec("trend", "direction"),                    # slope of m on `against`, per seed
     "association": TestSpec("trend", "direction"),              # slope across every network
+    "above": TestSpec("greater", "value"),                      # m(group) > value (one sample, no baseline)
+    "below": TestSpec("less", "value"),                         # m(group) < value
 }
+#: When a claim was written: before the exploratory sweep that tests it (its exploratory verdict is a
+#: test), or after that sweep was seen and before its confirmation (only the confirmation tests it).
+REGISTERED = ("exploratory", "confirmation")
 _DIRECTIONS = {"increasing": "greater", "decreasing": "less"}
 
 _KEYS = {"id", "statement", "source", "metric", "group", "baseline", "by", "test", "margin", "ratio", "alpha_level",
-         "power", "where", "against", "direction", "failed"}
+         "power", "where", "against", "direction", "failed", "value", "registered"}
 _DEFAULT_KEYS = {"alpha_level", "power", "baseline", "failed"}
 #: How a claim may score its planned runs that gave no value (diverged, failed, unfinished):
 #: a number in the metric's units, chance (1 / num_classes) or exclude (the claim is about the
@@ -165,6 +170,18 @@ class Claim:
     by: str = "alpha"  # the column whose values define the group and the baseline
     baseline_rule: AlphaSelector | None = None  # a baseline such as '> 0': the one other value that matches
     failed: float | str | None = None  # how runs without a value score: a number, 'chance' or 'exclude'
+    value: float | None = None  # the level of an 'above' or 'below' claim
+    registered: str = "exploratory"  # written before the exploratory sweep, or only before its confirmation
+
+    @property
+    def is_level(self) -> bool:
+        """A one-sample claim on the group's mean against a fixed value (no baseline runs)."""
+        return self.test in ("above", "below")
+
+    @property
+    def after_exploration(self) -> bool:
+        """Written after the exploratory results were seen: its exploratory verdict is no test."""
+        return self.registered == "confirmation"
 
     @property
     def failed_text(self) -> str:
@@ -211,6 +228,9 @@ class Claim:
         a = "α" if self.group.single is None else f"{self.group.single:g}"
         if self.by != "alpha":
             a = f"{self.by} = {a}"
+        if self.is_level:
+            text = f"m({a}) {'>' if self.side == 'greater' else '<'} {self.value:g}".replace("-", "−")
+            return text if self.group.single is not None else f"{text} for every {self.group}"
         rule = self.baseline_rule
         x, y = f"m({a})", (f"m({self.baseline:g})" if rule is None else f"m({self.by} {rule.op} {rule.bound:g})")
         if self.spec.side == "equivalence":
@@ -273,6 +293,18 @@ def _parse_claim(raw, index: int, origin: str, defaults: dict) -> Claim:
         values[key] = number
     if spec.needs in ("margin", "ratio") and values[spec.needs] is None:
         raise ClaimsError(f"{where}: test '{test}' needs '{spec.needs}'")
+    level_value = None
+    if spec.needs == "value":
+        level_value = _number(raw.get("value"))
+        if level_value is None or not math.isfinite(level_value):
+            raise ClaimsError(f"{where}: test '{test}' needs 'value', a finite number (the level the group's mean "
+                              f"is claimed {'above' if test == 'above' else 'below'}), got {raw.get('value')!r}")
+    elif "value" in raw:
+        raise ClaimsError(f"{where}: test '{test}' takes no 'value' (only above and below do)")
+    registered = raw.get("registered", "exploratory")
+    if registered not in REGISTERED:
+        raise ClaimsError(f"{where}: 'registered' must be exploratory (written before the exploratory sweep) or "
+                          f"confirmation (written after it was seen, before its confirmation), got {registered!r}")
     allowed = {spec.needs} | ({"margin"} if spec.margin_optional else set())
     extra = [k for k in ("margin", "ratio") if values[k] is not None and k not in allowed]
     if extra:
@@ -308,7 +340,8 @@ def _parse_claim(raw, index: int, origin: str, defaults: dict) -> Claim:
     return Claim(id=raw["id"], statement=" ".join(raw["statement"].split()), metric=raw["metric"], group=group,
                  test=test, baseline=baseline.single, margin=values["margin"], ratio=values["ratio"],
                  alpha_level=alpha_level, power=power, where=dict(filters), source=raw.get("source", ""),
-                 origin=origin, against=against, direction=direction, by=by, baseline_rule=rule, failed=failed)
+                 origin=origin, against=against, direction=direction, by=by, baseline_rule=rule, failed=failed,
+                 value=level_value, registered=registered)
 
 
 def parse_claims(data, origin: str = "<claims>") -> list[Claim]:
