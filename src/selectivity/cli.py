@@ -14,6 +14,7 @@ import re
 import sys
 from pathlib import Path
 
+from .analysis.finite import NonFiniteOutputError
 from .commands.evaluate import EvaluationError
 from .core import LayerSelectionError
 from .data import DatasetError
@@ -23,7 +24,7 @@ from .sweep.grid import SweepError
 from .config import ConfigError
 
 USER_ERRORS = (ConfigError, RunError, DatasetError, LayerSelectionError, ReportError, SweepError, EvaluationError,
-               FileNotFoundError)
+               NonFiniteOutputError, FileNotFoundError)
 
 
 def _train(args) -> int:

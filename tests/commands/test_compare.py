@@ -121,3 +121,23 @@ def test_a_bad_tolerance_is_refused_by_the_parser(tmp_path, capsys):
             main(["compare", a, a, "--rtol", bad])
         assert exit_.value.code == 2
     assert "expected a finite number >= 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("poison", [float("nan"), float("inf")])
+def test_nan_or_inf_is_a_difference_in_either_order_and_is_named(tmp_path, capsys, poison):
+    """One tensor multiplied by NaN (or inf) against its healthy source: NOT equal, exit 1, the tensor named."""
+    healthy = _weights()
+    sick = {k: v.clone() for k, v in healthy.items()}
+    sick["conv.weight"] = sick["conv.weight"] * poison
+    a, b = _run(tmp_path / "healthy", healthy), _run(tmp_path / "sick", sick)
+    word = "NaN" if math.isnan(poison) else "inf"
+    for first, second, side in ((a, b, "B"), (b, a, "A")):
+        assert main(["compare", first, second]) == 1
+        out = capsys.readouterr().out
+        assert f"conv.weight: {word} in {side} (108 of 108 entries)" in out
+        assert "NOT equal: 1 of 3 tensors hold NaN or inf, first conv.weight" in out
+        assert "equal within" not in out
+    # Two runs that both hold NaN where the other does are not equal either.
+    assert main(["compare", b, _run(tmp_path / "sick2", {k: v.clone() for k, v in sick.items()})]) == 1
+    comparison = compare_weights(a, b)
+    assert comparison.differences["conv.weight"] == math.inf and comparison.worst == ("conv.weight", math.inf)

@@ -378,3 +378,46 @@ def test_measure_a_sweep_writes_every_runs_measures_and_the_results_columns(swee
     assert "measured 0 run(s), kept 2" in capsys.readouterr().out
     assert main(["measure", str(copy), "--no-progress"]) == 2
     assert "is a sweep: measure it with --measures" in capsys.readouterr().err
+
+
+def test_nan_logits_are_an_error_naming_the_first_non_finite_layer(sweep, tmp_path, capsys):
+    """A run whose layer2.0.conv1 weights are NaN: robustness, measure and analyze refuse it (exit 2) and
+    name that layer, instead of counting argmax(NaN) = class 0 as predictions; nothing is written."""
+    from selectivity.runs import RunPaths, load_tensors, save_tensors
+
+    run = tmp_path / "nan-run"
+    shutil.copytree(_runs(sweep)[0], run, ignore=shutil.ignore_patterns("robustness.csv", "masking.csv",
+                                                                         "attack_outcomes.safetensors"))
+    weights, meta = load_tensors(RunPaths(run).weights)
+    weights["layer2.0.conv1.weight"] = weights["layer2.0.conv1.weight"] * float("nan")
+    save_tensors(RunPaths(run).weights, weights, meta)
+    before = sorted(p.name for p in run.iterdir())
+    for command in (["robustness", str(run), "--corruptions", "contrast", "--severities", "1", "--attacks", "fgsm",
+                     "--eps", "2/255", "--limit", "16", "--no-progress"],
+                    ["measure", str(run), "--no-progress"],
+                    ["measure", str(run), "--measures", "si", "--no-progress"],
+                    ["analyze", str(run), "--limit", "16", "--no-progress"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert "NaN logits" in err and "layer 'layer2.0.conv1'" in err, err
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".")) == [
+        n for n in before if not n.startswith(".")]
+
+
+def test_first_non_finite_layer_follows_the_forward_order():
+    from torch import nn
+
+    from selectivity.analysis.finite import NonFiniteOutputError, check_finite_logits, first_non_finite_layer
+
+    net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    x = torch.ones(5, 3)
+    assert first_non_finite_layer(net, x) is None
+    check_finite_logits(net, x, net(x))  # finite: no error
+    with torch.no_grad():
+        net[2].bias[0] = float("inf")
+    assert first_non_finite_layer(net, x) == "2"
+    with pytest.raises(NonFiniteOutputError, match=r"inf logits on 5 of 5 images.*layer '2'"):
+        check_finite_logits(net, x, net(x))
+    x[1, 0] = float("nan")
+    assert first_non_finite_layer(net, x) == ""

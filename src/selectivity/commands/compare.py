@@ -22,7 +22,8 @@ Example::
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -33,14 +34,20 @@ __all__ = ["Comparison", "compare_report", "compare_weights", "relative_differen
 
 
 def relative_difference(a: torch.Tensor, b: torch.Tensor) -> float:
-    """||a - b|| / max(||a||, ||b||) in float64; 0 when both are zero (any dtype, integers too).
+    """||a - b|| / max(||a||, ||b||) in float64; 0 when both are zero (any dtype, integers too);
+    ``inf`` when either holds a NaN or an infinity (a non-finite value is never equal to anything,
+    itself included).
 
     Example::
 
         >>> relative_difference(torch.tensor([3.0, 4.0]), torch.tensor([3.0, 4.5]))
         0.1
+        >>> relative_difference(torch.tensor([float("nan")]), torch.tensor([float("nan")]))
+        inf
     """
     a, b = a.detach().to("cpu", torch.float64), b.detach().to("cpu", torch.float64)
+    if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        return math.inf
     scale = max(a.norm().item(), b.norm().item())
     return (a - b).norm().item() / scale if scale > 0 else 0.0
 
@@ -87,6 +94,7 @@ class Comparison:
     dtypes_a: tuple[str, ...]
     dtypes_b: tuple[str, ...]
     pairs: int
+    non_finite: dict[str, str] = field(default_factory=dict)  # tensor -> what is not finite, and where
 
     @property
     def worst(self) -> tuple[str, float]:
@@ -104,6 +112,7 @@ def compare_weights(a: str | Path, b: str | Path) -> Comparison:
     cannot be compared (missing, corrupt, other tensor names or shapes)."""
     a, b = Path(a), Path(b)
     differences: dict[str, float] = {}
+    non_finite: dict[str, str] = {}
     dtypes_a, dtypes_b = set(), set()
     pairs = _pairs(a, b)
     for label, fa, fb in pairs:
@@ -118,12 +127,25 @@ def compare_weights(a: str | Path, b: str | Path) -> Comparison:
                 raise RunError(f"{label}{name} is {tuple(ta[name].shape)} in {fa} but {tuple(tb[name].shape)} "
                                f"in {fb}: not the same model")
             differences[f"{label}{name}"] = relative_difference(ta[name], tb[name])
+            bad = "; ".join(text for text in (_non_finite(ta[name], "A"), _non_finite(tb[name], "B")) if text)
+            if bad:
+                non_finite[f"{label}{name}"] = bad
             if ta[name].is_floating_point():
                 dtypes_a.add(str(ta[name].dtype).removeprefix("torch."))
                 dtypes_b.add(str(tb[name].dtype).removeprefix("torch."))
     if not differences:
         raise RunError(f"{a} and {b} hold no tensors to compare")
-    return Comparison(differences, tuple(sorted(dtypes_a)), tuple(sorted(dtypes_b)), len(pairs))
+    return Comparison(differences, tuple(sorted(dtypes_a)), tuple(sorted(dtypes_b)), len(pairs), non_finite)
+
+
+def _non_finite(t: torch.Tensor, side: str) -> str:
+    """'NaN in A (3 of 432 entries)' (and infinities), or '' for a finite tensor."""
+    if not t.is_floating_point():
+        return ""
+    nan, inf = int(torch.isnan(t).sum()), int(torch.isinf(t).sum())
+    parts = [f"{what} in {side} ({count} of {t.numel()} entries)" for what, count in (("NaN", nan), ("inf", inf))
+             if count]
+    return ", ".join(parts)
 
 
 def compare_report(comparison: Comparison, rtol: float, top: int = 5) -> list[str]:
@@ -137,7 +159,13 @@ def compare_report(comparison: Comparison, rtol: float, top: int = 5) -> list[st
     lines += [f"  {name:<{width}}  {d:.3e}" for name, d in ranked]
     name, worst = c.worst
     beyond = c.beyond(rtol)
-    if beyond:
+    for tensor, what in list(c.non_finite.items())[:top]:
+        lines.append(f"  not finite: {tensor}: {what}")
+    if c.non_finite:
+        more = f" (+{len(c.non_finite) - top} more)" if len(c.non_finite) > top else ""
+        lines.append(f"NOT equal: {len(c.non_finite)} of {len(c.differences)} tensors hold NaN or inf, first "
+                     f"{next(iter(c.non_finite))}{more}; a value that is not finite is never equal")
+    elif beyond:
         lines.append(f"NOT equal within rtol {rtol:g}: {len(beyond)} of {len(c.differences)} tensors differ by more "
                      f"(largest {worst:.3e}, {name})")
     else:

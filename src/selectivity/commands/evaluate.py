@@ -195,6 +195,7 @@ def _load(run_dir: Path, limit: int | None, progress: bool):
     if limit is not None and limit < len(y):
         keep = torch.randperm(len(y), generator=torch.Generator().manual_seed(SEED))[:limit].sort().values
         x, y = x[keep], y[keep]
+    _correct(model, x, y)  # before any work: logits that are not finite are an error naming the layer
     return config, model, x, y
 
 
@@ -208,18 +209,26 @@ def _preset(x, preset: str | None) -> str:
     return PRESET_BY_SIZE[side]
 
 
-def _correct(model, x, y, batch_size: int = 256):
-    """(N,) bool on the CPU: the model is right on the image."""
+def _correct(model, x, y, batch_size: int = 256, where: str = "clean images"):
+    """(N,) bool on the CPU: the model is right on the image. Logits that are not finite are an error
+    naming the first non-finite layer (argmax of NaN would count as class 0)."""
     import torch
 
+    from ..analysis.finite import check_finite_logits
+
     device = next(model.parameters()).device
+    parts = []
     with torch.no_grad():
-        return torch.cat([model(x[i:i + batch_size].to(device)).argmax(1).cpu() == y[i:i + batch_size]
-                          for i in range(0, len(y), batch_size)])
+        for i in range(0, len(y), batch_size):
+            xb = x[i:i + batch_size].to(device)
+            logits = model(xb)
+            check_finite_logits(model, xb, logits, where)
+            parts.append(logits.argmax(1).cpu() == y[i:i + batch_size])
+    return torch.cat(parts)
 
 
-def _accuracy(model, x, y, batch_size: int = 256) -> float:
-    return int(_correct(model, x, y, batch_size).sum()) / len(y)
+def _accuracy(model, x, y, batch_size: int = 256, where: str = "clean images") -> float:
+    return int(_correct(model, x, y, batch_size, where).sum()) / len(y)
 
 
 def _corrupted(x, name: str, severity: int, preset: str, batch_size: int = 256):
@@ -498,7 +507,7 @@ def _evaluate_robustness(run_dir, paths, corruptions, severities, attacks, eps, 
     for kind, name, level in todo:
         if kind == "corruption":
             accuracy = math.nan if name in missing else _accuracy(model, _corrupted(x, name, int(level), preset), y,
-                                                                  batch_size)
+                                                                  batch_size, f"{name} at severity {int(level)}")
             rows.append((kind, name, level, accuracy))
             bar.update()
     bar.close()

@@ -24,6 +24,7 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from ..analysis.finite import check_finite_logits
 from ..analysis.measures import UnitMeasureAccumulator, measure_agreement, ranked_measures
 from ..core.functional import selectivity_index
 from ..core.meter import dead_unit_summary
@@ -107,7 +108,9 @@ def _stream(model, probe: Probe, batches, num_classes, measures, sample_size, se
     states: dict[str, _LayerState] = {}
     offset = 0
     for x, y in tqdm(batches, total=total, desc="measuring", unit="batch", disable=not progress):
-        model(x)
+        output = model(x)
+        if isinstance(output, torch.Tensor) and output.ndim == 2:  # logits: NaN or inf is an error, never a unit value
+            check_finite_logits(model, x, output, f"images {offset}-{offset + y.shape[0] - 1}")
         acts = probe.collect(batch_size=y.shape[0])
         for name in probe.layers:
             units = unit_activations(acts[name], name)

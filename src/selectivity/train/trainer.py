@@ -365,7 +365,7 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
                    "lr": optimizer.param_groups[0]["lr"],
                    "epoch_seconds": time.perf_counter() - started}
             if (epoch + 1) % config.train.eval_every == 0 or epoch + 1 == epochs:
-                result = evaluate(model, test_loader, num_classes, reg.layers, amp)
+                result = evaluate(model, test_loader, num_classes, reg.layers, amp, check_finite=False)
                 row.update(test_acc=result["test_acc"], test_loss=result["test_loss"], test_si=result["selectivity"].mean)
             history.append(row)
             if recorder.recorded(epoch + 1):  # before the checkpoint: a resumed epoch records again
@@ -416,7 +416,11 @@ def _finish(paths, config, model, test_loader, num_classes, layers, amp, status,
              "processes": ranks.world_size, "dtype": config.train.dtype, **(extra or {}),
              "version": __version__, "torch": torch.__version__, "settings": settings(config)}
     if status == "completed":
-        result = evaluate(model, test_loader, num_classes, layers, amp)
+        result = evaluate(model, test_loader, num_classes, layers, amp, check_finite=False)
+        if result["non_finite"]:  # NaN or inf logits on test images: no prediction to score, as a NaN loss
+            status = "diverged"
+            final.update(status=status, diverged=True, non_finite_test_images=result["non_finite"])
+    if status == "completed":
         si = result["selectivity"]
         live = si.live_mean  # NaN when every unit is dead: JSON has no NaN, so null
         mono = si.mean_monoscore  # label embeddings; NaN when no unit is active

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..finite import check_finite_logits
 from .apgd import apgd_ce, apgd_t
 from .base import (NORMS, _ascent_direction, _check_batch, _check_eps, _check_logits, _check_norm,
                           _loss_and_grad, _model_device, _project, _random_start, eval_mode)
@@ -334,6 +335,7 @@ def robust_images(
             with torch.no_grad():
                 logits = model(xb)
             _check_logits(logits, yb)
+            check_finite_logits(model, xb, logits, "clean images before the attack")
             clean = logits.argmax(dim=1) == yb
             for e in epsilons:
                 ok = clean
