@@ -172,3 +172,32 @@ def test_the_meter_gives_each_units_monoscore_over_the_whole_data():
         torch.testing.assert_close(result.monoscore["u"], expected, rtol=1e-10, atol=1e-12, equal_nan=True)
         assert torch.isnan(result.monoscore["u"][5])
         assert result.mean_monoscore == pytest.approx(float(expected[:5].mean()), rel=1e-10)
+
+
+@pytest.mark.parametrize("scale", [1e20, 1e-30, 3e38])
+def test_rows_far_from_unit_norm_give_the_score_of_their_direction(scale):
+    """One-hot rows scaled by 1e20 (finite in float32, but their squared norm overflows) or 1e-30 (it
+    underflows to 0) are the same directions as the one-hot rows: the same MonoScore in float32, which
+    for one-hot rows can never be negative, and the same MonoLoss term."""
+    rng = np.random.default_rng(5)
+    labels = torch.tensor(rng.integers(0, 4, 32))
+    acts = torch.tensor(np.maximum(rng.normal(size=(32, 6)), 0), dtype=torch.float32)
+    onehot = label_embeddings(labels, 4).float()
+    scaled = onehot * scale
+    assert torch.isfinite(scaled).all()
+    expected = monoscore(acts, embeddings=onehot)
+    got = monoscore(acts, embeddings=scaled)
+    torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-7)
+    assert (got[~torch.isnan(got)] >= 0).all()
+    sums = MonoScoreSums(6)
+    sums.update(acts, embeddings=scaled)
+    torch.testing.assert_close(sums.compute().float(), expected, rtol=1e-5, atol=1e-6, equal_nan=True)
+    net = nn.Sequential(nn.Linear(6, 5), nn.ReLU())
+    x = torch.rand(32, 6)
+    reg = MonoLossRegularizer(net, 1.0, num_classes=4, layers=["1"], embeddings="given", schedule=None)
+    net(x)
+    loss_scaled = reg.loss(labels, embeddings=scaled)
+    net(x)
+    loss_unit = reg.loss(labels, embeddings=onehot)
+    assert torch.isfinite(loss_scaled) and loss_scaled.item() == pytest.approx(loss_unit.item(), rel=1e-5)
+    reg.close()

@@ -51,10 +51,14 @@ def _scaled(acts: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
 
 
 def _unit_embeddings(embeddings: Tensor) -> Tensor:
-    norms = embeddings.norm(dim=1, keepdim=True)
-    if bool((norms == 0).any()):
+    """Each row divided by its norm, computed stably: rows are first divided by their largest
+    absolute entry, so the norm of a row of 1e20 (whose square overflows float32) or of 1e-30
+    (whose square underflows to 0) is that of a row of order 1, and the unit row is exact."""
+    peak = embeddings.abs().amax(dim=1, keepdim=True)
+    if bool((peak == 0).any()):
         raise ValueError("embeddings has rows of norm 0: the cosine of a zero embedding is undefined")
-    return embeddings / norms
+    scaled = embeddings / peak
+    return scaled / scaled.norm(dim=1, keepdim=True)
 
 
 def _check(acts: Tensor, labels: Tensor | None, num_classes: int | None, embeddings: Tensor | None) -> None:
