@@ -232,9 +232,13 @@ class Config:
         if reg.schedule is None:
             return
         try:
-            strength = PerEpochAlpha.parse(reg.schedule).strength
+            schedule = PerEpochAlpha.parse(reg.schedule)
         except ValueError as err:
             raise ConfigError(f"regularizer.schedule: {err}") from None
+        strength = schedule.strength
+        if schedule.epochs != self.train.epochs:  # else a run would record a value it never trained with
+            raise ConfigError(f"regularizer.schedule {reg.schedule!r} spells out {schedule.epochs} epochs but "
+                              f"train.epochs is {self.train.epochs}: give one value per epoch of training")
         knob, value = ("lambda", reg.lambda_) if reg.kind == "monoloss" else ("alpha", reg.alpha)
         if value not in (0.0, strength):
             raise ConfigError(f"regularizer.{knob} is {value:g} but regularizer.schedule {reg.schedule!r} "

@@ -54,7 +54,7 @@ def small(argv: list[str], cache: Path) -> list[str]:
     argv = [a.replace("../shared/data/cifar10-jpeg.zip", data) for a in argv]
     sub = argv[1] if len(argv) > 1 else ""
     if sub in ("train", "sweep", "demo"):
-        argv = argv + ["--set", f"data.cache_dir={cache}", *SMALL_TRAIN]
+        argv = argv + ["--set", f"data.cache_dir={cache}", *SMALL_TRAIN, f"train.epochs={_schedule_epochs(argv)}"]
         if sub == "sweep":
             argv = _replace_option(argv, "--seeds", "0,1")
     if sub in ("robustness", "analyze"):  # a smaller limit, still one per limit the README gives
@@ -63,6 +63,17 @@ def small(argv: list[str], cache: Path) -> list[str]:
             argv += ["--severities", "1", "--eps", "1/255,4/255"]
     return argv + (["--no-progress"] if sub in ("train", "sweep", "demo", "robustness", "analyze", "measure")
                    and "--no-progress" not in argv else [])
+
+
+def _schedule_epochs(argv: list[str]) -> int:
+    """One epoch, or as many as the command's alpha schedules spell out (a schedule must cover every
+    epoch of training: the command would be refused with fewer)."""
+    from selectivity.core.schedule import PerEpochAlpha
+
+    texts = [a.split("=", 1)[1] for a in argv if a.startswith("regularizer.schedule=")]
+    given = _option(argv, "--schedules")
+    texts += given.split(",") if given else []
+    return max((PerEpochAlpha.parse(t).epochs for t in texts), default=1)
 
 
 def small_limit(limit: str | None) -> int:

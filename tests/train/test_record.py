@@ -20,7 +20,7 @@ def test_per_epoch_alpha_reads_ranadives_form():
     assert s.strength == -20.0 and s.alpha_at(4.9) == 0.0 and s.alpha_at(5.0) == -20.0 and s.alpha_at(99) == -20
     assert s(0, 3.0) == 0.0 and s(0, 7.5) == 1.0  # a multiplier of alpha = strength
     assert PerEpochAlpha.parse("1 2*2 -3").alphas == (1.0, 2.0, 2.0, -3.0)
-    for bad in ("", "0*0", "x*3", "1*nan", "0*5,-20*15"):
+    for bad in ("", "0*0", "x*3", "1*nan", "0*5,-20*15", "0*2 -2*", "*3"):
         with pytest.raises(ValueError, match="alpha schedule"):
             PerEpochAlpha.parse(bad)
 
@@ -35,6 +35,29 @@ def test_a_schedule_sets_alpha_and_refuses_contradictions():
         load_config("demo", ["regularizer.schedule=soon"])
     with pytest.raises(ConfigError, match="record.every"):
         load_config("demo", ["record.every=0"])
+
+
+@pytest.mark.parametrize("schedule,epochs", [("0*2 -2*6", 2), ("0*2", 8), ("0*2 -2*6", 9)])
+def test_a_schedule_must_spell_out_every_epoch_of_training(schedule, epochs):
+    """A schedule longer than the run would record an alpha it never trained with; a shorter one would
+    leave epochs unsaid: both are one-line errors naming the counts."""
+    with pytest.raises(ConfigError, match=rf"spells out {len(PerEpochAlpha.parse(schedule).alphas)} epochs but "
+                                          rf"train.epochs is {epochs}"):
+        load_config("demo", [f"regularizer.schedule={schedule}", f"train.epochs={epochs}"])
+
+
+def test_a_sweep_with_a_schedule_the_epochs_do_not_cover_exits_2_before_writing(tmp_path, capsys):
+    from selectivity.cli import main
+
+    out = tmp_path / "sweep"
+    assert main(["sweep", "demo", "--schedules", "0*2 -2*6,0*2", "--seeds", "0", "--out", str(out),
+                 "--set", "train.epochs=2", "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "spells out 8 epochs but train.epochs is 2" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+    assert main(["sweep", "demo", "--schedules", "0*2 -2*", "--seeds", "0", "--out", str(out), "--no-progress"]) == 2
+    assert "'-2*' should read VALUE*EPOCHS" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_the_recording_subset_is_class_balanced_and_fixed(cache_dir):

@@ -66,8 +66,11 @@ class PerEpochAlpha:
     """alpha epoch by epoch, in Ranadive et al.'s form: ``"0*5 -20*15"`` is 5 epochs at alpha 0,
     then 15 at alpha -20 (alpha < 0 discourages selectivity, alpha > 0 encourages it).
 
-    Epochs past the end keep the last value. As a schedule it is a multiplier of the strongest
-    value, ``strength`` (the alpha of largest magnitude), which the regularizer takes as its alpha.
+    Every part is VALUE*EPOCHS, or a bare VALUE for one epoch (``-2*``, a count left out, is an
+    error). A training run checks that the schedule covers exactly its epochs (``train.epochs``);
+    used alone, epochs past the end keep the last value. As a schedule it is a multiplier of the
+    strongest value, ``strength`` (the alpha of largest magnitude), which the regularizer takes
+    as its alpha.
 
     Example::
 
@@ -82,9 +85,11 @@ class PerEpochAlpha:
     def parse(cls, text: str) -> "PerEpochAlpha":
         alphas: list[float] = []
         for part in str(text).split():
-            value, _, count = part.partition("*")
+            value, star, count = part.partition("*")
             try:
-                value_f, count_i = float(value), int(count) if count else 1
+                if star and not count:  # '-2*' names no count: not one epoch by default
+                    raise ValueError
+                value_f, count_i = float(value), int(count) if star else 1
             except ValueError:
                 raise ValueError(f"alpha schedule {text!r}: {part!r} should read VALUE*EPOCHS, e.g. 0*5 -20*15") \
                     from None
@@ -98,6 +103,11 @@ class PerEpochAlpha:
     @property
     def strength(self) -> float:
         return max(self.alphas, key=abs)
+
+    @property
+    def epochs(self) -> int:
+        """The epochs the schedule spells out."""
+        return len(self.alphas)
 
     def alpha_at(self, epoch: float) -> float:
         return self.alphas[min(int(epoch), len(self.alphas) - 1)]

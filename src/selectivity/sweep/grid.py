@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from ..runs import run_name
-from ..config import Config, ConfigError, RecordConfig, config_to_dict, load_config, parse_override, read_config_source
+from ..config import (Config, ConfigError, RecordConfig, config_from_dict, config_to_dict, load_config, parse_override,
+                      read_config_source)
 
 __all__ = [
     "SweepError",
@@ -224,6 +225,11 @@ def make_grid(config: Config, alphas: Iterable | None, seeds: Iterable,
             if schedule is not None:
                 reg["epoch_window"] = None
             data["train"]["seed"] = seed
+            try:  # every run's config is checked before any run starts (a schedule the epochs do not cover)
+                config_from_dict(copy.deepcopy(data))
+            except ConfigError as err:
+                what = f"schedule {schedule!r}" if schedule else f"lambda {lam:g}" if lam else f"alpha {alpha:g}"
+                raise ConfigError(f"the run of {what}, seed {seed}: {err}") from None
             run = GridRun(alpha=alpha, seed=seed, config=data, id=run_id(data), lam=lam)
             if run.id not in ids:  # lambda 0 beside alpha 0: the same plain run
                 ids.add(run.id)
