@@ -59,6 +59,9 @@ def _train(args) -> int:
 
 
 def _measure(args) -> int:
+    if args.measures is not None and not args.measures.replace(",", " ").split():  # given, naming nothing
+        raise ConfigError("--measures names nothing: give at least one (e.g. --measures si,informedness), "
+                          "or leave --measures out")
     if args.model is not None:
         return _measure_any(args)
     from .commands.measure import measure_run

@@ -181,6 +181,11 @@ def test_report_without_evaluations_leaves_new_claims_not_tested(sweep, tmp_path
     (["--attacks", "square", "--square-queries", "0"], "--square-queries must be a whole number of queries, 1 or more"),
     (["--attacks", "square", "--square-queries", "many"], "got 'many'"),
     (["--attacks", "apgd-ce", "--apgd-steps", "0"], "--apgd-steps must be a whole number of iterations"),
+    (["--eps", ""], "--eps names nothing: give at least one"),
+    (["--eps", " , "], "--eps names nothing"),
+    (["--attacks", ""], "--attacks names nothing"),
+    (["--corruptions", ""], "--corruptions names nothing"),
+    (["--severities", ","], "--severities names nothing"),
 ])
 def test_bad_robustness_arguments_exit_2(sweep, capsys, args, words):
     """One line, exit 2, before any work: no file of the run is written or touched."""

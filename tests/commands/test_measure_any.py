@@ -205,6 +205,8 @@ def test_measure_a_run_with_every_measure(tmp_path, tiny_overrides, capsys):
     (["measure", "somerun", "--split", "val"], "--split val is for --model"),
     (["measure", "somerun", "--sample", "100"], "--sample applies to --measures"),
     (["measure", "--model", "resnet20", "--data", "x"], "takes --weights FILE.safetensors and --data DIR"),
+    (["measure", "somerun", "--measures", ""], "--measures names nothing: give at least one"),
+    (["measure", "somerun", "--measures", " , "], "--measures names nothing"),
 ])
 def test_measure_argument_mistakes_exit_2(argv, match, capsys):
     code, out, err = run(argv, capsys)

@@ -26,6 +26,20 @@ def _split_all(values) -> list[str]:
     return out
 
 
+def _given(values, flag: str, example: str) -> list[str] | None:
+    """An option's comma-separated names; None when the option is not given (the defaults apply).
+    Given but naming nothing (``--eps ''``) is an error, never "the defaults" nor "none"."""
+    if values is None:
+        return None
+    names = _split_all(values)
+    if not names:
+        from .evaluate import EvaluationError
+
+        raise EvaluationError(f"{flag} names nothing: give at least one (e.g. {flag} {example}), or leave {flag} "
+                              "out for the defaults")
+    return names
+
+
 def _limit(text: str) -> int:
     try:
         value = int(text)
@@ -40,25 +54,24 @@ def _robustness(args: argparse.Namespace) -> int:
     from .evaluate import (EvaluationError, eps_label, parse_eps, robustness, unavailable_corruptions,
                            validate_budgets, validate_robustness)
 
-    severities = None
-    if args.severities:
-        severities = []
-        for s in _split_all(args.severities):
-            try:
-                severities.append(int(s))
-            except ValueError:
-                raise EvaluationError(f"severity {s!r} is not an integer in 1..5") from None
-    eps = [parse_eps(e) for e in _split_all(args.eps)] if args.eps else None
-    attacks = _split_all(args.attacks) or None
+    severities = _given(args.severities, "--severities", "1,3,5")
+    for k, s in enumerate(severities or []):
+        try:
+            severities[k] = int(s)
+        except ValueError:
+            raise EvaluationError(f"severity {s!r} is not an integer in 1..5") from None
+    eps = _given(args.eps, "--eps", "2/255")
+    eps = None if eps is None else [parse_eps(e) for e in eps]
+    attacks = _given(args.attacks, "--attacks", "pgd")
+    corruptions = _given(args.corruptions, "--corruptions", "contrast")
     square_queries, apgd_steps = validate_budgets(args.square_queries, args.apgd_steps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # announced here, before the work, in one line each
-        corruptions, *_ = validate_robustness(_split_all(args.corruptions) or None, attacks=attacks, eps=eps,
-                                              limit=args.limit)
+        corruptions, *_ = validate_robustness(corruptions, attacks=attacks, eps=eps, limit=args.limit)
         for name, reason in unavailable_corruptions(corruptions).items():
             print(f"selectivity robustness: note: skipping {name} ({reason}); the other evaluations run, and "
                   f"robustness.csv records {name} as not evaluated", file=sys.stderr)
-        outcome = robustness(args.dir, corruptions=_split_all(args.corruptions) or None, severities=severities,
+        outcome = robustness(args.dir, corruptions=corruptions, severities=severities,
                              attacks=attacks, eps=eps, preset=args.preset, limit=args.limit,
                              progress=not args.no_progress, force=args.force, square_queries=square_queries,
                              apgd_steps=apgd_steps)
