@@ -64,8 +64,10 @@ def _measure(args) -> int:
 
     if args.run_dir is None:
         raise ConfigError("measure needs a run directory, or --model with --weights and --data")
-    model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device", "tokens", "positive_part")
-    model_only = [f"--{k}" for k in model_flags if getattr(args, k) is not None]
+    model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device", "tokens", "positive_part",
+                   "min_active")
+    flag = {"positive_part": "raw-tokens"}
+    model_only = [f"--{flag.get(k, k.replace('_', '-'))}" for k in model_flags if getattr(args, k) is not None]
     if model_only:
         raise ConfigError(f"{', '.join(model_only)} only apply with --model; a run is measured with its own model")
     if args.split == "val":
@@ -142,9 +144,13 @@ def _measure_any(args) -> int:
     summary = measure_any(args.model, args.weights, args.data, args.out, model_kwargs(args.set), split=args.split,
                           device=args.device, layers=layers, measures=args.measures or "all", mean=args.mean,
                           std=args.std, size=args.size, crop_fraction=args.crop_fraction, sample_size=args.sample,
-                          progress=not args.no_progress, tokens=args.tokens, positive_part=args.positive_part)
+                          progress=not args.no_progress, tokens=args.tokens, positive_part=args.positive_part,
+                          min_active=args.min_active)
     _print_si_summary(summary)
     print(f"{summary['images']} images, {summary['classes']} classes, layers {', '.join(summary['layers'])}")
+    rare = summary["rarely_active_units"]
+    print(f"exemplars.html ranks the units active on at least {summary['min_active']} images (--min-active)"
+          + (f"; {rare} rarely active unit{'s are' if rare > 1 else ' is'} listed apart" if rare else ""))
     _print_sampling(summary["sampling"])
     for name, path in summary["files"].items():
         print(f"{name}: {path}")
@@ -239,6 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "or the patch tokens")
     p.add_argument("--raw-tokens", dest="positive_part", action="store_const", const=False,
                    help="with --model: keep each token's raw value (default: its positive part max(x, 0))")
+    p.add_argument("--min-active", type=int, metavar="N",
+                   help="with --model: exemplars.html ranks only units that respond (above 0) to at least N images "
+                        "and lists the others apart (default: a tenth of an average class, at least the 8 "
+                        "exemplar slots)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_measure)
 
