@@ -12,13 +12,15 @@ import math
 import os
 import re
 import sys
+import time
+import warnings
 from pathlib import Path
 
 from .commands.evaluate import EvaluationError
 from .core import LayerSelectionError
 from .data import DatasetError
 from .report.claims import ReportError
-from .runs import RunError
+from .runs import RunError, RunPaths
 from .sweep.grid import SweepError
 from .config import ConfigError
 
@@ -47,14 +49,47 @@ def _train(args) -> int:
                     config.regularizer.lambda_)
     default = Path("runs") / config.name / f"{name}-{run_id(config)}"
     out = Path(args.out) if args.out else default
+    start = time.perf_counter()
     try:
         final = train(config, out, progress=not args.no_progress)
     finally:
         teardown()  # under torchrun: leave the process group
     if os.environ.get("RANK", "0") == "0":  # one report, from rank 0
-        print(json.dumps({k: v for k, v in final.items() if not k.startswith("si/")}, indent=2))
-        print(f"run directory: {out}")
+        if args.json:
+            print(json.dumps(final, indent=2))
+        else:
+            print("\n".join(train_summary(final, out, time.perf_counter() - start)))
     return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+def train_summary(final: dict, out: Path, wall: float) -> list[str]:
+    """What `selectivity train` prints: the run, its knob, its numbers and where final.json lies."""
+    if final.get("kind") == "monoloss":
+        knob = f"MonoLoss lambda {final['lambda']:g} (lambda > 0 rewards monosemantic units)"
+    else:
+        knob = f"alpha {final['alpha']:g} (alpha < 0 discourages selectivity, > 0 encourages it)"
+    if final.get("schedule"):
+        knob += f", schedule {final['schedule']!r}"
+    lines = [f"run directory: {out.resolve()}",
+             f"{final['model']} on {final['dataset']}, seed {final['seed']}: {knob}"]
+    if final.get("status") != "completed":
+        lines.append(f"status {final.get('status')} after {final['epochs']} epochs: no final evaluation")
+    else:
+        live = final.get("mean_si_live")
+        lines += [f"{final['epochs']} epochs; test accuracy {final['test_acc']:.4f} on {final['n_test']} images",
+                  f"mean SI {final['mean_si']:.4f}, dead units {100 * final['dead_fraction']:.1f}%, mean SI of the "
+                  f"live units {'- (none alive)' if live is None else f'{live:.4f}'}"]
+        if final.get("mean_monoscore") is not None:
+            lines.append(f"mean MonoScore (label embeddings) {final['mean_monoscore']:.4f}")
+    lines += [f"training time {_duration(final['train_seconds'])} on {final['device']}; this command's wall time "
+              f"{_duration(wall)}",
+              f"every number and setting: {RunPaths(out).final.resolve()}"]
+    return lines
 
 
 def _measure(args) -> int:
@@ -166,9 +201,11 @@ def _demo(args) -> int:
     import pandas as pd
 
     table = pd.read_csv(outputs["results"])
-    print(table[["alpha", "seed", "test_acc", "mean_si"]].to_string(index=False))
+    # a dead unit has SI 0: mean SI is shown with the dead fraction and the live units' mean SI beside it
+    shown = [c for c in ("alpha", "seed", "test_acc", "mean_si", "dead_fraction", "mean_si_live") if c in table]
+    print(table[shown].to_string(index=False, float_format="%.4f"))
     for name, path in outputs.items():
-        print(f"{name}: {path}")
+        print(f"{name}: {Path(path).resolve()}")
     return 0
 
 
@@ -214,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<config>/alpha<A>_seed<S>)")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="override config keys, e.g. --set train.epochs=6 train.batch_size=64")
+    p.add_argument("--json", action="store_true", help="print final.json (every number and setting) instead of "
+                   "the summary, for scripts")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -318,9 +357,16 @@ def _join_numbers(argv: list[str]) -> list[str]:
     return out
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """``warning: <message>``: what a command warns of, without the Python source line that warned."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = _join_numbers(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
+    # formatwarning, not showwarning: warnings that a caller records (pytest.warns) stay recorded
+    format_before, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         return args.func(args)
     except USER_ERRORS as err:
@@ -333,6 +379,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"selectivity {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = format_before
 
 
 if __name__ == "__main__":
