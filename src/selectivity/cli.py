@@ -12,6 +12,8 @@ import math
 import os
 import re
 import sys
+import time
+import warnings
 from pathlib import Path
 
 from .analysis.finite import NonFiniteOutputError
@@ -19,7 +21,7 @@ from .commands.evaluate import EvaluationError
 from .core import LayerSelectionError
 from .data import DatasetError
 from .report.claims import ReportError
-from .runs import RunError
+from .runs import RunError, RunPaths
 from .sweep.grid import SweepError
 from .config import ConfigError
 
@@ -48,14 +50,47 @@ def _train(args) -> int:
                     config.regularizer.lambda_)
     default = Path("runs") / config.name / f"{name}-{run_id(config)}"
     out = Path(args.out) if args.out else default
+    start = time.perf_counter()
     try:
         final = train(config, out, progress=not args.no_progress)
     finally:
         teardown()  # under torchrun: leave the process group
     if os.environ.get("RANK", "0") == "0":  # one report, from rank 0
-        print(json.dumps({k: v for k, v in final.items() if not k.startswith("si/")}, indent=2))
-        print(f"run directory: {out}")
+        if args.json:
+            print(json.dumps(final, indent=2))
+        else:
+            print("\n".join(train_summary(final, out, time.perf_counter() - start)))
     return 0
+
+
+def _duration(seconds: float) -> str:
+    minutes, rest = divmod(round(seconds), 60)
+    return f"{minutes} min {rest:02d} s" if minutes else f"{seconds:.1f} s"
+
+
+def train_summary(final: dict, out: Path, wall: float) -> list[str]:
+    """What `selectivity train` prints: the run, its knob, its numbers and where final.json lies."""
+    if final.get("kind") == "monoloss":
+        knob = f"MonoLoss lambda {final['lambda']:g} (lambda > 0 rewards monosemantic units)"
+    else:
+        knob = f"alpha {final['alpha']:g} (alpha < 0 discourages selectivity, > 0 encourages it)"
+    if final.get("schedule"):
+        knob += f", schedule {final['schedule']!r}"
+    lines = [f"run directory: {out.resolve()}",
+             f"{final['model']} on {final['dataset']}, seed {final['seed']}: {knob}"]
+    if final.get("status") != "completed":
+        lines.append(f"status {final.get('status')} after {final['epochs']} epochs: no final evaluation")
+    else:
+        live = final.get("mean_si_live")
+        lines += [f"{final['epochs']} epochs; test accuracy {final['test_acc']:.4f} on {final['n_test']} images",
+                  f"mean SI {final['mean_si']:.4f}, dead units {100 * final['dead_fraction']:.1f}%, mean SI of the "
+                  f"live units {'- (none alive)' if live is None else f'{live:.4f}'}"]
+        if final.get("mean_monoscore") is not None:
+            lines.append(f"mean MonoScore (label embeddings) {final['mean_monoscore']:.4f}")
+    lines += [f"training time {_duration(final['train_seconds'])} on {final['device']}; this command's wall time "
+              f"{_duration(wall)}",
+              f"every number and setting: {RunPaths(out).final.resolve()}"]
+    return lines
 
 
 def _measure(args) -> int:
@@ -68,8 +103,10 @@ def _measure(args) -> int:
 
     if args.run_dir is None:
         raise ConfigError("measure needs a run directory, or --model with --weights and --data")
-    model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device", "tokens", "positive_part")
-    model_only = [f"--{k}" for k in model_flags if getattr(args, k) is not None]
+    model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device", "tokens", "positive_part",
+                   "min_active")
+    flag = {"positive_part": "raw-tokens"}
+    model_only = [f"--{flag.get(k, k.replace('_', '-'))}" for k in model_flags if getattr(args, k) is not None]
     if model_only:
         raise ConfigError(f"{', '.join(model_only)} only apply with --model; a run is measured with its own model")
     if args.split == "val":
@@ -146,9 +183,13 @@ def _measure_any(args) -> int:
     summary = measure_any(args.model, args.weights, args.data, args.out, model_kwargs(args.set), split=args.split,
                           device=args.device, layers=layers, measures=args.measures or "all", mean=args.mean,
                           std=args.std, size=args.size, crop_fraction=args.crop_fraction, sample_size=args.sample,
-                          progress=not args.no_progress, tokens=args.tokens, positive_part=args.positive_part)
+                          progress=not args.no_progress, tokens=args.tokens, positive_part=args.positive_part,
+                          min_active=args.min_active)
     _print_si_summary(summary)
     print(f"{summary['images']} images, {summary['classes']} classes, layers {', '.join(summary['layers'])}")
+    rare = summary["rarely_active_units"]
+    print(f"exemplars.html ranks the units active on at least {summary['min_active']} images (--min-active)"
+          + (f"; {rare} rarely active unit{'s are' if rare > 1 else ' is'} listed apart" if rare else ""))
     _print_sampling(summary["sampling"])
     for name, path in summary["files"].items():
         print(f"{name}: {path}")
@@ -164,9 +205,11 @@ def _demo(args) -> int:
     import pandas as pd
 
     table = pd.read_csv(outputs["results"])
-    print(table[["alpha", "seed", "test_acc", "mean_si"]].to_string(index=False))
+    # a dead unit has SI 0: mean SI is shown with the dead fraction and the live units' mean SI beside it
+    shown = [c for c in ("alpha", "seed", "test_acc", "mean_si", "dead_fraction", "mean_si_live") if c in table]
+    print(table[shown].to_string(index=False, float_format="%.4f"))
     for name, path in outputs.items():
-        print(f"{name}: {path}")
+        print(f"{name}: {Path(path).resolve()}")
     return 0
 
 
@@ -212,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="run directory (default runs/<config>/alpha<A>_seed<S>)")
     p.add_argument("--set", nargs="+", action="extend", metavar="KEY=VALUE",
                    help="override config keys, e.g. --set train.epochs=6 train.batch_size=64")
+    p.add_argument("--json", action="store_true", help="print final.json (every number and setting) instead of "
+                   "the summary, for scripts")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_train)
 
@@ -243,6 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "or the patch tokens")
     p.add_argument("--raw-tokens", dest="positive_part", action="store_const", const=False,
                    help="with --model: keep each token's raw value (default: its positive part max(x, 0))")
+    p.add_argument("--min-active", type=int, metavar="N",
+                   help="with --model: exemplars.html ranks only units that respond (above 0) to at least N images "
+                        "and lists the others apart (default: a tenth of an average class, at least the 8 "
+                        "exemplar slots)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_measure)
 
@@ -312,9 +361,16 @@ def _join_numbers(argv: list[str]) -> list[str]:
     return out
 
 
+def one_line_warning(message, category, filename, lineno, line=None) -> str:
+    """``warning: <message>``: what a command warns of, without the Python source line that warned."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = _join_numbers(list(sys.argv[1:] if argv is None else argv))
     args = build_parser().parse_args(argv)
+    # formatwarning, not showwarning: warnings that a caller records (pytest.warns) stay recorded
+    format_before, warnings.formatwarning = warnings.formatwarning, one_line_warning
     try:
         return args.func(args)
     except USER_ERRORS as err:
@@ -327,6 +383,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"selectivity {args.command}: interrupted; run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = format_before
 
 
 if __name__ == "__main__":

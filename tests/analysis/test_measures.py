@@ -141,8 +141,10 @@ def ref_top_class(a, y):
 
 
 def ref_gap(a, y, c):
+    """Bowers et al.'s gap over the unit's range (0 for a constant unit)."""
     pref = np.argmax([a[y == k].mean() for k in range(c)])
-    return a[y == pref].min() - a[y != pref].max()
+    span = a.max() - a.min()
+    return (a[y == pref].min() - a[y != pref].max()) / span if span > 0 else 0.0
 
 
 def ref_auroc(a, y, c):
@@ -204,6 +206,46 @@ def test_every_measure_matches_a_slow_reference(random_data):
             assert row.precision == pytest.approx(ref_precision(x, y, 12))
             assert row.top_class == pytest.approx(ref_top_class(x, y))
             assert row.localist_gap == pytest.approx(ref_gap(x, y, C))
+
+
+def test_every_measure_is_free_of_the_units_scale(random_data):
+    """Units are ranked against each other (the exemplar page, measure_agreement): a unit's
+    responses times 100 or times 0.01 must score what they scored, or a unit that barely responds
+    outranks a clear detector (the raw localist gap did: -0.01 beats -1)."""
+    a, y = random_data
+    t, labels = torch.from_numpy(a), torch.from_numpy(y)
+    base = selectivity.unit_measures(t, labels, C, top_k=12, bins=5)
+    for scale in (100.0, 0.01):
+        scaled = selectivity.unit_measures(t * scale, labels, C, top_k=12, bins=5)
+        for name in M.ALL_MEASURES:
+            # rtol: SI's guard eps = 1e-7 in its denominator moves SI by ~1e-5 at responses ~0.01
+            np.testing.assert_allclose(scaled[name].to_numpy(), base[name].to_numpy(), rtol=1e-4, atol=1e-12,
+                                       err_msg=f"{name} at scale {scale}")
+
+
+def test_most_selective_ranks_live_units_each_measure_its_own_way(monkeypatch):
+    acts, y = known_units()  # a perfect detector, Gale's sparse unit, a flat unit, a dead unit
+    small = acts[:, 0:1] * 1e-3  # the detector again, a thousand times weaker
+    frame = selectivity.unit_measures(torch.cat([acts, small], 1), y, C, top_k=5)
+    gap = M.most_selective(frame, "localist_gap")
+    assert gap.unit.tolist()[:2] == [0, 4] and 3 not in gap.unit.tolist()  # detectors first, the dead unit out
+    assert gap.localist_gap.iloc[1] == pytest.approx(gap.localist_gap.iloc[0], rel=1e-12) and gap.localist_gap.iloc[0] > 0
+    assert M.most_selective(frame, "top_class", k=1).unit.tolist() == [0]
+    assert all(spec.higher_is_more_selective and spec.description for spec in M.MEASURES.values())
+    with pytest.raises(ValueError, match="baseline"):
+        M.most_selective(frame, "mi_shuffled")
+    # a measure that is more selective when lower (the entropy of the class means) ranks upward
+    monkeypatch.setattr(M, "MEASURES", dict(M.MEASURES))
+
+    def class_entropy(stats):
+        p = stats.means.clamp(min=0) / stats.means.clamp(min=0).sum(0).clamp(min=1e-300)
+        return -(p * p.clamp(min=1e-300).log()).sum(0)
+
+    M.register_measure(M.Measure("class_entropy", class_entropy, higher_is_more_selective=False,
+                                 description="Entropy of the class means."))
+    frame = selectivity.unit_measures(acts[:, :3], y, C, measures=["si", "class_entropy"])
+    assert M.most_selective(frame, "class_entropy").unit.tolist() == [1, 0, 2]
+    assert M.most_selective(frame, "si").unit.tolist() == [1, 0, 2]
 
 
 def test_average_ranks_match_scipy(random_data):

@@ -161,13 +161,17 @@ def test_open_image_set_layouts(tmp_path):
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
+def near(pixels, rgb, tol=6):
+    return (np.abs(pixels - np.array(rgb)) <= tol).all(axis=-1)
+
+
 @pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install -y chromium)")
-def test_exemplar_page_thumbnails_render_in_chromium(setup, capsys):
+def test_exemplar_page_thumbnails_and_charts_render_in_chromium(setup, capsys):
     tmp, weights, data = setup
     assert run(measure_argv(weights, data, tmp / "out"), capsys)[0] == 0
     shot = tmp / "shot.png"
     subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    f"--user-data-dir={tmp / 'profile'}", "--window-size=1100,700", f"--screenshot={shot}",
+                    f"--user-data-dir={tmp / 'profile'}", "--window-size=1100,900", f"--screenshot={shot}",
                     (tmp / "out" / "exemplars.html").as_uri()], check=True, capture_output=True, timeout=60)
     pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     r, g, b = pixels[..., 0], pixels[..., 1], pixels[..., 2]
@@ -175,6 +179,18 @@ def test_exemplar_page_thumbnails_render_in_chromium(setup, capsys):
     green = (g > 150) & (r < 90) & (b < 90)
     blue = (b > 150) & (r < 90) & (g < 90)
     assert green.sum() > 64 * 64 and blue.sum() > 64 * 64, (green.sum(), blue.sum())
+    # The first unit's chart, found by its bars (#7f8c8d grey, #c0392b red: no thumbnail has these
+    # colours), must carry text a reader can use: class names under the bars, values left of them.
+    bars = near(pixels, (127, 140, 141)) | near(pixels, (192, 57, 43), tol=3)
+    rows = np.flatnonzero(bars.sum(axis=1) >= 3)
+    assert rows.size, "no bar chart on the first screen"
+    band = rows[rows < rows[0] + 90]  # the first chart's bars
+    ys, xs = np.nonzero(bars[band[0]: band[-1] + 1])
+    left, right, floor = xs.min(), xs.max(), band[-1]
+    ink = (np.abs(pixels - 250) > 60).any(axis=-1)  # anything drawn on the chart's near-white ground
+    names = ink[floor + 3: floor + 45, left - 10: right + 10].sum()
+    values = ink[band[0] - 6: floor + 6, max(0, left - 45): left - 4].sum()
+    assert names > 60 and values > 20, (names, values)
 
 
 @pytest.mark.slow  # trains one tiny epoch first (~5 s on 2 cores)
@@ -381,3 +397,111 @@ def test_known_answer_unit_has_precision_one_through_measure_run(tmp_path, facto
     assert per_unit.dead.tolist() == [False, True, False] and per_unit.preferred_class.isna().tolist() == [
         False, True, False]
     assert "dead units 33.3%" in out
+
+
+# ----------------------------------------------------------------------------- what the page ranks and shows
+
+
+def unit_block(page: str, layer: str, unit: int) -> str:
+    """The first ``<div class='unit'>`` of (layer, unit) on the page."""
+    start = page.index(f"<b>{layer} #{unit}</b>")
+    return page[page.rindex("<div class='unit'>", 0, start): page.index("</svg></div>", start)]
+
+
+def test_a_unit_that_fires_on_a_few_images_is_listed_apart_not_ranked(tmp_path, factories, capsys):
+    """Unit 0 answers 3 of the 120 images (all blue): SI ~1 from three responses. It is not the most
+    selective unit by any measure: it is listed apart with its count, and the threshold is stated."""
+    data = write_marked_tree(tmp_path / "images", per_class=40, marked=3)
+    weights = marker_weights(tmp_path, factories)
+    argv = ["measure", "--model", "measure_factories:marker_net", "--weights", str(weights), "--data", str(data),
+            "--no-progress"]
+    code, out, err = run(argv + ["--out", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    units = pd.read_csv(tmp_path / "out" / "unit_measures.csv")
+    assert units.si[0] > 0.99 and units.dead.tolist() == [False, True, False]
+    page = (tmp_path / "out" / "exemplars.html").read_text()
+    ranked, _ = page_units(page)
+    assert ranked == {("detect", "2")}  # default: a tenth of an average class (4), at least the 8 slots
+    assert "Ranked: units active (response above 0) on at least 8 images" in page
+    assert "<li>detect (1): #0 (3)</li>" in page and "Rarely active units (1): active on fewer than 8" in page
+    assert "ranks the units active on at least 8 images (--min-active); 1 rarely active unit is listed apart" in out
+    summary = json.loads((tmp_path / "out" / "measure.json").read_text())
+    assert summary["min_active"] == 8 and summary["rarely_active_units"] == 1
+    # --min-active 2 ranks it; its slots hold only the 3 images it answers, and the page says so
+    code, out, err = run(argv + ["--out", str(tmp_path / "low"), "--min-active", "2"], capsys)
+    assert code == 0, err
+    page = (tmp_path / "low" / "exemplars.html").read_text()
+    assert page_units(page)[0] == {("detect", "0"), ("detect", "2")} and "id='rare'" not in page
+    block = unit_block(page, "detect", 0)
+    assert block.count("<img ") == 3 and block.count("alt='blue'") == 3
+    assert "active on 3 images only: 3 of 8 exemplars" in block
+    assert "active on 120 images<br>" in unit_block(page, "detect", 2) and unit_block(page, "detect", 2).count(
+        "<img ") == 8
+
+
+@pytest.mark.parametrize("value", ["0", "121", "-3"])
+def test_min_active_outside_one_to_the_images_exits_2(tmp_path, factories, capsys, value):
+    data = write_marked_tree(tmp_path / "images", per_class=40, marked=3)
+    weights = marker_weights(tmp_path, factories)
+    code, out, err = run(["measure", "--model", "measure_factories:marker_net", "--weights", str(weights), "--data",
+                          str(data), "--no-progress", "--out", str(tmp_path / "out"), "--min-active", value], capsys)
+    assert code == 2 and "--min-active must be a number of images from 1 to the 120 measured" in err, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_min_active_applies_to_model_measuring_only(capsys):
+    code, out, err = run(["measure", "somerun", "--min-active", "5"], capsys)
+    assert code == 2 and "--min-active only apply with --model" in err, err
+
+
+def test_default_min_active_is_a_tenth_of_a_class_and_fills_the_slots():
+    from selectivity.commands.measure_any import default_min_active
+
+    assert default_min_active(10_000, 10, 8) == 100  # CIFAR-10's test split
+    assert default_min_active(1_000, 10, 8) == 10  # the demo's
+    assert default_min_active(50_000, 1_000, 8) == 8  # ImageNet's validation split: the slots
+    assert default_min_active(5, 2, 8) == 5  # never more than the images
+
+
+def test_the_page_names_what_was_measured_and_explains_each_measure(setup, capsys):
+    tmp, weights, data = setup
+    assert run(measure_argv(weights, data, tmp / "out"), capsys)[0] == 0
+    page = (tmp / "out" / "exemplars.html").read_text()
+    title = f"Selective units of measure_factories:tiny_conv (tiny.safetensors) on {data}: 18 images"
+    assert f"<title>{title}</title>" in page and f"<h1>{title}</h1>" in page
+    assert f"weights {weights.resolve()}" in page and "3 classes, 16 px" in page
+    import html as html_lib
+    import re
+
+    from selectivity.analysis.measures import MEASURES, ranked_measures
+
+    for name in ranked_measures(ALL_MEASURES):
+        about = html_lib.escape(MEASURES[name].description)
+        assert about and page.index(f"<h2 id='{name}'>") < page.index(about), name
+        assert about.endswith(".") and not re.search(r"[.;:!?]\s+[A-Z]", about), name  # one sentence
+
+
+def test_the_class_chart_names_its_classes_and_has_a_scale():
+    import re
+
+    from selectivity.commands.exemplars import class_histogram_svg
+
+    svg = class_histogram_svg(np.array([0.2, 1.37, 0.0]), ["cat", "dog", "ship"], preferred=1)
+    texts = re.findall(r">([^<>]+)</text>", svg)
+    assert {"cat", "dog", "ship", "mean response"} <= set(texts)
+    ticks = {float(v): float(y) - 3 for y, v in re.findall(r'y="([\d.]+)" text-anchor="end">([-\d.e]+)</text>', svg)}
+    assert sorted(ticks) == [0.0, 0.5, 1.0]  # round values up to the largest mean
+    rects = re.findall(r'<rect x="[\d.]+" y="([\d.]+)" width="[\d.]+" height="([\d.]+)" fill="(#\w+)">', svg)
+    per_unit = ticks[0.0] - ticks[1.0]  # pixels per unit of response
+    heights = [float(h) / per_unit for _, h, _ in rects]
+    assert heights == pytest.approx([0.2, 1.37, 0.0], abs=0.01)  # the bars follow the scale
+    assert [c for _, _, c in rects] == ["#7f8c8d", "#c0392b", "#7f8c8d"]
+    # 200 classes: no room for names under the bars; a caption names the preferred class
+    many = class_histogram_svg(np.linspace(0, 1, 200), [f"class {i}" for i in range(200)], preferred=199)
+    assert "200 classes in the data&#x27;s order; red: class 199" in many or \
+        "200 classes in the data's order; red: class 199" in many
+    assert "class 3<" not in many
+    # raw token responses can be negative: the axis reaches below 0 and the bar hangs from the 0 line
+    low = class_histogram_svg(np.array([-0.5, 1.0]), ["a", "b"], preferred=1)
+    values = [float(v) for v in re.findall(r'text-anchor="end">([-\d.e]+)</text>', low)]
+    assert min(values) < 0 < max(values)

@@ -14,7 +14,8 @@ column             measure                                                     f
                    half of the samples and scored on the other half
 ``precision``      share of the top-K activations that belong to one class     ~1/C     NaN     top-K
 ``top_class``      recall at 100% precision (top-class selectivity)            0        NaN     top run
-``localist_gap``   min over pref items - max over other items (> 0: detector)  <= 0     NaN     extremes
+``localist_gap``   (min over pref items - max over other items) / the unit's   <= 0     NaN     extremes
+                   range over all items, in [-1, 1] (> 0: detector)
 ``auroc``          max over classes of the one-vs-rest AUROC (Mann-Whitney)    0.5      0.5     samples
 ``informedness``   max over classes and thresholds of hit rate - false alarms  0        0       samples
 ``mi``             I(unit; class) / H(class), equal-frequency bins,            ~0       0       samples
@@ -67,7 +68,11 @@ Random choices (the sample, d' halves) come from a hash of (seed, global sample 
 than a generator, so streaming in any batch sizes gives the numbers of one batch.
 
 A measure is one function of a :class:`LayerStats` and one :data:`MEASURES` entry saying
-which streamed state it reads (:class:`Measure`); see :func:`register_measure`.
+which streamed state it reads, which way is more selective and what it means in one sentence
+(:class:`Measure`); see :func:`register_measure`. Every built-in measure is more selective when
+higher, and each is free of the unit's scale (a unit's responses times 100 score the same), so
+that units can be ranked against each other (:func:`most_selective`, the exemplar page,
+:func:`measure_agreement`).
 """
 
 from __future__ import annotations
@@ -101,6 +106,7 @@ __all__ = [
     "localist_gap",
     "max_informedness",
     "measure_agreement",
+    "most_selective",
     "mutual_information",
     "register_measure",
     "sparseness",
@@ -333,10 +339,15 @@ class _TopRun:
 
 
 def _gap_from_extremes(means: Tensor, extremes: _Extremes) -> Tensor:
+    """The localist gap scaled by the unit's range: the raw gap is in the unit's own activation
+    units, so a unit that barely responds (range 0.01) would outrank a clear detector (range 10)."""
     pref = means.nan_to_num(nan=float("-inf")).argmax(dim=0).unsqueeze(0)
-    low = extremes.low.gather(0, pref).squeeze(0)
-    others = extremes.high.scatter(0, pref, float("-inf")).amax(dim=0)
-    return (low - others).to(torch.float64)
+    low = extremes.low.gather(0, pref).squeeze(0).to(torch.float64)
+    others = extremes.high.scatter(0, pref, float("-inf")).amax(dim=0).to(torch.float64)
+    span = extremes.high.amax(dim=0).to(torch.float64) - extremes.low.amin(dim=0).to(torch.float64)
+    gap = low - others
+    # a constant unit (span 0) has gap 0: no item of its class lies apart from the others
+    return torch.where(span > 0, gap / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(gap))
 
 
 def top_k_precision(acts: Tensor, labels: Tensor, num_classes: int, k: int | None = None) -> Tensor:
@@ -369,9 +380,13 @@ def top_class_selectivity(acts: Tensor, labels: Tensor, num_classes: int) -> Ten
 
 
 def localist_gap(acts: Tensor, labels: Tensor, num_classes: int) -> Tensor:
-    """min over the preferred class's items - max over the other classes' items, (U,).
+    r"""The localist gap (Bowers et al.) over the unit's range, (U,), in [-1, 1].
 
-    Positive only for a perfect detector of the preferred class (argmax class mean).
+    .. math:: g = \frac{\min_{i \in pref} a_i - \max_{i \notin pref} a_i}{\max_i a_i - \min_i a_i}
+
+    pref the preferred class (argmax class mean); 0 for a constant unit. Positive only for a
+    perfect detector of the preferred class; 1 for a binary one. Dividing by the range makes
+    units comparable (the raw gap is in each unit's own activation scale).
     """
     extremes = _Extremes(num_classes)
     extremes.update(acts, labels)
@@ -652,6 +667,8 @@ class Measure:
             a sample rather than everything.
         undefined_when_dead: NaN for a dead unit (no response above 0) instead of the formula's value.
         baseline: a noise floor, not a measure: left out of :func:`measure_agreement` and of rankings.
+        higher_is_more_selective: which way :func:`most_selective` ranks (True for every built-in).
+        description: what the measure says of a unit, in one sentence (the exemplar page shows it).
     """
 
     name: str
@@ -659,6 +676,8 @@ class Measure:
     needs: frozenset = frozenset()
     undefined_when_dead: bool = False
     baseline: bool = False
+    higher_is_more_selective: bool = True
+    description: str = ""
 
 
 def _auroc(s: LayerStats) -> Tensor:
@@ -707,24 +726,45 @@ def register_measure(measure: Measure) -> Measure:
 
 
 for _measure in (
-    Measure("si", lambda s: selectivity_index(s.means, s.eps)),
-    Measure("sparseness", lambda s: sparseness(s.means)),
-    Measure("dprime", lambda s: dprime_from_halves(*s.halves), undefined_when_dead=True),
-    Measure("precision", lambda s: s.top.precision(s.top_k), frozenset({"top"}), undefined_when_dead=True),
+    Measure("si", lambda s: selectivity_index(s.means, s.eps),
+            description="Class selectivity index: (largest class mean - mean of the other class means) / their sum; "
+                        "0 answers every class alike, 1 answers one class only."),
+    Measure("sparseness", lambda s: sparseness(s.means),
+            description="Rolls-Tovee sparseness of the class means: 0 every class alike, 1 one class only."),
+    Measure("dprime", lambda s: dprime_from_halves(*s.halves), undefined_when_dead=True,
+            description="d': how many pooled standard deviations the preferred class's responses lie above the "
+                        "rest (the class chosen on one half of the images, scored on the other)."),
+    Measure("precision", lambda s: s.top.precision(s.top_k), frozenset({"top"}), undefined_when_dead=True,
+            description="Share of the unit's K strongest responses (K about one class) that come from one class."),
     Measure("top_class", lambda s: s.top_run.selectivity(s.counts), frozenset({"extremes", "top_run"}),
-            undefined_when_dead=True),
+            undefined_when_dead=True,
+            description="Share of the top class's images that the unit ranks above every image of every other "
+                        "class (recall at 100% precision); 1 for a perfect detector."),
     Measure("localist_gap", lambda s: _gap_from_extremes(s.means, s.extremes), frozenset({"extremes"}),
-            undefined_when_dead=True),
-    Measure("auroc", _auroc, frozenset({"samples"})),
+            undefined_when_dead=True,
+            description="Weakest response to the preferred class minus the strongest to any other class, over the "
+                        "unit's range; above 0 only for a perfect detector."),
+    Measure("auroc", _auroc, frozenset({"samples"}),
+            description="Best one-class-vs-rest area under the ROC curve: the chance that an image of that class "
+                        "gets a stronger response than one of another class (0.5: none)."),
     Measure("informedness", lambda s: max_informedness(s.acts, s.labels, s.num_classes, s.runs),
-            frozenset({"samples"})),
+            frozenset({"samples"}),
+            description="Best hit rate minus false-alarm rate over classes and thresholds: how good a detector "
+                        "of one class the unit is (0 none, 1 perfect)."),
     Measure("mi", lambda s: mutual_information(s.acts, s.labels, s.num_classes, s.bins, s.ranks),
-            frozenset({"samples"})),
+            frozenset({"samples"}),
+            description="Mutual information between the binned response and the class, over the class entropy "
+                        "(0: the response says nothing of the class)."),
     Measure("mi_shuffled", lambda s: mutual_information(s.acts, s.labels[s.permutation], s.num_classes, s.bins,
-                                                        s.ranks), frozenset({"samples"}), baseline=True),
-    Measure("monoscore", _monoscore, frozenset({"extremes"}), undefined_when_dead=True),
-    Measure("class_purity", lambda s: class_purity(s.positives[0]), undefined_when_dead=True),
-    Measure("weighted_purity", lambda s: class_purity(s.positives[1]), undefined_when_dead=True),
+                                                        s.ranks), frozenset({"samples"}), baseline=True,
+            description="The same with shuffled labels: the estimator's noise floor, not a measure."),
+    Measure("monoscore", _monoscore, frozenset({"extremes"}), undefined_when_dead=True,
+            description="MonoScore with label embeddings: the response-weighted share of image pairs of the same "
+                        "class, min-max scaled (MonoLoss's measure)."),
+    Measure("class_purity", lambda s: class_purity(s.positives[0]), undefined_when_dead=True,
+            description="Share of the images the unit responds to (above 0) that belong to its most frequent class."),
+    Measure("weighted_purity", lambda s: class_purity(s.positives[1]), undefined_when_dead=True,
+            description="The same, each image weighted by the strength of its response."),
 ):
     register_measure(_measure)
 
@@ -735,6 +775,27 @@ ALL_MEASURES = tuple(MEASURES)
 def ranked_measures(columns) -> list[str]:
     """The registered measures among ``columns`` that rank units (baselines left out), in order."""
     return [m for m, spec in MEASURES.items() if m in columns and not spec.baseline]
+
+
+def most_selective(frame, measure: str, k: int | None = None):
+    """The live units of ``frame`` with a value of ``measure``, most selective first (by the
+    measure's own direction, :attr:`Measure.higher_is_more_selective`); ties keep the frame's
+    order. ``k``: the first k only. Dead units and NaN values (undefined) are left out.
+
+    Example::
+
+        >>> acts = torch.tensor([[1.0, 0.0], [0.5, 2.0], [0.5, 1.0]])  # unit 1 answers class 1 only
+        >>> frame = unit_measures(acts, torch.tensor([0, 1, 1]), 2, measures=["si"])
+        >>> most_selective(frame, "si").unit.tolist()
+        [1, 0]
+    """
+    spec = MEASURES[measure]
+    if spec.baseline:
+        raise ValueError(f"{measure!r} is a baseline (a noise floor), not a measure to rank units by")
+    live = frame[~frame["dead"].astype(bool)] if "dead" in frame.columns else frame
+    ranked = live.dropna(subset=[measure]).sort_values(measure, ascending=not spec.higher_is_more_selective,
+                                                       kind="stable")
+    return ranked if k is None else ranked.head(k)
 
 
 # ----------------------------------------------------------------------------- streaming

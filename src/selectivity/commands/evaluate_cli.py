@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 import warnings
+from pathlib import Path
 
 __all__ = ["add_analyze_parser", "add_robustness_parser"]
 
@@ -50,8 +51,57 @@ def _limit(text: str) -> int:
     return value
 
 
+#: The files each command writes in a run directory (attributes of RunPaths), printed when written.
+ROBUSTNESS_FILES = ("robustness", "attack_outcomes", "masking")
+ANALYSIS_FILES = ("analysis", "analysis_dimensionality", "analysis_ablation")
+
+
+def _stamps(runs, files) -> dict:
+    """(path -> modification time or None) of ``files`` in every run: what a command wrote shows as changed."""
+    from ..runs import RunPaths
+
+    stamps = {}
+    for run in runs:
+        for name in files:
+            path = getattr(RunPaths(run), name).resolve()
+            stamps[path] = path.stat().st_mtime_ns if path.is_file() else None
+    return stamps
+
+
+def _print_written(run_dir, files, before: dict) -> None:
+    """Each file of ``files`` the command wrote in ``run_dir``, as a full path; or that nothing changed."""
+    from ..runs import RunPaths
+
+    paths = [getattr(RunPaths(run_dir), name).resolve() for name in files]
+    written = [p for p in paths if p.is_file() and before.get(p) != p.stat().st_mtime_ns]
+    for path in written:
+        print(f"  wrote {path}")
+    if not written:
+        print(f"  nothing new to compute: {paths[0]} has every row asked for (--force recomputes them)")
+
+
+def _corruption_line(table) -> str | None:
+    """What the corruption rows say: one corruption at one severity by name, else their mean and extent."""
+    rows = table[table["kind"] == "corruption"]
+    if rows.empty:
+        return None
+    done = rows[rows["accuracy"].notna()]
+    skipped = sorted(set(rows["name"]) - set(done["name"]))
+    names, severities = list(dict.fromkeys(done["name"])), sorted(set(done["level"].astype(int)))
+    if len(done) == 1:
+        line = f"{names[0]}, severity {severities[0]}: {done['accuracy'].iloc[0]:.3f}"
+    elif len(done):
+        which = ", ".join(names) if len(names) <= 3 else f"{len(names)} corruptions"
+        levels = ", ".join(map(str, severities))
+        line = (f"corruptions: mean {done['accuracy'].mean():.3f} over {which} x severit"
+                f"{'y' if len(severities) == 1 else 'ies'} {levels} ({len(done)} cells)")
+    else:
+        line = "corruptions: none evaluated"
+    return line + (f"; not evaluated: {', '.join(skipped)}" if skipped else "")
+
+
 def _robustness(args: argparse.Namespace) -> int:
-    from .evaluate import (EvaluationError, eps_label, parse_eps, robustness, unavailable_corruptions,
+    from .evaluate import (EvaluationError, eps_label, find_runs, parse_eps, robustness, unavailable_corruptions,
                            validate_budgets, validate_robustness)
 
     severities = _given(args.severities, "--severities", "1,3,5")
@@ -67,7 +117,9 @@ def _robustness(args: argparse.Namespace) -> int:
     square_queries, apgd_steps = validate_budgets(args.square_queries, args.apgd_steps)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # announced here, before the work, in one line each
-        corruptions, *_ = validate_robustness(corruptions, attacks=attacks, eps=eps, limit=args.limit)
+        corruptions, *_ = validate_robustness(corruptions, severities=severities, attacks=attacks, eps=eps,
+                                              limit=args.limit)
+        before = _stamps(find_runs(args.dir).runs, ROBUSTNESS_FILES)
         for name, reason in unavailable_corruptions(corruptions).items():
             print(f"selectivity robustness: note: skipping {name} ({reason}); the other evaluations run, and "
                   f"robustness.csv records {name} as not evaluated", file=sys.stderr)
@@ -81,18 +133,21 @@ def _robustness(args: argparse.Namespace) -> int:
         table = pd.read_csv(path)
         n = _image_count(table, args.limit)
         table = table[table["n"] == n]  # this call's images: other image sets are kept apart, not shown here
-        corr = table[table["kind"] == "corruption"]["accuracy"]
         clean = table[table["kind"] == "clean"]["accuracy"]
         adv = ", ".join(f"{r.name} {eps_label(r.level)}: {r.accuracy:.3f}"
                         for r in table[table["kind"] == "attack"].itertuples(index=False) if r.level > 0)
-        print(f"{path.parent.name}: clean {clean.iloc[0]:.3f}" if len(clean) else f"{path.parent.name}:", end="")
-        print(f"  corruption mean {corr.mean():.3f}" if len(corr) else "", end="")
-        print(f"  {adv}" if adv else "")
+        print(f"{path.parent.name}: clean {clean.iloc[0]:.3f}" if len(clean) else f"{path.parent.name}:")
+        corruption = _corruption_line(table)
+        if corruption:
+            print(f"  {corruption}")
+        if adv:
+            print(f"  attacks: {adv}")
         _print_attack_details(path.parent, n)
+        _print_written(path.parent, ROBUSTNESS_FILES, before)
     for run in outcome["skipped"]:
         print(f"{run.name}: skipped (not completed)")
     if outcome["results"]:
-        print(f"results: {outcome['results']} (summary columns added)")
+        print(f"results: {Path(outcome['results']).resolve()} (summary columns added)")
     return 0
 
 
@@ -132,16 +187,55 @@ def _print_attack_details(run_dir, n: int) -> None:
               + (f"; not checked: {', '.join(unchecked)}" if unchecked else "") + ")")
 
 
-def _analyze(args: argparse.Namespace) -> int:
-    from .evaluate import analyze
+def _print_analysis(path) -> None:
+    """The headline numbers of one run's analysis.json: dimensionality and ablation per layer,
+    similarity to the baseline, gradient variability."""
+    import json
+    import math
 
+    data = json.loads(Path(path).read_text())
+    dims, ablation, layers = data["dimensionality"], data["ablation"], data["layers"]
+    width = max([20] + [len(layer) for layer in layers])
+    print(f"{Path(path).parent.name}: {data['n']} images")
+    print("  dimensionality (pc95: principal components for 95% of the variance; PR: participation ratio; the change "
+          f"of pc95 on {data['perturbations']['corrupted']} and on {data['perturbations']['adversarial']} images):")
+    print(f"    {'layer':<{width}} {'pc95':>5} {'PR':>7} {'corrupted':>10} {'adversarial':>12}")
+    for layer in layers:
+        clean = dims["clean"][layer]
+        print(f"    {layer:<{width}} {clean['pc95']:>5} {clean['participation_ratio']:>7.2f} "
+              f"{dims['corrupted'][layer]['delta_pc95']:>+10} {dims['adversarial'][layer]['delta_pc95']:>+12}")
+    curves = [ablation[layer] for layer in layers]
+    if curves and 0.5 in curves[0]["fractions"]:
+        half = curves[0]["fractions"].index(0.5)
+        print(f"  ablation (accuracy with half of a layer's units silenced, the most selective first or at random; "
+              f"{curves[0]['clean']:.3f} with none):")
+        print(f"    {'layer':<{width}} {'by SI':>7} {'random (+- sd)':>16}")
+        for layer, a in zip(layers, curves):
+            print(f"    {layer:<{width}} {a['selective'][half]:>7.3f} {a['random_mean'][half]:>8.3f} +- "
+                  f"{a['random_std'][half]:.3f}")
+    similarity = data.get("similarity")
+    if similarity:
+        means = {m: [v for v in similarity[m].values() if v is not None] for m in ("pwcca", "cka")}
+        print(f"  similarity to {similarity['baseline']} (mean over layers): "
+              + ", ".join(f"{m.upper()} {sum(v) / len(v):.3f}" if v else f"{m.upper()} -" for m, v in means.items()))
+    cv = data["summary"].get("grad_cv_across_samples")
+    if cv is not None and math.isfinite(cv):
+        print(f"  gradient variability (CV of input-gradient norms across images, mean over layers): {cv:.3f}")
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .evaluate import analyze, find_runs, validate_robustness
+
+    validate_robustness(limit=args.limit)
+    before = _stamps(find_runs(args.dir).runs, ANALYSIS_FILES)
     outcome = analyze(args.dir, limit=args.limit, progress=not args.no_progress)
     for path in outcome["runs"]:
-        print(f"analysis: {path}")
+        _print_analysis(path)
+        _print_written(Path(path).parent, ANALYSIS_FILES, before)
     for run in outcome["skipped"]:
         print(f"{run.name}: skipped (not completed)")
     if outcome["results"]:
-        print(f"results: {outcome['results']} (summary columns added)")
+        print(f"results: {Path(outcome['results']).resolve()} (summary columns added)")
     return 0
 
 

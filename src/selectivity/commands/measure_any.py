@@ -10,7 +10,9 @@
 
 Every measure uses every image unless ``sample_size`` is given (then AUROC, informedness and MI
 rank a seeded uniform sample, and :func:`sampling_summary` gives their standard error). Dead
-units (no response above 0) are marked in the ``dead`` column and never ranked on the page.
+units (no response above 0) are marked in the ``dead`` column and never ranked on the page;
+nor are units active on fewer than ``min_active`` images (:func:`default_min_active`), which
+the page lists apart.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..analysis.finite import check_finite_logits
-from ..analysis.measures import UnitMeasureAccumulator, measure_agreement, ranked_measures
+from ..analysis.measures import MEASURES, UnitMeasureAccumulator, measure_agreement, most_selective, ranked_measures
 from ..core.functional import selectivity_index
 from ..core.meter import dead_unit_summary
 from ..core.probe import Probe, unit_activations
@@ -36,8 +38,8 @@ from ..runs.weights import WeightsError, load_safetensors_weights
 from ..config import ConfigError
 from .exemplars import TopK, class_histogram_svg, exemplar_page, png_data_uri
 
-__all__ = ["WeightsError", "build_measured_model", "load_safetensors_weights", "measure_any", "measure_model",
-           "measure_run_units", "measure_sweep", "model_kwargs", "sampling_summary", "si_summary"]
+__all__ = ["WeightsError", "build_measured_model", "default_min_active", "load_safetensors_weights", "measure_any",
+           "measure_model", "measure_run_units", "measure_sweep", "model_kwargs", "sampling_summary", "si_summary"]
 
 def model_kwargs(settings: list[str] | None) -> dict:
     """``KEY=VALUE`` strings (``model.kwargs.KEY``, ``model.KEY`` or ``KEY``; YAML values) -> kwargs."""
@@ -171,29 +173,49 @@ def _dead_units(frame) -> dict[str, list[int]]:
     return {layer: dead.unit[dead.layer == layer].tolist() for layer in frame.layer.unique()}
 
 
-def _exemplar_sections(frame, states, images: ImageSet, size: int, crop_fraction: float, units_per_measure: int):
+def default_min_active(images: int, classes: int, slots: int) -> int:
+    """Images a unit must respond to (above 0) to be ranked on the page: a tenth of an average
+    class, and at least the exemplar slots (so that every slot shows an image the unit answers),
+    at most every image. 100 of CIFAR-10's 10,000 test images; 10 of the demo's 1,000; 8 of
+    ImageNet's 50,000 (50 per class)."""
+    return max(1, min(images, max(slots, math.ceil(0.1 * images / max(1, classes)))))
+
+
+def _active_counts(frame, states):
+    """(rows of frame,) images each unit responds to (above 0), from the accumulators' counts."""
+    import numpy as np
+
+    counts = {name: s.acc.positive.cpu().numpy() for name, s in states.items()}
+    return np.array([counts[layer][unit] for layer, unit in zip(frame.layer, frame.unit)], dtype=np.int64)
+
+
+def _exemplar_sections(frame, states, images: ImageSet, size: int, crop_fraction: float, units_per_measure: int,
+                       min_active: int):
+    """The page's sections, and the live units left out for responding to fewer than ``min_active`` images."""
     measures = ranked_measures(frame.columns)
-    live = frame[~frame["dead"]]  # a dead unit is never "most selective" by any measure
+    frame = frame.assign(active=_active_counts(frame, states))
+    rare = frame[~frame["dead"] & (frame.active < min_active)]
+    ranked = frame[frame.active >= min_active]  # never a dead unit (active 0): min_active >= 1
     sections = []
     for measure in measures:
-        ranked = live.dropna(subset=[measure])  # NaN: undefined for the unit
-        best = ranked.sort_values(measure, ascending=False, kind="stable").head(units_per_measure)
         units = []
-        for row in best.itertuples():
+        for row in most_selective(ranked, measure, units_per_measure).itertuples():
             state = states[row.layer]
-            indices = state.top.indices[:, row.unit].tolist()
-            values = state.top.values[:, row.unit].tolist()
-            pictures = images.batch(indices, size, crop_fraction)
+            pairs = [(int(i), float(v)) for i, v in zip(state.top.indices[:, row.unit].tolist(),
+                                                          state.top.values[:, row.unit].tolist()) if v > 0]
+            pictures = images.batch([i for i, _ in pairs], size, crop_fraction) if pairs else []
             means = state.acc.class_means()[:, row.unit].numpy()
             units.append({
                 "layer": row.layer, "unit": int(row.unit), "preferred": images.classes[int(row.preferred_class)],
-                "values": {m: float(getattr(row, m)) for m in measures},
+                "active": int(row.active), "values": {m: float(getattr(row, m)) for m in measures},
                 "images": [(png_data_uri(p), images.classes[int(images.labels[i])], v)
-                           for p, i, v in zip(pictures, indices, values)],
+                           for p, (i, v) in zip(pictures, pairs)],
                 "svg": class_histogram_svg(means, images.classes, int(row.preferred_class)),
             })
-        sections.append({"measure": measure, "units": units})
-    return sections
+        sections.append({"measure": measure, "description": MEASURES[measure].description, "units": units})
+    rare_units = {layer: list(zip(rare.unit[rare.layer == layer].tolist(), rare.active[rare.layer == layer].tolist()))
+                  for layer in frame.layer.unique()}
+    return sections, rare_units
 
 
 def measure_model(
@@ -216,6 +238,10 @@ def measure_model(
     progress: bool = True,
     tokens: str | None = None,
     positive_part: bool | None = None,
+    min_active: int | None = None,
+    model_name: str | None = None,
+    weights: str | Path | None = None,
+    data_name: str | None = None,
 ) -> dict:
     """Measure every unit of ``model``'s layers on ``data``; write the CSVs and ``exemplars.html`` to ``out``.
 
@@ -232,6 +258,10 @@ def measure_model(
         top_images, units_per_measure: exemplars per unit, units per measure on the page.
         tokens, positive_part: how a transformer's token layers become units (see
             :class:`~selectivity.core.probe.Probe`); None: all tokens, each token's positive part.
+        min_active: the page ranks only units that respond (above 0) to at least this many
+            images, and lists the others apart; None: :func:`default_min_active`.
+        model_name, weights, data_name: what the page's title names (default: the model's class,
+            no weights file, the data's file name).
 
     Returns:
         dict: the number of images and classes, the layers, :func:`si_summary` (mean SI, dead
@@ -247,6 +277,10 @@ def measure_model(
     model = model.eval().to(device)
     size = _input_size(model, images, size)
     n = len(images)
+    if min_active is None:
+        min_active = default_min_active(n, int(images.labels.unique().numel()), top_images)
+    elif isinstance(min_active, bool) or not isinstance(min_active, int) or not 1 <= min_active <= n:
+        raise ConfigError(f"--min-active must be a number of images from 1 to the {n} measured, got {min_active!r}")
 
     def batches():
         for start in range(0, n, batch_size):
@@ -264,14 +298,25 @@ def measure_model(
                              progress, -(-n // batch_size))
         frame, agreement = _tables(states)
         paths = _write_tables(out, frame, agreement)
-        sections = _exemplar_sections(frame, states, images, size, crop_fraction, units_per_measure)
-        page = exemplar_page(f"Selective units on {images.path.name}", sections, _dead_units(frame), len(frame))
+        sections, rare = _exemplar_sections(frame, states, images, size, crop_fraction, units_per_measure,
+                                            min_active)
+        model_name = model_name or type(model).__name__
+        data_name = data_name or images.path.name
+        title = (f"Selective units of {model_name}" + (f" ({Path(weights).name})" if weights else "")
+                 + f" on {data_name}: {n:,} images")
+        source = (f"Model {model_name}" + (f", weights {Path(weights).resolve()}" if weights else "")
+                  + f"; data {images.path} ({n:,} images, {len(images.classes)} classes, {size} px); "
+                  + f"layers {', '.join(states)}.")
+        page = exemplar_page(title, sections, _dead_units(frame), len(frame), rare=rare, min_active=min_active,
+                             source=source, slots=top_images)
         paths["exemplars"] = str(out / "exemplars.html")
         write_text(out / "exemplars.html", page)
     finally:
         images.close()
-    summary = {"data": str(images.path), "images": n, "classes": len(images.classes), "input_size": size,
-               "layers": list(states), **si_summary(states), "sampling": sampling_summary(states), "files": paths}
+    summary = {"model": model_name, "weights": None if weights is None else str(weights), "data": str(images.path),
+               "images": n, "classes": len(images.classes), "input_size": size, "layers": list(states),
+               **si_summary(states), "sampling": sampling_summary(states), "min_active": min_active,
+               "rarely_active_units": sum(len(u) for u in rare.values()), "files": paths}
     write_text(out / "measure.json", json.dumps(summary, indent=2))
     return summary
 
@@ -291,7 +336,9 @@ def measure_any(model: str, weights: str | Path, data: str | Path, out: str | Pa
         raise
     out = Path(out) if out else Path("runs") / "measure" / Path(weights).stem
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    return measure_model(net, images, out, device=device, **options)
+    data_name = str(data) + (f" ({split} split)" if split else "")
+    return measure_model(net, images, out, device=device, model_name=model, weights=weights, data_name=data_name,
+                         **options)
 
 
 def measure_run_units(run_dir: str | Path, data: str | None = None, split: str = "test", measures="all",

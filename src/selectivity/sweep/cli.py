@@ -12,7 +12,9 @@ from .backends import EXECUTORS
 
 __all__ = ["add_sweep_parser"]
 
-_SHOWN = ["kind", "alpha", "lambda", "schedule", "seed", "status", "test_acc", "mean_si", "epochs", "wall_seconds"]
+# A dead unit has SI 0: mean SI is shown with the dead fraction and the live units' mean SI beside it.
+_SHOWN = ["kind", "alpha", "lambda", "schedule", "seed", "status", "test_acc", "mean_si", "dead_fraction",
+          "mean_si_live", "epochs", "wall_seconds"]
 
 
 def _sweep(args: argparse.Namespace) -> int:
