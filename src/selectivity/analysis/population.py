@@ -152,9 +152,11 @@ class LinearProbeResult:
         strength (float): the L2 strength chosen (lambda of the module docstring).
         objective (float): the penalized training objective f(W, b) of the final fit, on the
             whole training split.
-        selection (tuple): (strength, held-out accuracy, held-out cross-entropy) for every
-            strength tried, in the order tried; empty with a single strength.
-        converged (bool): every L-BFGS fit reached the gradient tolerance within its iterations.
+        selection (tuple): (strength, held-out accuracy, held-out cross-entropy, converged) for
+            every strength tried, in the order tried; empty with a single strength. A weak
+            strength on nearly separable data may stop at ``max_iter`` short of the tolerance
+            (converged False): its held-out scores are then those of that approximate fit.
+        converged (bool): the final fit (the one scored) reached the gradient tolerance.
         num_train, num_test, num_units, num_classes (int): the sizes it saw (classes: those
             of the training labels).
         weights (Tensor): (units + 1, classes) float64, the last row the biases, on the
@@ -165,7 +167,7 @@ class LinearProbeResult:
     loss: float
     strength: float
     objective: float
-    selection: tuple[tuple[float, float, float], ...]
+    selection: tuple[tuple[float, float, float, bool], ...]
     converged: bool
     num_train: int
     num_test: int
@@ -349,8 +351,7 @@ def linear_probe(
     c = classes.numel()
     onehot = torch.nn.functional.one_hot(ytr, c).to(torch.float64)
     theta = torch.zeros(units + 1, c, dtype=torch.float64, device=device)
-    converged = True
-    selection: list[tuple[float, float, float]] = []
+    selection: list[tuple[float, float, float, bool]] = []
     chosen = strengths[0]
     if len(strengths) > 1:
         held = _holdout_mask(ytr.cpu(), float(holdout), torch.Generator().manual_seed(seed)).to(device)
@@ -362,14 +363,12 @@ def linear_probe(
         for strength in strengths:
             fit_part.strength = strength
             theta, ok = _fit(fit_part, theta, tol, max_iter)
-            converged &= ok
             starts[strength] = theta
-            selection.append((strength, *_scores(theta, ztr[held], ytr[held])))
+            selection.append((strength, *_scores(theta, ztr[held], ytr[held]), ok))
         chosen = min(selection, key=lambda s: s[2])[0]  # min() keeps the first (stronger) of ties
         theta = starts[chosen]
     whole = _Objective(ztr, onehot, chosen)
-    theta, ok = _fit(whole, theta, tol, max_iter)
-    converged &= ok
+    theta, converged = _fit(whole, theta, tol, max_iter)
     accuracy, loss = _scores(theta, zte, yte)
     objective = float(whole.value_and_grad(theta)[0])
     return LinearProbeResult(accuracy=accuracy, loss=loss, strength=chosen, objective=objective,
