@@ -32,7 +32,7 @@ def _reference_rotation(dim: int, seed: int) -> torch.Tensor:
 
 
 def _reference_preference(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """SI of the class means shifted so the lowest is 0, by loops: (max - mean of the rest) / (max + mean of the rest)."""
+    """SI of the class means shifted so the lowest is 0, by loops: (max - mean of rest) / (max + mean of rest)."""
     out = []
     for u in range(x.shape[1]):
         means = [x[y == c, u].mean() for c in sorted(set(y.tolist()))]
@@ -295,8 +295,6 @@ def test_bad_input_is_a_one_line_error():
         linear_probe(x[y < 5], y[y < 5], x, y)
     with pytest.raises(ValueError, match="strengths"):
         linear_probe(x, y, x, y, strengths=[0.0])
-    for error in (ValueError,):
-        try:
-            linear_probe(x[:20], y[:20], x[20:], y[20:])
-        except error as err:
-            assert "\n" not in str(err)
+    with pytest.raises(ValueError) as err:
+        linear_probe(x[:20], y[:20], x[20:], y[20:])
+    assert "\n" not in str(err.value)

@@ -216,7 +216,8 @@ def test_measure_population_of_any_model(model_and_images, capsys):
     acts = {s: collect_activations(model, x[s], ["features.3"])["features.3"] for s in splits}
     probe = linear_probe(acts["train"], splits["train"].labels, acts["val"], splits["val"].labels)
     row = table.set_index("layer").loc["features.3"]
-    assert row["probe_acc"] == pytest.approx(probe.accuracy) and row["probe_loss"] == pytest.approx(probe.loss, rel=1e-5)
+    assert row["probe_acc"] == pytest.approx(probe.accuracy)
+    assert row["probe_loss"] == pytest.approx(probe.loss, rel=1e-5)
     assert row["axis_gap"] == pytest.approx(axis_gap(acts["val"], splits["val"].labels, 3, rotations=4).gap, abs=1e-6)
 
 
@@ -232,3 +233,5 @@ def test_measure_population_needs_a_train_and_a_test_split(model_and_images, cap
     assert "scores it on another" in capsys.readouterr().err
     assert main(_measure_argv(weights, images, tmp / "o3", "--limit", "4")) == 2  # 4 images for 5 units
     assert "raise --limit to 5" in capsys.readouterr().err
+    assert main(["measure", str(tmp), "--population"]) == 2  # a run's population.csv comes from analyze
+    assert "selectivity analyze RUN --population" in capsys.readouterr().err

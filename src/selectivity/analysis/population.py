@@ -23,9 +23,10 @@ minimizing the penalized mean cross-entropy
     f(W, b) = (1/n) sum_i CE(z_i W + b, y_i) + (lambda / 2) ||W||_F^2     (b is not penalized)
 
 with full-batch L-BFGS (preconditioned by the features' second moments, a backtracking line
-search; the gradient in closed form, in float64). The strength lambda is chosen from a small grid, :data:`DEFAULT_STRENGTHS` =
-10^-5 ... 10^0 (lambda = 1 / (n C) in scikit-learn's terms), on a held-out part of the
-training split: a seeded stratified 20% of each class (:data:`DEFAULT_HOLDOUT`). The grid is
+search; the gradient in closed form, in float64). The strength lambda is chosen from a small
+grid, :data:`DEFAULT_STRENGTHS` = 10^0, 10^-1, ..., 10^-5 (scikit-learn's C = 1 / (n lambda)),
+on a held-out part of the training split: a seeded stratified 20% of each class
+(:data:`DEFAULT_HOLDOUT`). The grid is
 walked from the strongest penalty to the weakest, each fit starting from the previous
 solution (a warm start), and the strength with the lowest held-out cross-entropy wins (a
 proper score, smoother than held-out accuracy on a few hundred images; ties go to the

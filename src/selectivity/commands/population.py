@@ -100,7 +100,8 @@ def _subset(split, limit: int | None):
 
 
 @torch.no_grad()
-def layer_responses(model: torch.nn.Module, batches: Iterable, layers=None, **probe_options) -> tuple[dict, torch.Tensor]:
+def layer_responses(model: torch.nn.Module, batches: Iterable, layers=None,
+                    **probe_options) -> tuple[dict, torch.Tensor]:
     """({layer: (N, U) float32 responses on the model's device}, (N,) labels) over ``batches`` of (x, y),
     in eval mode, in the order of ``layers`` (None: the model's default layers)."""
     chunks: dict[str, list[torch.Tensor]] = {}
