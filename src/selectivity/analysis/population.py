@@ -26,11 +26,10 @@ with full-batch L-BFGS (preconditioned by the features' second moments, a backtr
 search; the gradient in closed form, in float64). The strength lambda is chosen from a small
 grid, :data:`DEFAULT_STRENGTHS` = 10^0, 10^-1, ..., 10^-5 (scikit-learn's C = 1 / (n lambda)),
 on a held-out part of the training split: a seeded stratified 20% of each class
-(:data:`DEFAULT_HOLDOUT`). The grid is
-walked from the strongest penalty to the weakest, each fit starting from the previous
-solution (a warm start), and the strength with the lowest held-out cross-entropy wins (a
-proper score, smoother than held-out accuracy on a few hundred images; ties go to the
-stronger penalty). The probe is then refitted on the whole training split at that strength
+(:data:`DEFAULT_HOLDOUT`). The grid is walked from the strongest penalty to the weakest, each
+fit starting from the previous solution (a warm start), and the strength with the lowest
+held-out cross-entropy wins (a proper score, smoother than held-out accuracy on a few hundred
+images; ties go to the stronger penalty). The probe is then refitted on the whole training split at that strength
 and scored on the test split. A grid of one strength skips the selection. The same inputs and
 seed give the same numbers on the same device and torch version.
 
@@ -348,6 +347,8 @@ def linear_probe(
         raise ValueError(f"strengths must be positive finite numbers, got {strengths}")
     if not 0.0 < float(holdout) < 1.0:
         raise ValueError(f"holdout must lie in (0, 1), got {holdout}")
+    if isinstance(max_iter, bool) or not isinstance(max_iter, int) or max_iter < 1 or not float(tol) > 0:
+        raise ValueError(f"max_iter must be a whole number >= 1 and tol > 0, got {max_iter!r} and {tol!r}")
     classes = torch.unique(train_y.cpu())
     if classes.numel() < 2:
         raise ValueError(f"the training labels hold a single class ({int(classes[0])}): there is nothing to decode")
