@@ -97,6 +97,10 @@ def _measure(args) -> int:
     if args.measures is not None and not args.measures.replace(",", " ").split():  # given, naming nothing
         raise ConfigError("--measures names nothing: give at least one (e.g. --measures si,informedness), "
                           "or leave --measures out")
+    if args.population:
+        return _measure_population(args)
+    if args.rotations is not None or args.limit is not None:
+        raise ConfigError("--rotations and --limit apply to --population")
     if args.model is not None:
         return _measure_any(args)
     from .commands.measure import measure_run
@@ -196,6 +200,35 @@ def _measure_any(args) -> int:
     return 0
 
 
+def _measure_population(args) -> int:
+    import torch
+
+    from .commands.measure_any import build_measured_model, model_kwargs
+    from .commands.population import DEFAULT_ROTATIONS, population_model, summary_line, validate_population
+    from .data.imageset import open_image_set
+
+    if args.model is None or args.run_dir is not None or not args.weights or not args.data:
+        raise ConfigError("measure --population takes --model, --weights FILE.safetensors and --data DIR (a run's "
+                          "population.csv comes from `selectivity analyze RUN --population`)")
+    if args.measures or args.sample is not None:
+        raise ConfigError("--measures and --sample do not apply to --population")
+    rotations = DEFAULT_ROTATIONS if args.rotations is None else args.rotations
+    validate_population(rotations, args.limit)
+    layers = [p.strip() for p in args.layers.split(",") if p.strip()] if args.layers else None
+    images = open_image_set(args.data, "train")  # the classes the model is built for
+    classes = len(images.classes)
+    images.close()
+    model = build_measured_model(args.model, args.weights, classes, model_kwargs(args.set))
+    out = Path(args.out) if args.out else Path("runs") / "measure" / Path(args.weights).stem
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    path = population_model(model, args.data, out, split=args.split, layers=layers, mean=args.mean, std=args.std,
+                            size=args.size, crop_fraction=args.crop_fraction, device=device, rotations=rotations,
+                            limit=args.limit, tokens=args.tokens, positive_part=args.positive_part)
+    print(summary_line(path))
+    print(f"population: {path}")
+    return 0
+
+
 def _demo(args) -> int:
     from .commands.demo import DEMO_ALPHAS, run_demo
 
@@ -292,6 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --model: exemplars.html ranks only units that respond (above 0) to at least N images "
                         "and lists the others apart (default: a tenth of an average class, at least the 8 "
                         "exemplar slots)")
+    p.add_argument("--population", action="store_true",
+                   help="with --model: instead of the unit measures, population.csv: per layer, a linear probe fitted "
+                   "on the train split of --data and scored on its val/test split, and the axis gap (units' one-class "
+                   "preference minus random directions')")
+    p.add_argument("--rotations", type=int, metavar="K", help="with --population: random bases per layer (default 10)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="with --population: at most N images of each split (the first N of a seeded permutation)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_measure)
 

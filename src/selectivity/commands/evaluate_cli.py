@@ -226,6 +226,14 @@ def _print_analysis(path) -> None:
 def _analyze(args: argparse.Namespace) -> int:
     from .evaluate import analyze, find_runs, validate_robustness
 
+    if args.population:
+        from .population import population_cli
+
+        return population_cli(args)
+    if args.rotations is not None or args.force:
+        from .evaluate import EvaluationError
+
+        raise EvaluationError("--rotations and --force apply to --population")
     validate_robustness(limit=args.limit)
     before = _stamps(find_runs(args.dir).runs, ANALYSIS_FILES)
     outcome = analyze(args.dir, limit=args.limit, progress=not args.no_progress)
@@ -289,9 +297,19 @@ def add_analyze_parser(subparsers) -> argparse.ArgumentParser:
                     "PWCCA and unbiased linear CKA to the alpha = 0 run of the same seed (sweeps only); ablation "
                     "curves (SI order vs random); input-unit gradient variability. Adds scalar summary columns "
                     "(pc95/<layer> of the early layers, pc95_early, pwcca/<layer>, ...) to the sweep's results. "
-                    "Recomputes every time.")
+                    "Recomputes every time. With --population, only population.csv instead: per regularized layer, "
+                    "the test accuracy of a linear probe fitted on the responses to the run's train images, and the "
+                    "axis gap (units' one-class preference minus random directions') on its test images; the "
+                    "sweep's results gain probe_acc/<layer>, axis_gap/<layer> and mean_axis_gap.")
     p.add_argument("dir", help="a run directory or a sweep directory")
-    p.add_argument("--limit", type=_limit, metavar="N", help=_LIMIT_HELP)
+    p.add_argument("--limit", type=_limit, metavar="N", help=_LIMIT_HELP + "; with --population: at most N images of "
+                   "each split, train and test (the first N of a seeded permutation of each)")
+    p.add_argument("--population", action="store_true",
+                   help="write population.csv (linear decodability and axis gap per layer) and nothing else; a run "
+                        "that has one with the same settings is kept")
+    p.add_argument("--rotations", type=int, metavar="K",
+                   help="with --population: random orthonormal bases per layer for the axis gap (default 10)")
+    p.add_argument("--force", action="store_true", help="with --population: recompute population.csv")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_analyze)
     return p

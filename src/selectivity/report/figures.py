@@ -26,6 +26,7 @@ __all__ = [
     "plot_layer_selectivity",
     "plot_measure_agreement",
     "plot_metric_vs_alpha",
+    "plot_population",
     "plot_si_distribution",
     "plot_selectivity_over_training",
     "plot_training_curves",
@@ -213,6 +214,57 @@ def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, t
         ax.set_title(f"{heading}\n{label}" if label else heading, fontsize=10 if label else None)
     for ax in list(axes.flat)[len(cells):]:
         ax.set_visible(False)
+    return _save(fig, path)
+
+
+#: The rows of :func:`plot_population`: (results column prefix, axis label, percent).
+POPULATION_ROWS = (("probe_acc", "linear probe accuracy (%)", True),
+                   ("axis_gap", "axis gap (units - random directions)", False))
+
+
+def plot_population(results: pd.DataFrame, path: str | Path, title: str = "", level: float = 0.95,
+                    by: list[str] | tuple[str, ...] = (), knob: str = "alpha") -> Path | None:
+    """Removed or moved? Per layer (columns, in the results' order), the linear probe's test
+    accuracy (top) and the axis gap (bottom) against alpha (or ``knob="lambda"``), from the
+    ``probe_acc/<layer>`` and ``axis_gap/<layer>`` columns (`selectivity analyze --population`):
+    means over seeds with their ``level`` t interval, seeds as dots, the baseline's band. The
+    gap panels mark 0 (units no more class-selective than random directions). One pair of rows
+    per cell of ``by``. None when the results have neither column.
+    """
+    done = results[results["status"] == "completed"]
+    if knob != "alpha":
+        done = done.assign(alpha=pd.to_numeric(done[knob], errors="coerce").fillna(0.0))
+    layers = list(dict.fromkeys(c.split("/", 1)[1] for c in done.columns
+                                if c.split("/", 1)[0] in ("probe_acc", "axis_gap") and "/" in c))
+    if not layers:
+        return None
+    by = [c for c in by if c in done.columns]
+    cells = list(done.groupby(by, dropna=False, sort=True)) if by else []
+    if len(cells) <= 1:
+        cells = [((), done)]
+    rows = len(POPULATION_ROWS) * len(cells)
+    fig, axes = plt.subplots(rows, len(layers), figsize=(4.6 * len(layers), 3.6 * rows), squeeze=False)
+    for i, (key, frame) in enumerate(cells):
+        key = key if isinstance(key, tuple) else (key,)
+        label = ", ".join(f"{k}={v}" for k, v in zip(by, key)) if len(cells) > 1 else ""
+        for j, (prefix, ylabel, percent) in enumerate(POPULATION_ROWS):
+            for ax, layer in zip(axes[len(POPULATION_ROWS) * i + j], layers):
+                metric = f"{prefix}/{layer}"
+                data = frame.dropna(subset=[metric]) if metric in frame.columns else frame.iloc[0:0]
+                if data.empty:
+                    ax.set_visible(False)
+                    continue
+                _metric_panel(ax, data, metric, 100.0 if percent else 1.0, level,
+                              (0.0, 100.0) if percent else None, knob)
+                if not percent:
+                    ax.axhline(0, color="#a33", lw=0.8, ls="--", zorder=1)
+                ax.set_xlabel(f"{knob} (symlog)", fontsize=9)  # the long label is in the title
+                ax.set_ylabel(ylabel, fontsize=9)
+                ax.set_title(f"{layer}" + (f"\n{label}" if label else ""), fontsize=10)
+    meaning = ("< 0 discourages selectivity, > 0 encourages it" if knob == "alpha" else
+               "< 0 penalizes monosemantic units, > 0 rewards them")
+    fig.suptitle(title or f"class information per layer against {knob} ({meaning}; mean and {int(level * 100)}% "
+                          "CI over seeds)")
     return _save(fig, path)
 
 

@@ -14,6 +14,8 @@
       adversarial_accuracy.png
       dimensionality_by_layer.png  from each run's analysis.json (`selectivity analyze`)
       similarity_to_baseline.png
+      population_vs_alpha.png      from each run's population.csv (`selectivity analyze --population`;
+      population_vs_lambda.png     lambda: when the sweep has MonoLoss runs)
 
 The results are read from DIR's run directories (``final.json``, ``failed.json``, each run's
 ``config.yaml`` and the evaluations' files); ``DIR/results.csv`` is used only where no run
@@ -55,6 +57,7 @@ from .claims import (
     load_claims,
 )
 from .masking import masking_sections
+from .population import population_sections
 
 __all__ = ["ReportOutputs", "build_report", "load_analysis", "load_curves", "load_robustness", "load_sweep",
            "load_units", "render_page"]
@@ -855,6 +858,7 @@ def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, 
         if figure_paths and lambda_runs is not None:
             figure_paths += _lambda_figures(root, lambda_runs, level)
         sections = _evaluation_sections(root, alpha_runs) if figure_paths else []
+        sections += population_sections(root, alpha_runs, lambda_runs, level) if figure_paths else []
     verdicts = evaluate_claims(results, claims, level=level, n_boot=n_boot, seed=seed, interval=interval)
     table = root / CLAIMS_CSV
     atomic_write(table, lambda tmp: claims_table(verdicts, level).to_csv(tmp, index=False))

@@ -13,6 +13,7 @@
       analysis.json            `selectivity analyze` (+ analysis_dimensionality.csv, analysis_ablation.csv)
       unit_measures.csv        `selectivity measure --measures`: every measure of every unit
       measure_agreement.csv    rank correlations between the measures, per layer
+      population.csv           `selectivity analyze --population`: per layer, linear decodability and the axis gap
       si_over_training.csv     per-unit SI recorded during training (when recording is on)
       attempts.jsonl           in a sweep: one line per attempt (host, job id, wall seconds)
       failed.json              in a sweep: written when a run has used up its retries
@@ -61,6 +62,7 @@ class RunPaths:
     analysis_ablation = property(lambda self: self.root / "analysis_ablation.csv")
     unit_measures = property(lambda self: self.root / "unit_measures.csv")
     measure_agreement = property(lambda self: self.root / "measure_agreement.csv")
+    population = property(lambda self: self.root / "population.csv")
     si_over_training = property(lambda self: self.root / "si_over_training.csv")
     attempts = property(lambda self: self.root / "attempts.jsonl")
     failed = property(lambda self: self.root / "failed.json")
@@ -75,4 +77,5 @@ class RunPaths:
         return [p.name for p in (self.config, self.metrics, self.checkpoint, self.weights, self.si_per_unit,
                                  self.final, self.robustness, self.analysis, self.analysis_dimensionality,
                                  self.analysis_ablation, self.unit_measures, self.measure_agreement,
-                                 self.si_over_training, self.failed, self.attack_outcomes, self.masking)]
+                                 self.si_over_training, self.failed, self.attack_outcomes, self.masking,
+                                 self.population)]

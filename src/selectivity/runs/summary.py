@@ -23,7 +23,7 @@ from .files import RunError, read_json
 from .paths import RunPaths
 
 __all__ = ["ROBUSTNESS_COLUMNS", "SEVERITIES", "completed", "eps_label", "flatten_settings", "main_image_set",
-           "read_robustness", "run_row", "run_settings", "run_summary", "unfinished_row"]
+           "population_summary", "read_robustness", "run_row", "run_settings", "run_summary", "unfinished_row"]
 
 #: ``config_source``: where a row's settings columns come from.
 FROM_CONFIG, FROM_MANIFEST = "config.yaml", "sweep.json"
@@ -88,9 +88,9 @@ def run_summary(run_dir: str | Path) -> dict:
     run, or a corruption skipped for a missing package) or mixes image counts, with
     ``corruption_acc_reason`` saying which. ``corruption_acc/s<k>``: over the 15 at severity k
     (NaN unless all 15 are there); ``clean_acc_eval``: the clean row; ``adv_acc/<attack>/<eps>``
-    (eps as '4/255'); then analysis.json's ``summary`` (``pc95/<layer>``, ``pc95_early``, ...).
-    The robustness columns come from the run's largest image set (:func:`main_image_set`), whose
-    size is ``robustness_n``.
+    (eps as '4/255'); then analysis.json's ``summary`` (``pc95/<layer>``, ``pc95_early``, ...)
+    and population.csv's (:func:`population_summary`). The robustness columns come from the run's
+    largest image set (:func:`main_image_set`), whose size is ``robustness_n``.
     """
     from ..analysis.corruptions import CORRUPTIONS  # the benchmark's 15: a constant, no torch work
 
@@ -125,6 +125,7 @@ def run_summary(run_dir: str | Path) -> dict:
         if len(counts) == 1:  # the images per evaluation: accuracies move in steps of 1 / n
             out["robustness_n"] = int(counts[0])
     out.update(measure_means(paths.unit_measures))
+    out.update(population_summary(paths.population))
     if paths.analysis.is_file():
         try:
             summary = json.loads(paths.analysis.read_text()).get("summary") or {}
@@ -157,6 +158,33 @@ def measure_means(path: Path) -> dict:
             continue
         per_layer = frame.groupby("layer", sort=False)[column].mean().dropna()
         out[f"mean_{column}"] = float(per_layer.mean()) if len(per_layer) else math.nan
+    return out
+
+
+#: population.csv columns that become ``<column>/<layer>`` summary columns.
+_POPULATION_COLUMNS = ("probe_acc", "probe_loss", "axis_gap")
+
+
+def population_summary(path: Path) -> dict:
+    """A run's population.csv (`selectivity analyze --population`) as summary columns: per layer
+    ``probe_acc/<layer>``, ``probe_loss/<layer>`` and ``axis_gap/<layer>``; over the layers
+    ``mean_probe_acc`` and ``mean_axis_gap`` (layers without a gap, all units dead, left out).
+    Empty when the file is missing or unreadable."""
+    if not path.is_file():
+        return {}
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError):
+        return {}
+    if not {"layer", *_POPULATION_COLUMNS} <= set(frame.columns):
+        return {}
+    out = {}
+    for row in frame.itertuples(index=False):
+        for column in _POPULATION_COLUMNS:
+            out[f"{column}/{row.layer}"] = float(getattr(row, column))
+    for column in ("probe_acc", "axis_gap"):
+        values = frame[column].dropna()
+        out[f"mean_{column}"] = float(values.mean()) if len(values) else math.nan
     return out
 
 
