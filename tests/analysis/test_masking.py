@@ -63,6 +63,31 @@ def test_epsilon_check_compares_each_radius_with_the_next_smaller():
     assert flag.flagged and flag.value == pytest.approx(-0.2) and "fell by -0.200" in flag.detail
 
 
+def test_a_model_at_chance_is_never_called_masked():
+    """A plain, weak model whose robust accuracy sits at chance (10 classes: it keeps about a tenth of the
+    images at every radius, as a model that predicts one class would): the epsilon check's floor follows
+    the chance level and its noise over the images, so it is not flagged. Far above chance it still is."""
+    from selectivity.analysis.attacks.masking import chance_floor
+
+    n = 200
+    labels = torch.arange(n) % 10
+    floor = chance_floor(labels, 10)
+    assert floor == pytest.approx(0.1 + 3 * math.sqrt(0.1 * 0.9 / n))
+    at_chance = _b(*[T] * 22, *[F] * (n - 22))  # 0.11 at 2/255 and at 8/255
+    robust = {"pgd": {2 / 255: at_chance, 8 / 255: at_chance}}
+    flags = {(f.eps, f.check): f for f in masking_flags(robust, _b(*[T] * 25, *[F] * (n - 25)), floor=floor)}
+    assert flags[(8 / 255, "epsilon")].flagged is False
+    assert {(f.eps, f.check): f for f in masking_flags(robust, _b(*[T] * 25, *[F] * (n - 25)))}[
+        (8 / 255, "epsilon")].flagged is True  # the old fixed floor of 5% called it masked
+    # The most common class sets chance when the images are not balanced: 40% of one class.
+    skewed = torch.tensor([0] * 80 + [1] * 60 + [2] * 60)
+    assert chance_floor(skewed, 3) == pytest.approx(0.4 + 3 * math.sqrt(0.4 * 0.6 / 200))
+    stuck = _b(*[T] * 100, *[F] * (n - 100))  # 0.5 at both radii: far above chance, still flagged
+    flags = {(f.eps, f.check): f for f in masking_flags({"pgd": {2 / 255: stuck, 8 / 255: stuck}},
+                                                        _b(*[T] * 150, *[F] * 50), floor=floor)}
+    assert flags[(8 / 255, "epsilon")].flagged is True
+
+
 def test_apgd_vs_pgd_uses_apgd_ce_else_apgd_t():
     clean = [T] * 20
     pgd = _b(*[T] * 10, *[F] * 10)  # 0.5

@@ -394,11 +394,11 @@ def attack_costs(run_dir: str | Path, n: int | None = None) -> list[tuple[str, f
     return sorted(rows, key=lambda r: (order.get(r[0], len(order)), r[1]))
 
 
-def _masking_table(outcomes: _Outcomes, clean, n: int) -> pd.DataFrame:
-    from ..analysis.attacks.masking import masking_flags
+def _masking_table(outcomes: _Outcomes, clean, n: int, num_classes: int) -> pd.DataFrame:
+    from ..analysis.attacks.masking import chance_floor, masking_flags
 
     dead = {_split_key(k)[1]: v for k, v in outcomes.bits.items() if k.startswith("gradient@")}
-    flags = masking_flags(outcomes.robust(), clean, dead)
+    flags = masking_flags(outcomes.robust(), clean, dead, floor=chance_floor(outcomes.labels, num_classes))
     rows = [{"eps": f.eps, "check": f.check, "flagged": f.flagged, "value": f.value, "threshold": f.threshold, "n": n,
              "detail": f.detail} for f in flags]
     return pd.DataFrame(rows, columns=MASKING_COLUMNS)
@@ -531,7 +531,9 @@ def _evaluate_robustness(run_dir, paths, corruptions, severities, attacks, eps, 
     table = table.assign(_o=table["kind"].map(order)).sort_values(["n", "_o", "name", "level"], kind="stable")
     table = table.drop(columns="_o")[ROBUSTNESS_COLUMNS].reset_index(drop=True)
     atomic_write(path, lambda tmp: table.to_csv(tmp, index=False))
-    masking = _masking_table(outcomes, clean, n)
+    with torch.no_grad():  # the classes the model tells apart: the chance level of the masking check
+        num_classes = int(model(x[:1].to(next(model.parameters()).device)).shape[1])
+    masking = _masking_table(outcomes, clean, n, num_classes)
     if paths.masking.is_file():  # the checks of other image sets stay
         previous = _read_masking(paths.masking)
         masking = pd.concat([previous[previous["n"] != n], masking], ignore_index=True)

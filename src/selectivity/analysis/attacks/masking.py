@@ -13,7 +13,10 @@ or NaN gradients, a saturated loss) rather than because no adversarial example e
     The white-box worst-case accuracy does not fall from the next smaller epsilon (clean
     accuracy before the smallest): a larger ball holds every point of a smaller one, so an
     attack that works finds at least as much. Not flagged when the accuracy at the smaller
-    epsilon is ``EPSILON_FLOOR`` or less: a few images far from every boundary may stay.
+    epsilon is at the floor or below: ``EPSILON_FLOOR``, or the chance level plus three of its
+    standard errors over the images (:func:`chance_floor`), whichever is higher. A model at
+    chance, such as one that predicts one class for every image, keeps that class's images
+    whatever the attack: that is no masking.
 ``apgd-vs-pgd``
     APGD-CE's accuracy lies more than ``APGD_GAP`` below PGD's: on the same loss, only the
     step-size schedule differs, so PGD's fixed step is being misled. (APGD-T where APGD-CE did
@@ -40,7 +43,7 @@ from .api import _seeded_generator
 from .square import margin_loss
 
 __all__ = ["APGD_GAP", "BLACKBOX_SHARE", "CHECKS", "EPSILON_FLOOR", "GRADIENT_SHARE", "MaskingFlag", "WHITE_BOX",
-           "dead_gradients", "masking_flags"]
+           "chance_floor", "dead_gradients", "masking_flags"]
 
 #: The attacks that follow gradients; Square is the black-box one.
 WHITE_BOX = ("fgsm", "pgd", "apgd-ce", "apgd-dlr")
@@ -79,8 +82,27 @@ def _all(outcomes: Sequence[Tensor]) -> Tensor:
     return torch.stack(list(outcomes)).all(dim=0)
 
 
+def chance_floor(labels: Tensor, num_classes: int) -> float:
+    """The accuracy below which the ``epsilon`` check never flags: chance, the larger of 1 / classes
+    and the share of the most common class among the images (what predicting that one class for
+    every image scores), plus three standard errors of an accuracy at chance over these images,
+    and at least ``EPSILON_FLOOR``.
+
+    Example::
+
+        >>> round(chance_floor(torch.arange(200) % 10, 10), 3)  # 0.1 + 3 * sqrt(0.1 * 0.9 / 200)
+        0.164
+    """
+    n = int(labels.numel())
+    if n == 0:
+        return EPSILON_FLOOR
+    share = float(torch.bincount(labels.long().flatten(), minlength=num_classes).max()) / n
+    chance = max(1.0 / num_classes, share)
+    return max(EPSILON_FLOOR, chance + 3.0 * (chance * (1.0 - chance) / n) ** 0.5)
+
+
 def masking_flags(robust: Mapping[str, Mapping[float, Tensor]], clean: Tensor,
-                  dead: Mapping[float, Tensor] | None = None) -> list[MaskingFlag]:
+                  dead: Mapping[float, Tensor] | None = None, floor: float = EPSILON_FLOOR) -> list[MaskingFlag]:
     """The four checks at every positive epsilon of ``robust``.
 
     Args:
@@ -88,6 +110,8 @@ def masking_flags(robust: Mapping[str, Mapping[float, Tensor]], clean: Tensor,
         clean (Tensor): (N,) bool, True where the clean image is classified right.
         dead (mapping | None): eps -> (N,) bool, True where the margin's input gradient is
             all zero or not finite (:func:`dead_gradients`). Default: None (not checked).
+        floor (float): the ``epsilon`` check's floor (:func:`chance_floor` of the images' labels).
+            Default: ``EPSILON_FLOOR``.
 
     Returns:
         list[MaskingFlag]: in the order of epsilon, then :data:`CHECKS`.
@@ -129,10 +153,11 @@ def masking_flags(robust: Mapping[str, Mapping[float, Tensor]], clean: Tensor,
             acc = float(white_robust.double().mean())
             fall = previous_acc - acc
             before = "clean" if previous_eps == 0 else f"eps {_eps(previous_eps)}"
-            out.append(MaskingFlag(eps, "epsilon", bool(previous_acc > EPSILON_FLOOR and fall <= 0), fall, 0.0,
+            floor = max(EPSILON_FLOOR, floor)
+            out.append(MaskingFlag(eps, "epsilon", bool(previous_acc > floor and fall <= 0), fall, 0.0,
                                    f"white-box accuracy ({names}) {acc:.3f} at eps {_eps(eps)}, {previous_acc:.3f} "
                                    f"at {before}: fell by {fall:+.3f} (flag when it does not fall from above "
-                                   f"{EPSILON_FLOOR:g})"))
+                                   f"{floor:.3g}, chance and its noise)"))
             previous_eps, previous_acc = eps, acc
 
         apgd = next((a for a in APGD if eps in robust.get(a, {})), None)
