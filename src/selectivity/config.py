@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 import yaml
 
+from .safe_yaml import load_yaml, short_repr
+
 __all__ = [
     "Config",
     "ConfigError",
@@ -157,7 +159,7 @@ class Config:
         """Value checks that types alone cannot express."""
         bad = _first_non_finite(self, "")
         if bad:  # NaN or inf would train and write non-JSON numbers; check before any comparison
-            raise ConfigError(f"{bad[0]} must be a finite number, got {bad[1]!r}")
+            raise ConfigError(f"{bad[0]} must be a finite number, got {short_repr(bad[1])}")
         checks = [
             (self.train.epochs >= 1, "train.epochs must be >= 1"),
             (self.train.batch_size >= 1, "train.batch_size must be >= 1"),
@@ -192,7 +194,7 @@ class Config:
             (self.train.dtype != "float64" or self.train.amp != "bf16",
              "train.amp=bf16 computes in bfloat16, which defeats train.dtype=float64: set train.amp=off or auto"),
             (_is_device(self.train.device),
-             f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {self.train.device!r}"),
+             f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {short_repr(self.train.device)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -215,9 +217,11 @@ class Config:
         for key in ("embeddings_file", "encoder", "encoder_weights"):
             given = getattr(reg, key) is not None
             if key in needs and not given:
-                raise ConfigError(f"regularizer.embeddings is {reg.embeddings!r} but regularizer.{key} is not set")
+                raise ConfigError(f"regularizer.embeddings is {short_repr(reg.embeddings)} but "
+                                  f"regularizer.{key} is not set")
             if key not in needs and given:
-                raise ConfigError(f"regularizer.{key} is set but regularizer.embeddings is {reg.embeddings!r}: "
+                raise ConfigError(f"regularizer.{key} is set but regularizer.embeddings is "
+                                  f"{short_repr(reg.embeddings)}: "
                                   f"set regularizer.embeddings={'file' if key == 'embeddings_file' else 'encoder'} "
                                   f"to use it")
 
@@ -237,11 +241,12 @@ class Config:
             raise ConfigError(f"regularizer.schedule: {err}") from None
         strength = schedule.strength
         if schedule.epochs != self.train.epochs:  # else a run would record a value it never trained with
-            raise ConfigError(f"regularizer.schedule {reg.schedule!r} spells out {schedule.epochs} epochs but "
+            raise ConfigError(f"regularizer.schedule {short_repr(reg.schedule)} spells out {schedule.epochs} "
+                              f"epochs but "
                               f"train.epochs is {self.train.epochs}: give one value per epoch of training")
         knob, value = ("lambda", reg.lambda_) if reg.kind == "monoloss" else ("alpha", reg.alpha)
         if value not in (0.0, strength):
-            raise ConfigError(f"regularizer.{knob} is {value:g} but regularizer.schedule {reg.schedule!r} "
+            raise ConfigError(f"regularizer.{knob} is {value:g} but regularizer.schedule {short_repr(reg.schedule)} "
                               f"reaches {strength:g}: leave {knob} out, the schedule sets it")
         if reg.epoch_window is not None:
             raise ConfigError("regularizer.schedule and regularizer.epoch_window both say when to regularize: "
@@ -323,19 +328,19 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
                 return _coerce(value, option, key)
             except ConfigError:
                 pass
-        raise ConfigError(f"{key} must be {' or '.join(_type_name(o) for o in options)}, got {value!r}")
+        raise ConfigError(f"{key} must be {' or '.join(_type_name(o) for o in options)}, got {short_repr(value)}")
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise ConfigError(f"{key} must be one of {list(typing.get_args(tp))}, got {value!r}")
+            raise ConfigError(f"{key} must be one of {list(typing.get_args(tp))}, got {short_repr(value)}")
         return value
     if origin is list:
         if not isinstance(value, list):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {short_repr(value)}")
         (item,) = typing.get_args(tp)
         return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
     if origin is dict:
         if not isinstance(value, dict):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{key} must be a mapping, got {short_repr(value)}")
         return dict(value)
     if dataclasses.is_dataclass(tp):
         return _from_dict(tp, value, key)
@@ -347,7 +352,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     else:
         ok = isinstance(value, tp)
     if not ok:
-        raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {short_repr(value)} ({type(value).__name__})")
     return value
 
 
@@ -358,7 +363,7 @@ def _key(f: dataclasses.Field) -> str:
 
 def _from_dict(cls: type, data: Any, prefix: str) -> Any:
     if not isinstance(data, dict):
-        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {data!r}")
+        raise ConfigError(f"{prefix or 'config'} must be a mapping, got {short_repr(data)}")
     hints = typing.get_type_hints(cls)
     fields = {_key(f): f.name for f in dataclasses.fields(cls)}
     names = list(fields)
@@ -368,7 +373,7 @@ def _from_dict(cls: type, data: Any, prefix: str) -> Any:
         if key not in names:
             close = difflib.get_close_matches(str(key), names, n=3)
             hint = f" (did you mean {', '.join(close)}?)" if close else f"; valid keys: {', '.join(names)}"
-            raise ConfigError(f"unknown config key {full!r}{hint}")
+            raise ConfigError(f"unknown config key {short_repr(full)}{hint}")
         kwargs[fields[key]] = _coerce(value, hints[fields[key]], full)
     return cls(**kwargs)
 
@@ -413,9 +418,10 @@ def read_config_source(source: str | Path | dict | None) -> dict:
     if not path.suffix and (PRESET_DIR / f"{source}.yaml").is_file():
         path = PRESET_DIR / f"{source}.yaml"
     if not path.is_file():
-        raise ConfigError(f"config {str(source)!r} is neither a YAML file nor a preset; presets: {', '.join(list_presets())}")
+        raise ConfigError(f"config {short_repr(str(source))} is neither a YAML file nor a preset; presets: "
+                          f"{', '.join(list_presets())}")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"), f"config {path}")
     except UnicodeDecodeError as err:
         raise ConfigError(f"{path} is not UTF-8 text (byte {err.start}); save it as UTF-8") from None
     except OSError as err:
@@ -431,12 +437,12 @@ def read_config_source(source: str | Path | dict | None) -> dict:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``"train.epochs=6"`` -> (["train", "epochs"], 6); the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} must look like key.sub=value")
+        raise ConfigError(f"override {short_repr(text)} must look like key.sub=value")
     key, raw = text.split("=", 1)
     if not key.strip():
-        raise ConfigError(f"override {text!r} has an empty key")
+        raise ConfigError(f"override {short_repr(text)} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = load_yaml(raw, f"override {short_repr(text)}") if raw.strip() else None
     except yaml.YAMLError:
         value = raw
     if isinstance(value, str):

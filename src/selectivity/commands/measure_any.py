@@ -37,6 +37,7 @@ from ..runs import RunPaths, atomic_write, write_text
 from ..runs.weights import WeightsError, load_safetensors_weights
 from ..config import ConfigError
 from .exemplars import TopK, class_histogram_svg, exemplar_page, png_data_uri
+from ..safe_yaml import load_yaml
 
 __all__ = ["WeightsError", "build_measured_model", "default_min_active", "load_safetensors_weights", "measure_any",
            "measure_model", "measure_run_units", "measure_sweep", "model_kwargs", "sampling_summary", "si_summary"]
@@ -50,7 +51,7 @@ def model_kwargs(settings: list[str] | None) -> dict:
         if not sep or not key or "." in key:
             raise ConfigError(f"--set {item!r}: expected model.kwargs.KEY=VALUE (or KEY=VALUE)")
         try:
-            kwargs[key] = yaml.safe_load(value)
+            kwargs[key] = load_yaml(value, f"--set {key}")
         except yaml.YAMLError as err:
             raise ConfigError(f"--set {item!r}: the value is not valid YAML ({err})") from None
     return kwargs

@@ -21,6 +21,7 @@ import yaml
 
 from .files import RunError, read_json
 from .paths import RunPaths
+from ..safe_yaml import load_yaml
 
 __all__ = ["ROBUSTNESS_COLUMNS", "SEVERITIES", "completed", "eps_label", "flatten_settings", "main_image_set",
            "population_summary", "read_robustness", "run_row", "run_settings", "run_summary", "unfinished_row"]
@@ -229,7 +230,7 @@ def run_settings(run_dir: str | Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+        config = load_yaml(path.read_text(encoding="utf-8"), str(path))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return {}
     if not isinstance(config, dict):

@@ -27,6 +27,7 @@ import yaml
 from ..runs import RunError, read_json, read_text, run_name, write_text
 from ..config import ConfigError, config_from_dict
 from .grid import GridRun, SweepError, base_config_dict, run_id
+from ..safe_yaml import load_yaml
 
 __all__ = ["SweepPaths", "Manifest", "MANIFEST_FORMAT", "now"]
 
@@ -133,7 +134,7 @@ class Manifest:
         runs = {}
         for run_dir in sorted(p for p in paths.root.iterdir() if (p / "config.yaml").is_file()):
             try:
-                config = config_from_dict(yaml.safe_load(read_text(run_dir / "config.yaml")))
+                config = config_from_dict(load_yaml(read_text(run_dir / "config.yaml"), f"{run_dir / 'config.yaml'}"))
             except (RunError, ConfigError, yaml.YAMLError) as err:
                 raise SweepError(f"{paths.manifest} is unreadable ({why}) and so is {run_dir / 'config.yaml'} "
                                  f"({str(err).splitlines()[0]}); use another --out") from None

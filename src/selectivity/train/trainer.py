@@ -31,6 +31,7 @@ from ..runs.build import build_model, resolve_device
 from .distributed import Ranks, agree, setup, sum_over_ranks, unwrap, wrap_model
 from .embeddings import reference_embeddings
 from .record import SelectivityRecorder, epoch_value
+from ..safe_yaml import load_yaml
 
 __all__ = ["train", "load_data", "train_dtype", "alpha_at", "settings", "build_regularizer", "knob_label"]
 
@@ -198,7 +199,7 @@ def check_run_dir(paths: RunPaths, config: Config) -> bool:
     if not paths.config.exists():
         return False
     try:
-        previous = resolve_source(config_from_dict(yaml.safe_load(read_text(paths.config))))
+        previous = resolve_source(config_from_dict(load_yaml(read_text(paths.config), str(paths.config))))
     except (ConfigError, yaml.YAMLError) as err:
         raise RunError(f"{paths.config} is unreadable ({str(err).splitlines()[0]}); use another --out") from None
     before, now = config_to_dict(previous), config_to_dict(resolve_source(config))

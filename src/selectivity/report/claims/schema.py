@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ...safe_yaml import load_yaml, short_repr
+
 __all__ = ["ReportError", "ClaimsError", "TESTS", "TestSpec", "AlphaSelector", "Claim", "FAILED_RULES", "REGISTERED",
            "default_claims_path", "load_claims", "parse_claims"]
 
@@ -112,7 +114,7 @@ class AlphaSelector:
         if isinstance(value, list):
             numbers = [_number(v) for v in value]
             if not value or any(n is None for n in numbers):
-                raise ClaimsError(f"{where}: expected a non-empty list of alpha values, got {value!r}")
+                raise ClaimsError(f"{where}: expected a non-empty list of alpha values, got {short_repr(value)}")
             return cls(values=tuple(numbers))
         number = _number(value)
         if number is not None:
@@ -122,7 +124,7 @@ class AlphaSelector:
         match = _COMPARISON.match(value) if isinstance(value, str) else None
         if match is None:
             raise ClaimsError(f"{where}: expected an alpha value (-1), a list ([1, 2.5]) or a comparison "
-                              f"('>= 1', '< 0') or 'all', got {value!r}")
+                              f"('>= 1', '< 0') or 'all', got {short_repr(value)}")
         return cls(op=match.group(1), bound=float(match.group(2)))
 
     @property
@@ -247,7 +249,9 @@ class Claim:
 
 def _claim_where(origin: str, index: int, raw) -> str:
     name = raw.get("id") if isinstance(raw, dict) else None
-    return f"{origin}: claim '{name}'" if name else f"{origin}: claim #{index + 1}"
+    if isinstance(name, str) and _ID.match(name) and len(name) <= 80:
+        return f"{origin}: claim '{name}'"
+    return f"{origin}: claim #{index + 1}"
 
 
 def _parse_claim(raw, index: int, origin: str, defaults: dict) -> Claim:
@@ -256,28 +260,30 @@ def _parse_claim(raw, index: int, origin: str, defaults: dict) -> Claim:
         raise ClaimsError(f"{where}: expected a mapping of fields, got {type(raw).__name__}")
     unknown = set(raw) - _KEYS
     if unknown:
-        raise ClaimsError(f"{where}: unknown field(s) {sorted(unknown)}; known fields: {sorted(_KEYS)}")
+        raise ClaimsError(f"{where}: unknown field(s) {short_repr(sorted(map(str, unknown)))}; known fields: "
+                          f"{sorted(_KEYS)}")
     missing = [k for k in _REQUIRED if raw.get(k) in (None, "")]
     if missing:
         raise ClaimsError(f"{where}: missing required field(s) {missing}")
     for key in ("id", "statement", "metric", "test", "source"):
         if key in raw and not isinstance(raw[key], str):
-            raise ClaimsError(f"{where}: '{key}' must be text, got {raw[key]!r}")
+            raise ClaimsError(f"{where}: '{key}' must be text, got {short_repr(raw[key])}")
     if not _ID.match(raw["id"]):
-        raise ClaimsError(f"{where}: id must be letters, digits, '_', '.' or '-', got {raw['id']!r}")
+        raise ClaimsError(f"{where}: id must be letters, digits, '_', '.' or '-', got {short_repr(raw['id'])}")
     test = raw["test"]
     if test not in TESTS:
-        raise ClaimsError(f"{where}: unknown test {test!r}; known tests: {', '.join(TESTS)}")
+        raise ClaimsError(f"{where}: unknown test {short_repr(test)}; known tests: {', '.join(TESTS)}")
     spec = TESTS[test]
     values = {}
     if spec.needs == "direction":
         direction = raw.get("direction")
         if direction not in _DIRECTIONS:
-            raise ClaimsError(f"{where}: test '{test}' needs 'direction': increasing or decreasing, got {direction!r}")
+            raise ClaimsError(f"{where}: test '{test}' needs 'direction': increasing or decreasing, got "
+                              f"{short_repr(direction)}")
         against = raw.get("against", "alpha" if test == "trend" else "mean_si")
         if not isinstance(against, str) or not against or against in ("seed", raw["metric"]):
             raise ClaimsError(f"{where}: 'against' must name another column of the results (alpha, mean_si, ...), "
-                              f"got {against!r}")
+                              f"got {short_repr(against)}")
     else:
         for key in ("direction", "against"):
             if key in raw:
@@ -289,7 +295,7 @@ def _parse_claim(raw, index: int, origin: str, defaults: dict) -> Claim:
             continue
         number = _number(raw[key])
         if number is None or not number > 0 or not math.isfinite(number):
-            raise ClaimsError(f"{where}: '{key}' must be a positive number, got {raw[key]!r}")
+            raise ClaimsError(f"{where}: '{key}' must be a positive number, got {short_repr(raw[key])}")
         values[key] = number
     if spec.needs in ("margin", "ratio") and values[spec.needs] is None:
         raise ClaimsError(f"{where}: test '{test}' needs '{spec.needs}'")
@@ -298,13 +304,15 @@ def _parse_claim(raw, index: int, origin: str, defaults: dict) -> Claim:
         level_value = _number(raw.get("value"))
         if level_value is None or not math.isfinite(level_value):
             raise ClaimsError(f"{where}: test '{test}' needs 'value', a finite number (the level the group's mean "
-                              f"is claimed {'above' if test == 'above' else 'below'}), got {raw.get('value')!r}")
+                              f"is claimed {'above' if test == 'above' else 'below'}), got "
+                              f"{short_repr(raw.get('value'))}")
     elif "value" in raw:
         raise ClaimsError(f"{where}: test '{test}' takes no 'value' (only above and below do)")
     registered = raw.get("registered", "exploratory")
     if registered not in REGISTERED:
         raise ClaimsError(f"{where}: 'registered' must be exploratory (written before the exploratory sweep) or "
-                          f"confirmation (written after it was seen, before its confirmation), got {registered!r}")
+                          f"confirmation (written after it was seen, before its confirmation), got "
+                          f"{short_repr(registered)}")
     allowed = {spec.needs} | ({"margin"} if spec.margin_optional else set())
     extra = [k for k in ("margin", "ratio") if values[k] is not None and k not in allowed]
     if extra:
@@ -312,12 +320,14 @@ def _parse_claim(raw, index: int, origin: str, defaults: dict) -> Claim:
     settings = {**defaults, **{k: raw[k] for k in ("alpha_level", "power") if k in raw}}
     alpha_level, power = _number(settings.get("alpha_level", 0.05)), _number(settings.get("power", 0.8))
     if alpha_level is None or not 0 < alpha_level < 0.5:
-        raise ClaimsError(f"{where}: alpha_level must be a number in (0, 0.5), got {settings.get('alpha_level')!r}")
+        raise ClaimsError(f"{where}: alpha_level must be a number in (0, 0.5), got "
+                          f"{short_repr(settings.get('alpha_level'))}")
     if power is None or not 0 < power < 1:
-        raise ClaimsError(f"{where}: power must be a number in (0, 1), got {settings.get('power')!r}")
+        raise ClaimsError(f"{where}: power must be a number in (0, 1), got {short_repr(settings.get('power'))}")
     by = raw.get("by", "alpha")
     if not isinstance(by, str) or not by or by in ("seed", raw["metric"]):
-        raise ClaimsError(f"{where}: 'by' must name a column of the results (alpha, reg_from, ...), got {by!r}")
+        raise ClaimsError(f"{where}: 'by' must name a column of the results (alpha, reg_from, ...), got "
+                          f"{short_repr(by)}")
     if by != "alpha" and spec.side == "trend":
         raise ClaimsError(f"{where}: 'by' is for contrasts; a trend or association names its x axis in 'against'")
     group = AlphaSelector.parse(raw["group"], f"{where}, group")
@@ -325,18 +335,20 @@ def _parse_claim(raw, index: int, origin: str, defaults: dict) -> Claim:
     rule = None
     if baseline.single is None:
         if by == "alpha" or baseline.op is None:
-            raise ClaimsError(f"{where}: baseline must be one alpha value (e.g. 0), got {raw.get('baseline')!r}")
+            raise ClaimsError(f"{where}: baseline must be one alpha value (e.g. 0), got "
+                              f"{short_repr(raw.get('baseline'))}")
         rule, baseline = baseline, AlphaSelector(values=(math.nan,))
     failed = settings_failed = raw.get("failed", defaults.get("failed"))
     if failed is not None and failed not in FAILED_RULES:
         number = _number(failed)
         if number is None or not math.isfinite(number):
             raise ClaimsError(f"{where}: 'failed' must be a number (the value a run without one scores, in the "
-                              f"metric's units), chance or exclude, got {settings_failed!r}")
+                              f"metric's units), chance or exclude, got {short_repr(settings_failed)}")
         failed = number
     filters = raw.get("where") or {}
     if not isinstance(filters, dict) or any(not isinstance(v, (str, int, float, list)) for v in filters.values()):
-        raise ClaimsError(f"{where}: 'where' must map results columns to a value or a list of values, got {filters!r}")
+        raise ClaimsError(f"{where}: 'where' must map results columns to a value or a list of values, got "
+                          f"{short_repr(filters)}")
     return Claim(id=raw["id"], statement=" ".join(raw["statement"].split()), metric=raw["metric"], group=group,
                  test=test, baseline=baseline.single, margin=values["margin"], ratio=values["ratio"],
                  alpha_level=alpha_level, power=power, where=dict(filters), source=raw.get("source", ""),
@@ -352,10 +364,11 @@ def parse_claims(data, origin: str = "<claims>") -> list[Claim]:
         raise ClaimsError(f"{origin}: expected a mapping with a 'claims' list (or a list of claims)")
     unknown = set(data) - {"claims", "defaults"}
     if unknown:
-        raise ClaimsError(f"{origin}: unknown top-level key(s) {sorted(unknown)}; expected 'claims' and 'defaults'")
+        raise ClaimsError(f"{origin}: unknown top-level key(s) {short_repr(sorted(map(str, unknown)))}; "
+                          f"expected 'claims' and 'defaults'")
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict) or set(defaults) - _DEFAULT_KEYS:
-        raise ClaimsError(f"{origin}: 'defaults' may set only {sorted(_DEFAULT_KEYS)}, got {defaults!r}")
+        raise ClaimsError(f"{origin}: 'defaults' may set only {sorted(_DEFAULT_KEYS)}, got {short_repr(defaults)}")
     claims, seen = [], {}
     for index, raw in enumerate(data["claims"]):
         claim = _parse_claim(raw, index, origin, defaults)
@@ -386,7 +399,7 @@ def load_claims(*paths: str | Path, defaults: bool = True) -> list[Claim]:
         except OSError as err:
             raise ClaimsError(f"cannot read claims file {path}: {err.strerror or err}") from None
         try:
-            data = yaml.safe_load(text)
+            data = load_yaml(text, f"claims file {path}")
         except yaml.YAMLError as err:
             raise ClaimsError(f"{path} is not valid YAML: {err}") from None
         for claim in parse_claims(data, origin=path.name if path == default_claims_path() else str(path)):
