@@ -73,3 +73,28 @@ def test_measure_on_data_with_another_class_count(tmp_path, cli, one_line):
     line = one_line(err)
     assert code == 2 and f"{run} was trained on 3 classes but the data 'two' has 2" in line
     assert {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()} == before  # finished work intact
+
+
+def test_a_zip_bomb_is_refused_before_any_member_is_inflated(tmp_path, cli, one_line, monkeypatch):
+    """A member of 64 MiB of zeros stored in ~64 KB (a 1000x ratio) is refused when the zip is opened, by
+    its declared sizes: nothing is decoded, cached or trained, and the error is one line naming it."""
+    data = _folder(tmp_path / "src", {"train": {"a": 2, "b": 2}, "test": {"a": 1, "b": 1}})
+    archive = builders.zip_folder(data, tmp_path / "set.zip")
+    with zipfile.ZipFile(archive, "a", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("train/a/bomb.png", b"\0" * (64 * 2**20))
+    inflated = []
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda self, name, pwd=None: inflated.append(name) or b"")
+    code, _, err = cli(_train_args(archive, tmp_path / "run", tmp_path / "cache"))
+    line = one_line(err)
+    assert code == 2 and "member train/a/bomb.png inflates" in line and "decompression bomb" in line
+    assert inflated == [] and not (tmp_path / "run").exists() and not any((tmp_path / "cache").rglob("*.safetensors"))
+
+
+def test_a_member_larger_than_any_datasets_file_is_refused(tmp_path, monkeypatch):
+    from selectivity.data import files
+
+    data = _folder(tmp_path / "src", {"train": {"a": 2, "b": 2}, "test": {"a": 1, "b": 1}})
+    archive = builders.zip_folder(data, tmp_path / "set.zip")
+    monkeypatch.setattr(files, "MAX_MEMBER_BYTES", 100)  # the PNGs here are a few hundred bytes
+    with pytest.raises(DatasetError, match=r"inflates to 0 MiB, more than the 0 MiB a dataset's file may take"):
+        load_split(archive, "train", cache_dir=tmp_path / "cache", progress=False)

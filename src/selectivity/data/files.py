@@ -122,8 +122,31 @@ class DirTree(FileTree):
         return {"method": method, "sha256": h.hexdigest()}
 
 
+#: The largest member a zip of a dataset may hold once inflated: CIFAR-100's training pickle is
+#: 150 MB, an image is kilobytes. A read never goes past a member's declared size (zipfile stops
+#: there and checks the CRC), so checking the declared sizes bounds the memory a zip can take.
+MAX_MEMBER_BYTES = 256 * 2**20
+#: A member that inflates more than this many times its stored size, and to more than
+#: ``BOMB_MIN_BYTES``, is a decompression bomb (images barely compress; pickles of pixels ~2x).
+MAX_RATIO = 200
+BOMB_MIN_BYTES = 16 * 2**20
+
+
+def _check_member(path: Path, info: zipfile.ZipInfo) -> None:
+    """A one-line DatasetError for a member whose declared size or compression ratio is not a dataset's."""
+    size, stored = info.file_size, max(info.compress_size, 1)
+    if size > MAX_MEMBER_BYTES:
+        raise DatasetError(f"zip {path}: member {info.filename} inflates to {size / 2**20:.0f} MiB, more than the "
+                           f"{MAX_MEMBER_BYTES / 2**20:.0f} MiB a dataset's file may take; refused before decoding")
+    if size > BOMB_MIN_BYTES and size / stored > MAX_RATIO:
+        raise DatasetError(f"zip {path}: member {info.filename} inflates {size / stored:.0f} times "
+                           f"({stored / 2**20:.1f} MiB to {size / 2**20:.0f} MiB): a decompression bomb, not a "
+                           "dataset; refused before decoding")
+
+
 class ZipTree(FileTree):
-    """A zip file, read member by member (stored or deflated)."""
+    """A zip file, read member by member (stored or deflated); members whose declared size or
+    compression ratio no dataset has are refused when the zip is opened (:func:`_check_member`)."""
 
     kind = "zip"
 
@@ -133,9 +156,10 @@ class ZipTree(FileTree):
             self._zip = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as e:
             raise DatasetError(f"cannot open zip {path}: {e}") from None
-        self.names = sorted(
-            i.filename for i in self._zip.infolist() if not i.is_dir() and not _is_junk(i.filename)
-        )
+        members = [i for i in self._zip.infolist() if not i.is_dir() and not _is_junk(i.filename)]
+        for info in members:
+            _check_member(path, info)
+        self.names = sorted(i.filename for i in members)
 
     def read(self, name: str) -> bytes:
         try:
