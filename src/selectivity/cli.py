@@ -21,7 +21,7 @@ from .commands.evaluate import EvaluationError
 from .core import LayerSelectionError
 from .data import DatasetError
 from .report.claims import ReportError
-from .runs import RunError, RunPaths
+from .runs import RunError, RunPaths, resolve_device
 from .sweep.grid import SweepError
 from .config import ConfigError
 
@@ -178,6 +178,27 @@ def _print_sampling(sampling: dict | None) -> None:
         print(f"  {layer:<22} " + ", ".join(f"{m} {v:.4f}" for m, v in errors.items()))
 
 
+def _image_side(text: str) -> int:
+    """--size: pixels per side, 1 to 4096 (a 100000-pixel side would ask for 120 GB per batch)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 4096:
+        raise argparse.ArgumentTypeError(f"expected an image side in pixels from 1 to 4096, got {text!r}")
+    return value
+
+
+def _crop_fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a fraction in (0, 1], got {text!r}")
+    return value
+
+
 def _measure_any(args) -> int:
     from .commands.measure_any import measure_any, model_kwargs
 
@@ -201,8 +222,6 @@ def _measure_any(args) -> int:
 
 
 def _measure_population(args) -> int:
-    import torch
-
     from .commands.measure_any import build_measured_model, model_kwargs
     from .commands.population import DEFAULT_ROTATIONS, population_model, summary_line, validate_population
     from .data.imageset import open_image_set
@@ -214,13 +233,13 @@ def _measure_population(args) -> int:
         raise ConfigError("--measures and --sample do not apply to --population")
     rotations = DEFAULT_ROTATIONS if args.rotations is None else args.rotations
     validate_population(rotations, args.limit)
+    device = resolve_device(args.device or "auto", "--device")  # before any work
     layers = [p.strip() for p in args.layers.split(",") if p.strip()] if args.layers else None
     images = open_image_set(args.data, "train")  # the classes the model is built for
     classes = len(images.classes)
     images.close()
     model = build_measured_model(args.model, args.weights, classes, model_kwargs(args.set))
     out = Path(args.out) if args.out else Path("runs") / "measure" / Path(args.weights).stem
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     path = population_model(model, args.data, out, split=args.split, layers=layers, mean=args.mean, std=args.std,
                             size=args.size, crop_fraction=args.crop_fraction, device=device, rotations=rotations,
                             limit=args.limit, tokens=args.tokens, positive_part=args.positive_part)
@@ -276,8 +295,15 @@ def _alpha_list(text: str) -> list[float]:
     return values
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line (the usage is one --help away), exit 2 as before."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="selectivity", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="selectivity", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one network with a chosen alpha")
@@ -313,8 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="with --model: output folder (default runs/measure/<weights name>)")
     p.add_argument("--mean", type=_alpha_list, help="with --model: per-channel mean to normalize [0, 1] images")
     p.add_argument("--std", type=_alpha_list, help="with --model: per-channel std to normalize [0, 1] images")
-    p.add_argument("--size", type=int, help="with --model: input side (default: the model's input_size)")
-    p.add_argument("--crop-fraction", type=float, default=1.0, help="resize to size/fraction, then centre-crop")
+    p.add_argument("--size", type=_image_side, help="with --model: input side in pixels, 1 to 4096 (default: the "
+                   "model's input_size)")
+    p.add_argument("--crop-fraction", type=_crop_fraction, default=1.0,
+                   help="resize to size/fraction, then centre-crop (a fraction in (0, 1])")
     p.add_argument("--device", help="with --model: cpu, cuda, cuda:1 ... (default: cuda when available)")
     p.add_argument("--tokens", choices=["mean", "cls", "patches"],
                    help="with --model, a transformer's units: the mean over all tokens (default), the class token, "

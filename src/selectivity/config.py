@@ -162,6 +162,9 @@ class Config:
             raise ConfigError(f"{bad[0]} must be a finite number, got {short_repr(bad[1])}")
         checks = [
             (self.train.epochs >= 1, "train.epochs must be >= 1"),
+            (0 <= self.train.seed < 2**32,
+             f"train.seed must be an integer in [0, 2**32) (the range numpy and torch seed from), got "
+             f"{short_repr(self.train.seed)}"),
             (self.train.batch_size >= 1, "train.batch_size must be >= 1"),
             (self.train.eval_every >= 1, "train.eval_every must be >= 1"),
             (self.optim.lr > 0, "optim.lr must be > 0"),

@@ -68,3 +68,56 @@ def test_schedules_starting_with_a_minus_are_accepted():
     assert _join_numbers(["sweep", "demo", "--schedules", "-5*8,0*2 -5*6", "--seeds", "0"]) == [
         "sweep", "demo", "--schedules=-5*8,0*2 -5*6", "--seeds", "0"]
     assert _join_numbers(["sweep", "--schedules", "0*8", "-5*8"]) == ["sweep", "--schedules=0*8,-5*8"]
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "1234567890123456789012345"])
+def test_a_seed_out_of_range_is_refused_before_the_run_directory_exists(tmp_path, cli, one_line, seed):
+    """A seed numpy and torch cannot take is refused by the config check, so nothing is written and the
+    same directory is free for the corrected command."""
+    code, _, err = cli(["train", "demo", "--seed", seed, "--out", tmp_path / "run", "--no-progress"])
+    assert code == 2 and f"train.seed must be an integer in [0, 2**32)" in one_line(err)
+    assert not (tmp_path / "run").exists()
+    code, _, err = cli(["sweep", "demo", "--alphas", "0", "--seeds", seed.lstrip("-"), "--out", tmp_path / "sw",
+                        "--no-progress"])
+    if seed != "-1":  # a sweep's seeds are digits; the 25-digit one used to die writing results.parquet
+        assert code == 2 and "train.seed must be an integer in [0, 2**32)" in one_line(err)
+        assert not (tmp_path / "sw").exists()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--size", "0"], "argument --size: expected an image side in pixels from 1 to 4096, got '0'"),
+    (["--size", "-1"], "from 1 to 4096, got '-1'"),
+    (["--size", "100000"], "from 1 to 4096, got '100000'"),
+    (["--crop-fraction", "0"], "argument --crop-fraction: expected a fraction in (0, 1]"),
+    (["--device", "bogus"], "--device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got 'bogus'"),
+])
+def test_measure_size_and_device_mistakes_are_one_line(tmp_path, capsys, one_line, args, words):
+    from selectivity.cli import main
+
+    argv = ["measure", "--model", "resnet_demo", "--weights", str(tmp_path / "w.safetensors"), "--data", "demo",
+            "--out", str(tmp_path / "m"), *args, "--no-progress"]
+    try:
+        code = main(argv)
+    except SystemExit as exit_:  # argparse's own refusal, exit 2
+        code = exit_.code
+    assert code == 2 and words in one_line(capsys.readouterr().err)
+    assert not (tmp_path / "m").exists()
+
+
+def test_measure_on_a_cuda_device_this_machine_lacks(tmp_path, cli, one_line, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = cli(["measure", "--model", "resnet_demo", "--weights", tmp_path / "w.safetensors", "--data", "demo",
+                        "--out", tmp_path / "m", "--device", "cuda", "--no-progress"])
+    assert code == 2 and "--device is 'cuda' but no CUDA device is available" in one_line(err)
+
+
+@pytest.mark.parametrize("content, words", [("{}", "an object without a status"), ("[1, 2]", "a JSON list"),
+                                             ('"done"', "a JSON str")])
+def test_a_report_on_a_final_json_that_is_not_a_runs_is_one_line(tmp_path, cli, one_line, content, words):
+    run = tmp_path / "sweep" / "r"
+    run.mkdir(parents=True)
+    (run / "final.json").write_text(content)
+    code, _, err = cli(["report", tmp_path / "sweep"])
+    assert code == 2 and f"final.json is {words}, not the final.json training writes" in one_line(err)

@@ -89,3 +89,41 @@ def test_cli_names_a_file_for_any_other_write_error(monkeypatch, cli, one_line, 
     monkeypatch.setattr(runner, "run_sweep", boom)
     code, _, err = cli(["sweep", "demo", "--alphas", "0", "--seeds", "0", "--out", tmp_path / "sw"])
     assert code == 2 and one_line(err).endswith(f"{tmp_path / 'sw' / 'sweep.json'}: No space left on device")
+
+
+def _safetensors_full(monkeypatch):
+    """safetensors reports a full disk as its own SafetensorError (not an OSError), after a partial write."""
+    from safetensors import SafetensorError
+
+    from selectivity.runs import tensors
+
+    def half_then_fail(data, filename, metadata=None):
+        with open(filename, "wb") as f:
+            f.write(b"partial")
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                              '"No space left on device" })')
+
+    monkeypatch.setattr(tensors, "save_file", half_then_fail)
+
+
+def test_train_on_a_full_disk_is_one_line_and_can_be_retried(tmp_path, cli, one_line, tiny_sets, monkeypatch):
+    run = tmp_path / "run"
+    with monkeypatch.context() as patch:
+        _safetensors_full(patch)
+        code, _, err = cli(["train", "demo", "--out", run, "--no-progress", *tiny_sets])
+    line = one_line(err)
+    assert code == 2 and "No space left on device" in line and str(run) in line
+    assert not _no_temporaries(run)
+    code, _, err = cli(["train", "demo", "--out", run, "--no-progress", *tiny_sets])  # space again: it finishes
+    assert code == 0, err and (run / "final.json").is_file()
+
+
+def test_robustness_on_a_full_disk_keeps_what_was_there(finished_run, cli, one_line, monkeypatch):
+    args = ["robustness", finished_run, "--corruptions", "contrast", "--severities", "1", "--attacks", "fgsm",
+            "--eps", "2/255", "--limit", "16", "--no-progress"]
+    before = snapshot(finished_run)
+    _safetensors_full(monkeypatch)
+    code, _, err = cli(args)
+    line = one_line(err)
+    assert code == 2 and "attack_outcomes.safetensors" in line and "No space left on device" in line
+    assert snapshot(finished_run) == before and not _no_temporaries(finished_run)

@@ -25,3 +25,8 @@ class Zoo:
 
 
 NOT_CALLABLE = 3
+
+
+def broken(num_classes):
+    """A factory whose own code fails, as a user's may."""
+    raise RuntimeError("CUDA out of memory in my_layer\nsecond line of the message")

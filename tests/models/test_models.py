@@ -408,3 +408,16 @@ def test_bad_factory_specs_are_clear_errors(factories_on_path, spec, message):
 def test_factory_unexpected_kwarg_is_named(factories_on_path):
     with pytest.raises(ValueError, match="cannot build model 'model_factories:tiny_net'.*'depth'"):
         create_model("model_factories:tiny_net", num_classes=3, depth=2)
+
+
+def test_a_factory_that_raises_is_named_with_its_message_in_one_line(factories_on_path, tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"the factory of 'model_factories:broken' raised RuntimeError: "
+                                         r"CUDA out of memory in my_layer$"):
+        create_model("model_factories:broken", num_classes=3)
+    from selectivity.cli import main
+
+    assert main(["train", "demo", "--out", str(tmp_path / "run"), "--set", "model.name=model_factories:broken",
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "raised RuntimeError: CUDA out of memory in my_layer" in err
+    assert not (tmp_path / "run").exists()

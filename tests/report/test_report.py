@@ -223,3 +223,15 @@ def test_over_training_curves_follow_each_runs_schedule_even_when_two_share_an_a
     loaded = load_over_training(tmp_path, pd.DataFrame(rows))
     assert sorted(loaded.groupby("condition")["run_dir"].apply(sorted).to_dict().items()) == [
         ("schedule -5*8", ["a0", "a1"]), ("schedule 0*2 -5*6", ["b0", "b1"])]
+
+
+@pytest.mark.parametrize("name", ["cifar$10", "a $b$ c$", r"price $5 \frac $"])
+def test_a_dollar_sign_in_a_name_is_drawn_as_written(tmp_path, name):
+    """A data folder or run name with '$' is text, not a matplotlib math formula (which fails unbalanced)."""
+    from selectivity.report.figures import plot_accuracy_vs_selectivity
+
+    results = pd.DataFrame({"alpha": [-1.0, 0.0, -1.0, 0.0], "seed": [0, 0, 1, 1], "test_acc": [0.5, 0.52, 0.51, 0.5],
+                            "mean_si": [0.1, 0.25, 0.12, 0.26], "status": ["completed"] * 4, "model": [name] * 4,
+                            "dataset": [name] * 4})
+    path = plot_accuracy_vs_selectivity(results, tmp_path / "fig.png", title=f"resnet on {name}")
+    assert path.is_file() and path.stat().st_size > 1000

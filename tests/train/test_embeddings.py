@@ -284,3 +284,16 @@ def test_the_embedding_keys_are_checked_and_leave_existing_run_ids_alone(tmp_pat
     assert si.regularizer.embeddings == "labels" and si.regularizer.embeddings_file is None
     assert run_id(si) == run_id(load_config("demo", ["regularizer.alpha=-1"]))
     assert run_id(load_config("demo", ["regularizer.kind=monoloss", *_file("x.npy")])) == run_id(load_config("demo"))
+
+
+@pytest.mark.parametrize("dtype", [">f4", ">f8", ">i2", "<u2", ">i8"])
+def test_npy_rows_of_any_byte_order_and_width_read_as_the_same_numbers(tmp_path, split, dtype):
+    """A big-endian (or unsigned, or narrow) .npy file holds the same rows: read as those numbers."""
+    from selectivity.train.embeddings import read_embeddings_file
+
+    rows = (F.one_hot(split.labels, 10) * 3 + 1).numpy()
+    path = tmp_path / "rows.npy"
+    np.save(path, rows.astype(dtype))
+    (tmp_path / "rows.npy.json").write_text(json.dumps({"data_sha256": split.checksum}))
+    got = read_embeddings_file(path, split)
+    assert torch.equal(got.double(), torch.from_numpy(rows).double())

@@ -33,7 +33,7 @@ from ..core.meter import dead_unit_summary
 from ..core.probe import Probe, unit_activations
 from ..data.imageset import ImageSet, open_image_set
 from ..models import create_model
-from ..runs import RunPaths, atomic_write, write_text
+from ..runs import RunPaths, atomic_write, resolve_device, write_text
 from ..runs.weights import WeightsError, load_safetensors_weights
 from ..config import ConfigError
 from .exemplars import TopK, class_histogram_svg, exemplar_page, png_data_uri
@@ -329,6 +329,7 @@ def measure_any(model: str, weights: str | Path, data: str | Path, out: str | Pa
     ``out`` defaults to ``runs/measure/<weights file stem>``; ``device`` to cuda when available;
     ``num_classes`` (in ``kwargs``) to the number of class folders. ``options`` go to :func:`measure_model`.
     """
+    device = resolve_device(device or "auto", "--device")  # before any work: a device this machine lacks
     images = open_image_set(data, split)
     try:
         net = build_measured_model(model, weights, len(images.classes), kwargs)
@@ -336,7 +337,6 @@ def measure_any(model: str, weights: str | Path, data: str | Path, out: str | Pa
         images.close()
         raise
     out = Path(out) if out else Path("runs") / "measure" / Path(weights).stem
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     data_name = str(data) + (f" ({split} split)" if split else "")
     return measure_model(net, images, out, device=device, model_name=model, weights=weights, data_name=data_name,
                          **options)

@@ -114,7 +114,13 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     builder = _builder(name)
     kwargs = {key: value for key, value in kwargs.items() if value is not None}
     _check_arguments(name, builder, num_classes, kwargs)
-    model = builder(num_classes=num_classes, **kwargs)
+    try:
+        model = builder(num_classes=num_classes, **kwargs)
+    except (ValueError, TypeError):
+        raise
+    except Exception as err:  # a factory of one's own that fails: one line naming it and its message
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise ValueError(f"the factory of {name!r} raised {type(err).__name__}: {first[:300]}") from err
     if not isinstance(model, nn.Module):
         raise ValueError(f"model {name!r} returned a {type(model).__name__}, not a torch.nn.Module")
     return model

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import matplotlib
@@ -35,6 +36,18 @@ __all__ = [
 BASELINE_GREY = "#8c8c8c"
 
 
+def _plain_text(plot):
+    """Draw ``plot`` with every text as written: a '$' in a data folder's or a run's name is a dollar sign,
+    not the start of a math formula (matplotlib's mathtext, which fails on an unbalanced one)."""
+
+    @functools.wraps(plot)
+    def drawn(*args, **kwargs):
+        with plt.rc_context({"text.parse_math": False}):
+            return plot(*args, **kwargs)
+
+    return drawn
+
+
 def _save(fig, path: str | Path) -> Path:
     """Lay out, write as PNG and free the figure: the one ending of every plot."""
     fig.tight_layout()
@@ -64,6 +77,7 @@ def _colorbar(fig, ax, norm) -> None:
     bar.set_label("alpha  (< 0 discourages selectivity, > 0 encourages it)")
 
 
+@_plain_text
 def plot_accuracy_vs_selectivity(results: pd.DataFrame, path: str | Path, title: str = "", zoom: bool = False) -> Path:
     """The seed's figure: test accuracy against mean SI, one point per run, coloured by alpha.
 
@@ -99,6 +113,7 @@ def plot_accuracy_vs_selectivity(results: pd.DataFrame, path: str | Path, title:
     return _save(fig, path)
 
 
+@_plain_text
 def plot_layer_selectivity(results: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Mean SI of each layer against depth, one line per alpha (mean over seeds)."""
     layer_cols = [c for c in results.columns if c.startswith("si/")]
@@ -182,6 +197,7 @@ def _metric_panel(ax, done: pd.DataFrame, metric: str, scale: float, level: floa
     ax.grid(alpha=0.3)
 
 
+@_plain_text
 def plot_metric_vs_alpha(results: pd.DataFrame, metric: str, path: str | Path, title: str = "",
                          ylabel: str | None = None, percent: bool = False, level: float = 0.95,
                          by: list[str] | tuple[str, ...] = (), knob: str = "alpha") -> Path:
@@ -222,6 +238,7 @@ POPULATION_ROWS = (("probe_acc", "linear probe accuracy (%)", True),
                    ("axis_gap", "axis gap (units - random directions)", False))
 
 
+@_plain_text
 def plot_population(results: pd.DataFrame, path: str | Path, title: str = "", level: float = 0.95,
                     by: list[str] | tuple[str, ...] = (), knob: str = "alpha") -> Path | None:
     """Removed or moved? Per layer (columns, in the results' order), the linear probe's test
@@ -273,6 +290,7 @@ CURVES = (("train_loss", "train loss", 1.0), ("test_acc", "test accuracy (%)", 1
           ("batch_si", "batch selectivity (train)", 1.0))
 
 
+@_plain_text
 def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Train loss, test accuracy and batch SI per epoch, one line per condition (mean over seeds).
 
@@ -318,6 +336,7 @@ def plot_training_curves(curves: pd.DataFrame, path: str | Path, title: str = ""
     return _save(fig, path)
 
 
+@_plain_text
 def plot_si_distribution(units: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Distribution of unit SI per alpha (all layers and seeds pooled): violins with quartiles.
 
@@ -367,6 +386,7 @@ def _lines_by_alpha(ax, frame: pd.DataFrame, x: str, y: str, scale: float = 1.0)
     return norm
 
 
+@_plain_text
 def plot_corruption_accuracy(robust: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Mean accuracy over the corruptions at each severity (0: clean), one line per alpha.
 
@@ -388,6 +408,7 @@ def plot_corruption_accuracy(robust: pd.DataFrame, path: str | Path, title: str 
     return _save(fig, path)
 
 
+@_plain_text
 def plot_adversarial_accuracy(robust: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Accuracy under each attack against epsilon (x 255; 0: clean), one panel per attack, one line per alpha."""
     attacks = sorted(robust.loc[robust["kind"] == "attack", "name"].unique())
@@ -413,6 +434,7 @@ def plot_adversarial_accuracy(robust: pd.DataFrame, path: str | Path, title: str
 DIM_INPUTS = ("clean", "corrupted", "adversarial")
 
 
+@_plain_text
 def plot_dimensionality_by_layer(dims: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """pc95 (top) and participation ratio (bottom) of each layer by depth, per input kind, one line per alpha.
 
@@ -447,6 +469,7 @@ def plot_dimensionality_by_layer(dims: pd.DataFrame, path: str | Path, title: st
     return Path(path)
 
 
+@_plain_text
 def plot_similarity_to_baseline(sim: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """PWCCA (left) and unbiased linear CKA (right) to the alpha = 0 run of the same seed against alpha,
     one line per layer (coloured by depth).
@@ -471,6 +494,7 @@ def plot_similarity_to_baseline(sim: pd.DataFrame, path: str | Path, title: str 
     return _save(fig, path)
 
 
+@_plain_text
 def plot_selectivity_over_training(rows: pd.DataFrame, path: str | Path, title: str = "",
                                    level: float = 0.95) -> Path:
     """Mean SI of each stage against the epoch: one panel per stage, one line per condition.
@@ -505,6 +529,7 @@ def plot_selectivity_over_training(rows: pd.DataFrame, path: str | Path, title: 
     return _save(fig, path)
 
 
+@_plain_text
 def plot_measure_agreement(agreement: pd.DataFrame, path: str | Path, title: str = "") -> Path:
     """Spearman rank correlation between every pair of selectivity measures across units.
 

@@ -18,16 +18,23 @@ from .weights import load_safetensors_weights
 __all__ = ["build_model", "resolve_device"]
 
 
-def resolve_device(name: str) -> torch.device:
-    """``train.device`` as a torch device: ``auto`` is CUDA when present, else the CPU."""
+def resolve_device(name: str, what: str = "train.device") -> torch.device:
+    """``train.device`` (or the option ``what``) as a torch device: ``auto`` is CUDA when present, else
+    the CPU; a device this machine lacks, or a name torch does not know, is a one-line ConfigError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(f"train.device must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}") from None
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"{what} must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"train.device is {name!r} but no CUDA device is available")
+        raise ConfigError(f"{what} is {name!r} but no CUDA device is available")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ConfigError(f"{what} is {name!r} but this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"{what} is {name!r} but no MPS device is available")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ConfigError(f"{what} must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps', got {name!r}")
     return device
 
 

@@ -24,7 +24,7 @@ from .paths import RunPaths
 from ..safe_yaml import load_yaml
 
 __all__ = ["ROBUSTNESS_COLUMNS", "SEVERITIES", "completed", "eps_label", "flatten_settings", "main_image_set",
-           "population_summary", "read_robustness", "run_row", "run_settings", "run_summary", "unfinished_row"]
+           "population_summary", "read_final", "read_robustness", "run_row", "run_settings", "run_summary", "unfinished_row"]
 
 #: ``config_source``: where a row's settings columns come from.
 FROM_CONFIG, FROM_MANIFEST = "config.yaml", "sweep.json"
@@ -54,7 +54,17 @@ def completed(run_dir: str | Path) -> dict | None:
         final = read_json(path)
     except RunError:
         return None
-    return final if final.get("status") == "completed" else None
+    return final if isinstance(final, dict) and final.get("status") == "completed" else None
+
+
+def read_final(path: Path) -> dict:
+    """A run's final.json: a JSON object with a status, else a one-line RunError naming it."""
+    final = read_json(path)
+    if not isinstance(final, dict) or not isinstance(final.get("status"), str):
+        what = "an object without a status" if isinstance(final, dict) else f"a JSON {type(final).__name__}"
+        raise RunError(f"{path} is {what}, not the final.json training writes (an object with its status, alpha, "
+                       "seed and metrics); remove it or train the run again")
+    return final
 
 
 def read_robustness(path: Path) -> pd.DataFrame:
@@ -282,12 +292,14 @@ def run_row(run_dir: str | Path) -> dict | None:
     """
     paths = RunPaths(run_dir)
     if paths.final.exists():
-        row = read_json(paths.final)
+        row = read_final(paths.final)
     elif paths.failed.exists():
         try:
             failed = read_json(paths.failed)
         except RunError:
             failed = {"error": "failed.json is unreadable"}
+        if not isinstance(failed, dict):
+            failed = {"error": "failed.json is not a JSON object"}
         row = {key: failed.get(key) for key in ("alpha", "seed", "model", "error", "attempts")}
         row["status"] = "failed"
     else:

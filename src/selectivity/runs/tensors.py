@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
@@ -38,7 +40,21 @@ def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[st
     """Write ``tensors`` atomically with their checksum in the metadata."""
     tensors = {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}
     metadata = {**(metadata or {}), CHECKSUM_KEY: tensor_digest(tensors)}
-    atomic_write(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
+    atomic_write(Path(path), lambda tmp: _save_file(tensors, tmp, metadata))
+
+
+def _save_file(tensors: dict, tmp: Path, metadata: dict) -> None:
+    """safetensors' writer, whose I/O failures (a full disk) come as SafetensorError: as the OSError they
+    are, so that :func:`atomic_write` names the file and the reason in one line."""
+    try:
+        save_file(tensors, str(tmp), metadata=metadata)
+    except SafetensorError as err:
+        text = str(err)
+        code = re.search(r"code: (\d+)", text)
+        if code is None:
+            raise
+        number = int(code.group(1))
+        raise OSError(number, os.strerror(number)) from None
 
 
 def load_tensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

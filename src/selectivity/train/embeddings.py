@@ -103,7 +103,10 @@ def _read_npy(path: Path) -> tuple[torch.Tensor, str | None]:
         raise ConfigError(f"regularizer.embeddings_file {path} needs the sidecar {sidecar} holding "
                           f'{{"{DATA_SHA256}": "<sha256 of the training split>"}} (a .npy file has no metadata '
                           "to say which images its rows belong to)") from None
-    return torch.from_numpy(np.ascontiguousarray(array)), digest
+    # Native byte order (a big-endian file is as valid as any), integers as floats: torch reads neither
+    # a foreign byte order nor every integer width.
+    native = np.float64 if np.issubdtype(array.dtype, np.integer) else array.dtype.newbyteorder("=")
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=native)), digest
 
 
 def read_embeddings_file(path: str | Path, split: DatasetSplit) -> torch.Tensor:
