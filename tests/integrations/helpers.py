@@ -47,16 +47,18 @@ def batches(x, y, size: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 def plain_loop(model: nn.Module, data: list, epochs: int, make_reg=None, accumulate: int = 1,
                record: list | None = None) -> nn.Module:
-    """SGD over ``data`` (a list of (x, y)) with ``make_reg(model, steps_per_epoch)``'s term.
+    """SGD over ``data`` (a list of (x, y), or a function epoch -> that list) with
+    ``make_reg(model, steps_per_epoch)``'s term.
 
     ``record`` gets (knob value, batch score) of every step.
     """
+    epoch_data = data if callable(data) else (lambda epoch: data)
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM)
-    reg = make_reg(model, len(data)) if make_reg else None
+    reg = make_reg(model, len(epoch_data(0))) if make_reg else None
     for epoch in range(epochs):
         if reg is not None:
             reg.set_epoch(epoch)
-        for i, (x, y) in enumerate(data):
+        for i, (x, y) in enumerate(epoch_data(epoch)):
             knob = reg.current_alpha if reg is not None else 0.0
             loss = F.cross_entropy(model(x), y)
             if reg is not None:
