@@ -151,3 +151,35 @@ def test_bad_input_is_one_line_before_the_first_step(tmp_path):
     with pytest.raises(ValueError, match="cannot find the labels of a dict batch with keys"):
         hf.train()
     assert relative_difference(before, model.state_dict()) == 0.0
+
+
+def _embeddings(inputs):
+    """MonoLoss's embeddings of a batch: a fixed function of its images (a matmul under autocast)."""
+    return inputs["pixel_values"].flatten(1)[:, :5]
+
+
+@pytest.mark.parametrize("monoloss", [False, True], ids=["si", "monoloss, given embeddings"])
+def test_bf16_on_the_cpu_trains_the_weights_of_the_plain_loop_under_the_same_autocast(tmp_path, monoloss):
+    """bf16=True: the model runs under accelerate's autocast, the term with autocast off."""
+    x, y = tiny_data()
+    x = x.float()
+    model = ForTrainer(tiny_net().float())
+    hf = trainer(tmp_path, model, examples(x, y), accumulate=2, bf16=True)
+    knob = dict(kind="monoloss", lam=5.0, embeddings=_embeddings) if monoloss else dict(alpha=-1.0)
+    add_selectivity(hf, num_classes=NUM_CLASSES, layers=MODEL_LAYERS, schedule=None, **knob)
+    hf.train()
+
+    want = ForTrainer(tiny_net().float())
+    reg = (MonoLossRegularizer(want, 5.0, NUM_CLASSES, MODEL_LAYERS, embeddings="given", schedule=None) if monoloss
+           else SelectivityRegularizer(want, -1.0, NUM_CLASSES, MODEL_LAYERS, schedule=None))
+    opt = torch.optim.SGD(want.parameters(), lr=0.1, momentum=0.9)
+    for _ in range(2):
+        for i, (xb, yb) in enumerate(batches(x, y, BATCH)):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                ce = want(pixel_values=xb, labels=yb)["loss"]
+            extra = (_embeddings({"pixel_values": xb}),) if monoloss else ()
+            ((ce + reg.loss(yb, *extra)) / 2).backward()
+            if i % 2 == 1:
+                opt.step()
+                opt.zero_grad()
+    assert relative_difference(model.state_dict(), want.state_dict()) < 1e-6

@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from selectivity import LayerSelectionError, LinearWarmup, SelectivityMeter, SelectivityRegularizer
 from selectivity.core import MonoLossRegularizer
@@ -200,3 +201,44 @@ def test_manual_optimization_is_refused(tmp_path):
     message = _refused(tmp_path, SelectivityCallback(-1.0, NUM_CLASSES, MODULE_LAYERS), ValueError,
                        module=Manual(tiny_net()))
     assert "needs automatic optimization" in message
+
+
+# -- 16-bit autocast ---------------------------------------------------------------------------
+
+def _embeddings(batch):
+    """MonoLoss's embeddings of a batch: a fixed function of its images (a matmul under autocast)."""
+    return batch[0].flatten(1)[:, :5]
+
+
+BF16 = {
+    "si": (dict(alpha=-1.0), lambda m: SelectivityRegularizer(m, -1.0, NUM_CLASSES, LAYERS, schedule=None)),
+    "monoloss, given embeddings": (
+        dict(kind="monoloss", lam=5.0, embeddings=_embeddings),
+        lambda m: MonoLossRegularizer(m, 5.0, NUM_CLASSES, LAYERS, embeddings="given", schedule=None)),
+}
+
+
+@pytest.mark.parametrize("case", list(BF16))
+def test_bf16_mixed_on_the_cpu_trains_the_weights_of_the_plain_loop_under_the_same_autocast(tmp_path, case):
+    """precision="bf16-mixed": the module's step runs under autocast, the term with autocast off
+    (float32 sums, as in a plain loop that adds reg.loss(y) after its autocast block)."""
+    kwargs, make_reg = BF16[case]
+    x, y = tiny_data()
+    x = x.float()
+    module = Classifier(tiny_net().float())
+    callback = SelectivityCallback(num_classes=NUM_CLASSES, layers=MODULE_LAYERS, schedule=None, **kwargs)
+    trainer(tmp_path, [callback], precision="bf16-mixed").fit(module, loader(x, y, BATCH))
+
+    model = tiny_net().float()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    reg = make_reg(model)
+    for _ in range(2):
+        for xb, yb in batches(x, y, BATCH):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                ce = F.cross_entropy(model(xb), yb)
+            extra = (_embeddings((xb, yb)),) if "embeddings" in kwargs else ()
+            loss = ce + reg.loss(yb, *extra)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    assert relative_difference(module.net.state_dict(), model.state_dict()) < 1e-6

@@ -161,7 +161,8 @@ class TrainerSelectivity:
             self._pending = None
             reg = self.regularizer
             reg.last_selectivity = reg.last_per_layer = None
-            term = reg.loss(labels, *extra)  # -alpha * batch SI (or -lambda * batch MonoScore)
+            with torch.autocast(labels.device.type, enabled=False):  # float32 or wider, as in a plain loop
+                term = reg.loss(labels, *extra)  # -alpha * batch SI (or -lambda * batch MonoScore)
             self._steps.values(reg, knob_now)
             k = getattr(self.trainer, "current_gradient_accumulation_steps", None) or \
                 self.trainer.args.gradient_accumulation_steps

@@ -151,7 +151,8 @@ class SelectivityCallback(_pl.Callback):
                 self.regularizer.probe.clear()
                 return None
             self.regularizer.last_selectivity = self.regularizer.last_per_layer = None
-            term = self.regularizer.loss(labels, *extra)  # -alpha * batch SI (or -lambda * batch MonoScore)
+            with torch.autocast(labels.device.type, enabled=False):  # float32 or wider, as in a plain loop
+                term = self.regularizer.loss(labels, *extra)  # -alpha * batch SI (or -lambda * batch MonoScore)
             self._step_values = {**self._log.values(self.regularizer, knob_now), "batch_size": labels.shape[0]}
             if isinstance(out, Tensor):
                 return out + term
