@@ -202,7 +202,8 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     import logging
 
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    for name in ("lightning.pytorch", "lightning.pytorch.utilities.rank_zero", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)  # no "GPU available" lines at every fit
     train = load_split("demo", "train", progress=False)
     train = take_per_class(train, -(-args.batch * (WARMUP + args.steps) // 10))  # enough for one fit
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s), resnet_demo (3 blocks), batch "

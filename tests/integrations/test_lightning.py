@@ -242,3 +242,26 @@ def test_bf16_mixed_on_the_cpu_trains_the_weights_of_the_plain_loop_under_the_sa
             loss.backward()
             opt.step()
     assert relative_difference(module.net.state_dict(), model.state_dict()) < 1e-6
+
+
+def test_step_values_go_to_the_steps_the_logger_writes(tmp_path):
+    """log_every_n_steps=4: the rows of steps 3, 7, 11 hold those steps' values, and nothing is lost
+    from the epoch means."""
+    from lightning.pytorch.loggers import CSVLogger
+
+    x, y = tiny_data()
+    callback = SelectivityCallback(-3.0, NUM_CLASSES, MODULE_LAYERS, schedule=LinearWarmup(1.5))
+    trainer(tmp_path, [callback], logger=CSVLogger(tmp_path), log_every_n_steps=4).fit(
+        Classifier(tiny_net()), loader(x, y, BATCH))
+    record: list = []
+    _plain(make_reg=lambda m, spe: SelectivityRegularizer(m, -3.0, NUM_CLASSES, LAYERS, track=True,
+                                                          schedule=LinearWarmup(1.5), steps_per_epoch=spe),
+           record=record)
+    rows = [r for r in _metrics(tmp_path) if r.get("selectivity/alpha_now")]
+    assert [int(r["step"]) for r in rows] == [3, 7, 11]
+    for row in rows:
+        knob, score = record[int(row["step"])]
+        assert float(row["selectivity/alpha_now"]) == pytest.approx(knob, rel=1e-12)
+        assert float(row["selectivity/batch_si"]) == pytest.approx(score, rel=1e-9)
+    means = [float(r["selectivity/batch_si_epoch"]) for r in _metrics(tmp_path) if r.get("selectivity/batch_si_epoch")]
+    assert means == pytest.approx([sum(s for _, s in record[:6]) / 6, sum(s for _, s in record[6:]) / 6], rel=1e-9)

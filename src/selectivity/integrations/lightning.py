@@ -72,8 +72,9 @@ class SelectivityCallback(_pl.Callback):
         measure (bool): stream a :class:`~selectivity.SelectivityMeter` over every validation
             epoch of the same layers and log its results. Default: True.
 
-    Logged with ``module.log`` (keys under ``selectivity/``): each step ``alpha_now`` (or
-    ``lambda_now``), ``batch_si`` (``batch_monoscore``) and ``batch_si/<layer>``; at each
+    Logged with ``module.log`` (keys under ``selectivity/``): at each step the logger writes
+    (``log_every_n_steps``) ``alpha_now`` (or ``lambda_now``), ``batch_si``
+    (``batch_monoscore``) and ``batch_si/<layer>`` of that step; at each
     training epoch's end their epoch means (``..._epoch``); at each validation epoch's end
     (not the sanity check) ``val_si``, ``val_si/<layer>``, ``val_si_live``,
     ``val_dead_fraction`` and ``val_monoscore``. The module's own loss is what it logs itself.
@@ -181,6 +182,8 @@ class SelectivityCallback(_pl.Callback):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
         values, self._step_values = self._step_values, {}
         n = values.pop("batch_size", 0)
+        if not _writes_step_logs(trainer):
+            return  # the epoch means still count this step (StepLog.values)
         for key, value in values.items():
             pl_module.log(key, _exact(value, pl_module), on_step=True, on_epoch=False, batch_size=n)
 
@@ -205,6 +208,13 @@ class SelectivityCallback(_pl.Callback):
         # compute() sums every rank's state: the values are the same on every rank.
         for key, value in self.meter.finish().items():
             pl_module.log(f"{PREFIX}val_{key}", _exact(value, pl_module), on_step=False, on_epoch=True, sync_dist=True)
+
+
+def _writes_step_logs(trainer) -> bool:
+    # Lightning writes step values every log_every_n_steps only, and a value logged in between is
+    # replaced unread; each log() costs about half a millisecond, so log where the logger writes.
+    connector = getattr(trainer, "_logger_connector", None)
+    return bool(getattr(connector, "should_update_logs", True))
 
 
 def _exact(value, pl_module) -> Tensor:
