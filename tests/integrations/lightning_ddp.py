@@ -28,8 +28,8 @@ def main(out: Path) -> None:
     module = Classifier(tiny_net())
     callback = SelectivityCallback(-2.0, NUM_CLASSES, [f"net.{n}" for n in LAYERS], schedule=None)
     trainer = L.Trainer(strategy="ddp", accelerator="cpu", devices=2, max_epochs=2, callbacks=[callback],
-                        logger=CSVLogger(out), log_every_n_steps=1, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, num_sanity_val_steps=0)
+                        logger=CSVLogger(out), log_every_n_steps=1, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     trainer.fit(module, loader(x, y, 8), loader(vx, vy, 5))
     if trainer.global_rank == 0:
         save_file({k: v.contiguous() for k, v in module.net.state_dict().items()}, out / "weights.safetensors")

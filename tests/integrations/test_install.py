@@ -6,12 +6,16 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import tomllib
 from importlib.metadata import requires, version
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.version import Version
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,7 +55,8 @@ def test_pyproject_declares_the_extras_and_the_pins_satisfy_them():
     assert set(declared) == {"lightning", "transformers", "accelerate"}
     _, pins = _makefile_pins()
     for pin in pins:
-        assert declared[pin.name].specifier.contains(str(pin.specifier).lstrip("=")), f"{pin} outside {declared[pin.name]}"
+        wanted = declared[pin.name]
+        assert wanted.specifier.contains(str(pin.specifier).lstrip("=")), f"{pin} outside {wanted}"
     assert [Requirement(r).name for r in extras["torchvision"]] == ["torchvision"]
     assert [Requirement(r).name for r in extras["timm"]] == ["timm"]
 

@@ -158,16 +158,18 @@ class Knob:
         elif isinstance(batch, Mapping):
             key = next((k for k in keys if k in batch), None)
             if key is None:
-                raise ValueError(f"{self.owner}: cannot find the labels of a dict batch with keys {sorted(map(str, batch))}: "
-                                 f"expected one of {list(keys)}; pass labels=lambda batch: ... (its (N,) class indices)")
+                raise ValueError(f"{self.owner}: cannot find the labels of a dict batch with keys "
+                                 f"{sorted(map(str, batch))}: expected one of {list(keys)}; pass "
+                                 "labels=lambda batch: ... (its (N,) class indices)")
             y = batch[key]
         elif isinstance(batch, (tuple, list)) and len(batch) >= 2:
             y = batch[1]
         else:
             raise ValueError(f"{self.owner}: cannot find the labels of a batch of type {type(batch).__name__}: "
-                             f"expected an (x, y) tuple or a dict with {' / '.join(keys)}; pass labels=lambda batch: ... "
-                             "(its (N,) class indices)")
-        if not isinstance(y, Tensor) or y.ndim != 1 or y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
+                             f"expected an (x, y) tuple or a dict with {' / '.join(keys)}; pass "
+                             "labels=lambda batch: ... (its (N,) class indices)")
+        integer = isinstance(y, Tensor) and not (y.is_floating_point() or y.is_complex() or y.dtype == torch.bool)
+        if not integer or y.ndim != 1:
             shape = f"{y.dtype} tensor of shape {tuple(y.shape)}" if isinstance(y, Tensor) else type(y).__name__
             raise ValueError(f"{self.owner}: the labels of a batch must be a 1-D integer tensor (one class index per "
                              f"sample), got a {shape}; pass labels=lambda batch: ... if these are not the labels")

@@ -169,7 +169,8 @@ class SelectivityCallback(_pl.Callback):
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         batches = trainer.num_training_batches
         reg = self.regularizer
-        reg.steps_per_epoch = self.knob.steps_per_epoch or (int(batches) if math.isfinite(batches) and batches else None)
+        counted = int(batches) if math.isfinite(batches) and batches else None  # inf: an iterable without length
+        reg.steps_per_epoch = self.knob.steps_per_epoch or counted
         reg.set_epoch(trainer.current_epoch)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx: int) -> None:
