@@ -1,5 +1,7 @@
-# make test: set up .venv (CPU torch from this machine's wheel, never a CUDA build) and run the tests.
-#            It needs neither timm nor torchvision: the tests marked `zoo` are left out.
+# make test: set up .venv (CPU torch from this machine's wheel, never a CUDA build) with the
+#            Lightning and Hugging Face extras (exact versions, beside the same torch) and run the
+#            tests, those of selectivity.integrations included. It needs neither timm nor
+#            torchvision: the tests marked `zoo` are left out.
 # make test-zoo: the tests marked `zoo` (timm and torchvision models), in a second venv, .venv-zoo:
 #            PyPI's torchvision is a CUDA build that cannot load beside the CPU torch of .venv, and
 #            timm imports torchvision, so .venv-zoo has the torch release whose torchvision does
@@ -14,6 +16,10 @@ TEST_STAMP := $(VENV)/.installed-test
 ZOO_VENV ?= .venv-zoo
 ZOO_PY := $(ZOO_VENV)/bin/python
 ZOO_STAMP := $(ZOO_VENV)/.installed
+# The torch of .venv, and the versions of the integration extras that `make test` installs beside it
+# (tests/integrations/test_install.py checks both).
+TORCH_PIN := torch==2.13.0
+EXTRAS_PINS := lightning==2.6.6 transformers==5.25.0 accelerate==1.16.0
 
 .PHONY: test test-zoo demo bench clean
 
@@ -35,15 +41,16 @@ bench: $(STAMP)
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q $(TORCH_PIN)
 	$(PY) -m pip install -q -e .
 	# The frost corruption's photos (for `selectivity robustness`): only its image files are
 	# used, so its own dependencies (OpenCV, numba) are not installed.
 	$(PY) -m pip install -q --no-deps imagecorruptions==1.1.2
 	touch $(STAMP)
 
-$(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[test]'
+# The torch pin again in the same command: pip then keeps that torch or fails, never replaces it.
+$(TEST_STAMP): $(STAMP) Makefile
+	$(PY) -m pip install -q -e '.[test,lightning,hf]' $(TORCH_PIN) $(EXTRAS_PINS)
 	touch $(TEST_STAMP)
 
 # torch and torchvision first and pinned, as a pair that loads together.

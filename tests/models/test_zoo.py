@@ -45,7 +45,8 @@ def run(argv, capsys):
 def test_a_zoo_that_is_not_installed_says_the_pip_command(zoo_name, monkeypatch, tmp_path, capsys):
     monkeypatch.setitem(sys.modules, zoo_name, None)  # import raises ModuleNotFoundError
     with pytest.raises(ValueError, match=rf"needs {zoo_name}, which is not installed: "
-                                         rf"pip install {zoo_name} built for the installed torch"):
+                                         rf"pip install 'selectivity\[{zoo_name}\]', with the torchvision "
+                                         rf"built for the installed torch"):
         create_model(f"{zoo_name}:resnet18", num_classes=3)
     weights = tmp_path / "w.safetensors"
     save_file({"x": torch.zeros(1)}, str(weights))

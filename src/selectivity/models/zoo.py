@@ -1,9 +1,10 @@
 """Models from the zoos researchers already use: ``timm:NAME`` and ``torchvision:NAME``.
 
-Both are optional and not declared as extras: PyPI's torchvision is a CUDA build that replaces or
-breaks a CPU torch, so the user installs the pair that matches their torch (``make test-zoo``
-builds one such environment). They are imported only when such a name is built; nothing else in
-the project imports them.
+Both are optional extras (``pip install 'selectivity[timm]'``, ``'selectivity[torchvision]'``), and
+torchvision must be the build made for the installed torch: PyPI's default torchvision is a CUDA
+build that replaces or breaks a CPU torch, so install the torchvision that matches your torch first
+(``make test-zoo`` builds one such environment). They are imported only when such a name is built;
+nothing else in the project imports them.
 
 - ``timm:vit_tiny_patch16_224`` is ``timm.create_model(name, pretrained=False, num_classes=K, **kwargs)``;
   ``torchvision:resnet18`` is ``torchvision.models.get_model(name, weights=None, num_classes=K, **kwargs)``.
@@ -53,8 +54,9 @@ def _import_zoo(zoo: str, name: str):
     except ModuleNotFoundError as err:
         if err.name and err.name.split(".")[0] in ("timm", "torchvision"):
             missing = err.name.split(".")[0]
-            raise ValueError(f"model {name!r} needs {missing}, which is not installed: pip install {missing} "
-                             "built for the installed torch (`make test-zoo` builds such an environment)") from None
+            raise ValueError(f"model {name!r} needs {missing}, which is not installed: pip install "
+                             f"'selectivity[{zoo}]', with the torchvision built for the installed torch "
+                             f"{torch.__version__} (`make test-zoo` builds such an environment)") from None
         raise ValueError(f"model {name!r}: {zoo} cannot be imported ({type(err).__name__}: {err})") from None
     except Exception as err:  # noqa: BLE001 - a broken install raises anything at import
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
