@@ -195,3 +195,15 @@ def test_a_sweep_of_both_knobs_trains_monoloss_runs_and_tables_them_by_kind(tmp_
     report = build_report(tmp_path / "s")
     assert {"accuracy_vs_alpha", "accuracy_vs_lambda", "monoscore_vs_lambda"} <= set(report.figures)
     assert "MonoLoss lambda = 0.5" in report.page.read_text()
+
+
+@pytest.mark.parametrize("executor", ["local", "slurm"])
+def test_a_sweep_on_data_that_is_not_there_is_refused_before_its_directory_or_a_job(tmp_path, executor):
+    from selectivity.config import ConfigError
+    from selectivity.sweep import run_sweep
+
+    out = tmp_path / "sweep"
+    with pytest.raises(ConfigError, match=r"data.source '.*/no-such-data' does not exist"):
+        run_sweep("demo", "-1,0", "0", out, executor=executor, overrides=[f"data.source={tmp_path / 'no-such-data'}"],
+                  progress=False)
+    assert not out.exists()

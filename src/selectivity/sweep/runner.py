@@ -31,7 +31,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ..config import Config, config_from_dict, config_to_dict
+from ..config import Config, ConfigError, config_from_dict, config_to_dict
 from ..runs import RunPaths, atomic_write, read_json, write_text
 from ..train.distributed import env_from_submitit, teardown
 from ..train.trainer import train
@@ -270,6 +270,14 @@ def write_results(paths: SweepPaths, run_dirs: Iterable[Path]) -> tuple[pd.DataF
     return frame, paths.results_csv, paths.results_parquet
 
 
+def _check_data(config: Config) -> None:
+    """The sweep's data must be there before its directory is made or a job submitted."""
+    source = config.data.source
+    if source != "demo" and not Path(source).expanduser().exists():
+        raise ConfigError(f"data.source {source!r} does not exist (here, where the sweep is started): give the "
+                          "path of a dataset folder or zip, or 'demo'")
+
+
 def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: str | Path, *,
               executor: str = "local", jobs: int | None = None, retries: int = 1, overrides: list[str] | None = None,
               slurm: Any = None, wait: bool = True, progress: bool = True,
@@ -304,6 +312,7 @@ def run_sweep(config: Config | str | Path | dict, alphas: Any, seeds: Any, out: 
         config = config_to_dict(config)
     base, slurm_section = load_sweep_config(config, overrides)
     grid = make_grid(base, alphas, seeds, schedules, lambdas)
+    _check_data(base)
     if not isinstance(retries, int) or retries < 0:
         raise SweepError(f"--retries must be an integer >= 0, got {retries!r}")
     if not wait and executor != "slurm":
