@@ -43,6 +43,12 @@ def add_report_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--bootstrap", type=_positive_int, default=10_000, metavar="N",
                    help="bootstrap resamples with --interval bootstrap (default 10000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0)")
+    p.add_argument("--confirm", metavar="DIR",
+                   help="a confirmatory sweep of the same grid on fresh seeds: each claim's exploratory finding is "
+                        "tested again on its seeds alone (one-sided, in the direction found), side by side")
+    p.add_argument("--dunnett", action="store_true",
+                   help="also give many-to-one simultaneous (Dunnett) intervals to claims over several conditions "
+                        "compared with one control")
     p.set_defaults(func=run_report)
     return p
 
@@ -51,12 +57,29 @@ def _seeds(n: float) -> str:
     return "?" if math.isnan(n) else "> 1000" if math.isinf(n) else str(int(n))
 
 
+def _print_confirmations(confirmations) -> None:
+    from .claims.confirm import replicated_share
+
+    width = max((len(c.claim.id) for c in confirmations), default=0)
+    print(f"{'claim':<{width}}  {'exploratory':<13} {'finding':<26} {'confirmatory':<13} replicated")
+    for c in confirmations:
+        p = c.confirmatory.p_value
+        p_text = "" if math.isnan(p) else f" (p = {p:.3g})"
+        print(f"{c.claim.id:<{width}}  {c.exploratory.verdict:<13} {c.finding:<26} "
+              f"{c.confirmatory.verdict:<13} {c.status}{p_text}")
+    done, findings = replicated_share(confirmations)
+    print(f"{done} of {findings} findings replicated on the confirmatory seeds")
+
+
 def run_report(args) -> int:
     """Build the report for ``args.dir``; print one line per claim and the page's path."""
     from .html import build_report
 
     outputs = build_report(args.dir, args.claims, default_claims=not args.no_default_claims,
-                           n_boot=args.bootstrap, seed=args.seed, interval=args.interval)
+                           n_boot=args.bootstrap, seed=args.seed, interval=args.interval, confirm=args.confirm,
+                           dunnett=args.dunnett)
+    if outputs.confirmations is not None:
+        _print_confirmations(outputs.confirmations)
     width = max((len(r.claim.id) for r in outputs.claims), default=0)
     for result in outputs.claims:
         extra = ""
@@ -74,6 +97,8 @@ def run_report(args) -> int:
         if len(result.cells) > 1:
             for cell in result.cells:
                 print(f"{'':<{width}}    {cell.label}: {cell.verdict}")
+    for line in outputs.plan.lines():
+        print(line)
     for name, path in outputs.figures.items():
         print(f"{name}: {path}")
     print(f"claims table: {outputs.table}")

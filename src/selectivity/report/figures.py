@@ -52,7 +52,9 @@ def _save(fig, path: str | Path) -> Path:
     """Lay out, write as PNG and free the figure: the one ending of every plot."""
     fig.tight_layout()
     try:  # written whole or not at all; a full or read-only disk names the figure
-        atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+        # tight: a colour bar's label and a long title are inside the picture, never cut at its edge
+        atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=130, format="png", bbox_inches="tight",
+                                                         pad_inches=0.15))
     finally:
         plt.close(fig)
     return Path(path)
@@ -463,7 +465,9 @@ def plot_dimensionality_by_layer(dims: pd.DataFrame, path: str | Path, title: st
     if norm is not None:
         _colorbar(fig, [row[-1] for row in axes], norm)
     try:
-        atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=130, format="png"))
+        # tight: a colour bar's label and a long title are inside the picture, never cut at its edge
+        atomic_write(Path(path), lambda tmp: fig.savefig(tmp, dpi=130, format="png", bbox_inches="tight",
+                                                         pad_inches=0.15))
     finally:
         plt.close(fig)
     return Path(path)

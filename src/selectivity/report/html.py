@@ -56,6 +56,8 @@ from .claims import (
     evaluate_claims,
     load_claims,
 )
+from .claims.confirm import Confirmation, ConfirmationPlan, confirm_claims, confirmation_table, plan_confirmation
+from .confirmation import confirmation_section, plan_section
 from .masking import masking_sections
 from .population import population_sections
 
@@ -75,6 +77,8 @@ class ReportOutputs:
     figures: dict[str, Path] = field(default_factory=dict)
     claims: list[ClaimResult] = field(default_factory=list)
     table: Path | None = None  # claims.csv
+    plan: ConfirmationPlan | None = None  # the seeds and the command of a confirmation sweep
+    confirmations: list[Confirmation] | None = None  # with --confirm: each claim's confirmatory test
 
 
 # --------------------------------------------------------------------------- inputs
@@ -361,10 +365,57 @@ def _effect(comp) -> str:
 
 def _comparison_cells(claim, comp) -> str:
     return (f"<td>{_seeds_cell(comp)}</td>"
-            f"<td class='num'>{_estimate(claim, comp)}<div class='sub'>{_e(comp.interval)}</div></td>"
+            f"<td class='num'>{_estimate(claim, comp)}<div class='sub'>{_e(comp.interval)}</div>"
+            f"{_sides(claim, comp)}{_dunnett(claim, comp)}</td>"
             f"<td class='num'>{_effect(comp)}</td>"
             f"<td class='num'>{_p(comp.p_value)}{_holm_support(comp)}</td>"
             f"<td class='num'>{_p(comp.p_against)}</td>")
+
+
+def _sides(claim, comp) -> str:
+    """Each side's own mean and t interval: the condition's and the control's (a draw every comparison
+    against that control shares)."""
+    if comp.scale == "slope" or math.isnan(comp.mean_group):
+        return ""
+
+    def side(mean, ci):
+        low, high = ci
+        interval = "" if math.isnan(low) else f" [{_plain(claim.metric, low)}, {_plain(claim.metric, high)}]"
+        return f"{_plain(claim.metric, mean)}{interval}"
+
+    other = "level" if claim.is_level else "control"
+    return (f"<div class='sub'>m = {side(comp.mean_group, comp.ci_group)}; {other} "
+            f"{side(comp.mean_baseline, comp.ci_baseline) if not claim.is_level else _plain(claim.metric, claim.value)}"
+            "</div>")
+
+
+def _dunnett(claim, comp) -> str:
+    low, high = comp.dunnett_ci
+    if math.isnan(low):
+        return ""
+    return (f"<div class='sub'>Dunnett (all conditions at once): [{_metric_value(claim.metric, low, True)}, "
+            f"{_metric_value(claim.metric, high, True)}], p {_p(comp.dunnett_p)}</div>")
+
+
+def _one_sided_note(claim, comp) -> str:
+    """Why 'supported' can stand beside a two-sided interval that reaches past the claim's boundary: the
+    claim is one-sided, and its test is at the claim's level on one side only."""
+    if comp.verdict != SUPPORTED or claim.side == "equivalence" or comp.scale == "slope":
+        return ""
+    low, high = comp.ci
+    boundary = claim.ratio if comp.scale == "ratio" else claim.null
+    if math.isnan(low) or not low <= boundary <= high:
+        return ""
+    side = ">" if claim.side == "greater" else "<"
+    return (f"<div class='sub'>one-sided: p = {_p(comp.p_value)} &lt; {claim.alpha_level:g} for "
+            f"estimate {side} {_num(boundary, 4)}; the two-sided {int(round(100 * (1 - claim.alpha_level * 2)))}% "
+            "interval shown reaches past it</div>")
+
+
+def _df_warning(comp) -> str:
+    """Two seeds give a t test one degree of freedom: said beside the numbers, as the figures say it."""
+    n = min(comp.n_group, comp.n_baseline) if comp.scale != "slope" else comp.n_group
+    return "<div class='sub bad'>2 seeds: 1 degree of freedom</div>" if n == 2 else ""
 
 
 def _holm_support(comp) -> str:
@@ -379,6 +430,7 @@ def _claims_section(results: list[ClaimResult], level: float) -> str:
         return "<p>No claims were given.</p>"
     counts = {v: sum(r.verdict == v for r in results) for v in (SUPPORTED, REFUTED, INCONCLUSIVE, NOT_TESTED)}
     chips = " ".join(f"{_badge(v)} × {n}" for v, n in counts.items() if n)
+    shared = _control_users(results)
     rows = []
     untested = [r for r in results if r.verdict == NOT_TESTED]
     for r in results:
@@ -394,7 +446,7 @@ def _claims_section(results: list[ClaimResult], level: float) -> str:
             f"<td colspan='6'><div class='statement'>{_e(c.statement)}</div>"
             f"<div class='sub'><span class='cid'>{_e(c.id)}</span> · H<sub>1</sub>: <code>{_e(c.hypothesis())}</code>"
             f" · {_e(c.test)} on <b>{_e(c.metric)}</b>, level {c.alpha_level:g}</div>{source}"
-            + (f"<div class='why'>{_e(detail)}</div>" if detail else "") + "</td>"
+            + (f"<div class='why'>{_e(detail)}</div>" if detail else "") + _shared_control(r, shared) + "</td>"
             f"<td>{_badge(r.verdict)}{rule}</td>"
             "</tr>"
         )
@@ -407,18 +459,20 @@ def _claims_section(results: list[ClaimResult], level: float) -> str:
                     f"<td>{len(cell.comparisons)} alphas</td><td></td><td></td>"
                     f"<td class='num'>{_p(cell.p_value)}</td><td></td>" if cell.comparisons else
                     "<td colspan='5'></td>")
+            why_one = _one_sided_note(c, one) if one is not None and cell.verdict == SUPPORTED else ""
             rows.append(f"<tr class='cell'><td class='indent'>{label}</td>{body}"
-                        f"<td>{_badge(cell.verdict)}<div class='sub'>{_e(note)}</div></td></tr>")
+                        f"<td>{_badge(cell.verdict)}{why_one}<div class='sub'>{_e(note)}</div></td></tr>")
             if len(cell.comparisons) > 1:
                 for comp in cell.comparisons:
                     rows.append("<tr class='comparison'>"
                                 f"<td class='indent2'>{_e(comp.label)}{_failed_runs(comp)}</td>"
                                 f"{_comparison_cells(c, comp)}"
-                                f"<td>{_alpha_badge(cell, comp)}</td></tr>")
+                                f"<td>{_alpha_badge(cell, comp, c)}</td></tr>")
     head = ("<tr><th class='wide'>claim · cell · comparison (m = the metric's mean over seeds)</th><th>seeds</th>"
             f"<th>estimate [{int(level * 100)}% CI]</th><th>effect</th><th>p (claim)</th>"
             "<th>p against (Holm)</th><th>verdict</th></tr>")
-    table = f"<table class='claims'><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>" if rows else ""
+    table = (f"<div class='scroll'><table class='claims'><thead>{head}</thead><tbody>{''.join(rows)}</tbody>"
+             "</table></div>") if rows else ""
     skipped = ""
     if untested:
         items = "".join(f"<li><span class='cid'>{_e(r.claim.id)}</span>: {_e(r.claim.statement)}"
@@ -430,13 +484,53 @@ def _claims_section(results: list[ClaimResult], level: float) -> str:
             "beside this page.</p>")
 
 
-def _alpha_badge(cell, comp) -> str:
+def _control_key(result: ClaimResult) -> tuple | None:
+    """Which control runs a contrast claim compares with: its condition column and baseline value."""
+    c = result.claim
+    if c.is_trend or c.is_level or not result.comparisons:
+        return None
+    return (c.by, c.baseline)
+
+
+def _control_users(results: list[ClaimResult]) -> dict:
+    """control -> the claims that compare with it (over any metric): one draw of the control underlies all."""
+    users: dict = {}
+    for r in results:
+        key = _control_key(r)
+        if key is not None:
+            users.setdefault(key, []).append(r.claim.id)
+    return users
+
+
+def _shared_control(result: ClaimResult, shared: dict) -> str:
+    """Beside a claim over several conditions: they share one control, whose own mean and interval are shown
+    (a high or low draw of it moves every comparison at once), and how many claims lean on it."""
+    key = _control_key(result)
+    if key is None:
+        return ""
+    by, baseline = key
+    comps = [c for c in result.comparisons if not math.isnan(c.mean_baseline)]
+    if not comps:
+        return ""
+    first = comps[0]
+    low, high = first.ci_baseline
+    metric = result.claim.metric
+    interval = "" if math.isnan(low) else f" [{_plain(metric, low)}, {_plain(metric, high)}]"
+    conditions = len({c.alpha for c in result.comparisons})
+    others = len(shared.get(key, [])) - 1
+    lean = (f"; {conditions} conditions are compared with this one control" if conditions > 1 else "")
+    more = f"; {others} other claim(s) of this report compare with the same control runs" if others > 0 else ""
+    return (f"<div class='control'>control {_e(by)} = {baseline:g}: m = {_plain(metric, first.mean_baseline)}"
+            f"{interval} over {first.n_baseline} seeds{lean}{more}</div>")
+
+
+def _alpha_badge(cell, comp, claim=None) -> str:
     """One alpha's verdict, Holm-adjusted on both sides. Where the claim is supported in the cell
     (every alpha at once, by the intersection-union test) but this alpha alone does not pass
     Holm, it shows without a verdict colour."""
     if comp.verdict == INCONCLUSIVE and cell.verdict == SUPPORTED:
         return "<span class='sub'>holds within the supported claim (not alone after Holm)</span>"
-    return _badge(comp.verdict)
+    return _badge(comp.verdict) + (_one_sided_note(claim, comp) if claim is not None else "")
 
 
 def _g(value: float) -> str:
@@ -453,9 +547,9 @@ def _failed_runs(comp) -> str:
 def _seeds_cell(comp) -> str:
     if comp.scale == "slope":
         design = "per-seed slopes" if comp.paired else "networks, one per seed"
-        return f"{comp.n_group}<div class='sub'>{design}</div>"
+        return f"{comp.n_group}<div class='sub'>{design}</div>{_df_warning(comp)}"
     design = "no test" if min(comp.n_group, comp.n_baseline) < 2 else "paired" if comp.paired else "Welch"
-    return f"{comp.n_group} vs {comp.n_baseline}<div class='sub'>{design}</div>"
+    return f"{comp.n_group} vs {comp.n_baseline}<div class='sub'>{design}</div>{_df_warning(comp)}"
 
 
 def _summary_table(results: pd.DataFrame, level: float) -> str:
@@ -489,7 +583,9 @@ def _summary_table(results: pd.DataFrame, level: float) -> str:
         names = "".join(f"<td>{_e(v)}</td>" for v in key[:-1])
         rows.append(f"<tr{cls}>{names}<td class='num'>{alpha:g}</td><td>{runs}</td>{''.join(cells)}"
                     f"<td class='num'>{time}</td></tr>")
-    return f"<table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table>"
+    return (f"<div class='scroll'><table><thead>{head}</thead><tbody>{''.join(rows)}</tbody></table></div>"
+            "<p class='sub'>Bold rows: the baseline, plain training (alpha = 0), that the claims compare "
+            "with. Intervals are t intervals over the seeds of each row.</p>")
 
 
 def _runs_table(results: pd.DataFrame) -> str:
@@ -573,6 +669,8 @@ table.runs td, table.runs th { padding: 4px 7px; font-size: 12px; }
 .rule { color: #2b4a6f; font-size: 12px; margin-top: 3px; }
 .why { color: #4a5563; font-size: 12.5px; margin-top: 4px; }
 .sub.bad { color: #9b1c1c; }
+.control { color: #2b4a6f; font-size: 12px; margin-top: 3px; }
+main { overflow-wrap: anywhere; }
 """
 
 
@@ -638,7 +736,8 @@ seeds, per cell.</li>
 
 def render_page(*, title: str, subtitle: str, results: pd.DataFrame, claims: list[ClaimResult],
                 figure_paths: list[tuple[Path, str, bool]], level: float, n_boot: int, notices: list[str],
-                sections: list[tuple[str, str, list[tuple[Path, str, bool]]]] = (), interval: str = "t") -> str:
+                sections: list[tuple[str, str, list[tuple[Path, str, bool]]]] = (), interval: str = "t",
+                confirmation: str = "", plan: str = "") -> str:
     """The report as one HTML string: claims, figures, optional sections (title, HTML intro,
     figures: robustness and representations when evaluated), results tables, methods."""
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -661,8 +760,10 @@ def render_page(*, title: str, subtitle: str, results: pd.DataFrame, claims: lis
 <p class="meta">alpha &lt; 0 discourages class selectivity, alpha &gt; 0 encourages it, alpha = 0 is the baseline.
 Generated {stamp} by selectivity {_e(__version__)}.</p>
 {notice}
-<h2>Claims</h2>
+{f"<h2>Findings, confirmed on fresh seeds</h2>{confirmation}" if confirmation else ""}
+<h2>{"Claims on the exploratory seeds" if confirmation else "Claims"}</h2>
 {_claims_section(claims, level)}
+{f"<h2>Planning the confirmation</h2>{plan}" if plan else ""}
 <h2>Figures</h2>
 {figs or "<p>No completed run: nothing to plot.</p>"}
 {extra}
@@ -700,8 +801,8 @@ def _describe(results: pd.DataFrame) -> tuple[str, str]:
     return title, subtitle
 
 
-def _figures(root: Path, results: pd.DataFrame, title: str, level: float) -> tuple[list[tuple[Path, str, bool]],
-                                                                                   list[str]]:
+def _figures(root: Path, results: pd.DataFrame, title: str, level: float,
+             monoloss_runs: int = 0) -> tuple[list[tuple[Path, str, bool]], list[str]]:
     """Write the PNGs beside the page; returns (path, caption, full width?) and notices."""
     done = results[results["status"] == "completed"]
     if done.dropna(subset=[c for c in ("test_acc", "mean_si") if c in done.columns]).empty:
@@ -712,7 +813,9 @@ def _figures(root: Path, results: pd.DataFrame, title: str, level: float) -> tup
     out.append((figures.plot_accuracy_vs_selectivity(results, root / "accuracy_vs_selectivity.png", title=title,
                                                      zoom=True),
                 "Test accuracy against mean class selectivity, one point per run, coloured by alpha (baseline "
-                "grey). Right: the runs within 5 points of the best accuracy.", True))
+                "grey). Right: the runs within 5 points of the best accuracy."
+                + (f" The {monoloss_runs} MonoLoss runs (lambda ≠ 0) are not drawn here: their knob is not alpha; "
+                   "they have their own figures against lambda below." if monoloss_runs else ""), True))
     cells = cell_columns(results)
     out.append((figures.plot_metric_vs_alpha(results, "test_acc", root / "accuracy_vs_alpha.png", percent=True,
                                              ylabel="test accuracy (%)", title="test accuracy against alpha",
@@ -836,7 +939,8 @@ def _evaluation_sections(root: Path, results: pd.DataFrame) -> list[tuple[str, s
 
 
 def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, default_claims: bool = True,
-                 level: float = 0.95, n_boot: int = 10_000, seed: int = 0, interval: str = "t") -> ReportOutputs:
+                 level: float = 0.95, n_boot: int = 10_000, seed: int = 0, interval: str = "t",
+                 confirm: str | Path | None = None, dunnett: bool = False) -> ReportOutputs:
     """Write ``DIR/report.html`` and its figures for the sweep in ``sweep_dir``.
 
     claims_files: claims YAML files added to the default claims (``default_claims=False``
@@ -845,26 +949,45 @@ def build_report(sweep_dir: str | Path, claims_files: list[str | Path] = (), *, 
     the bootstrap's. Also writes ``DIR/claims.csv``, one row per (claim, cell, alpha).
     Raises :class:`ReportError` (a ValueError) for a missing or empty sweep directory and
     :class:`ClaimsError` for a claims file that breaks the schema.
+
+    The page plans a confirmation of the findings on fresh seeds (:func:`plan_confirmation`). With
+    ``confirm`` (the confirmatory sweep of the same grid on disjoint seeds), each claim's finding is
+    re-tested on those seeds alone and claims.csv gains the confirmatory columns; two sweeps that are
+    not one grid, or share a seed, are a :class:`ReportError` naming the difference. ``dunnett``: many-to-one
+    simultaneous intervals for the claims over several conditions.
     """
     root = Path(sweep_dir)
     results = load_sweep(root)
     claims = load_claims(*claims_files, defaults=default_claims)
+    confirming = load_sweep(Path(confirm)) if confirm is not None else None
     title, subtitle = _describe(results)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices of diverged runs
         # The alpha figures show the SI runs (lambda 0); the MonoLoss runs get figures against lambda.
         alpha_runs, lambda_runs = split_knobs(results)
-        figure_paths, notices = _figures(root, alpha_runs, title, level)
+        figure_paths, notices = _figures(root, alpha_runs, title, level,
+                                         0 if lambda_runs is None else int((pd.to_numeric(lambda_runs["lambda"]) != 0).sum()))
         if figure_paths and lambda_runs is not None:
             figure_paths += _lambda_figures(root, lambda_runs, level)
         sections = _evaluation_sections(root, alpha_runs) if figure_paths else []
         sections += population_sections(root, alpha_runs, lambda_runs, level) if figure_paths else []
-    verdicts = evaluate_claims(results, claims, level=level, n_boot=n_boot, seed=seed, interval=interval)
+    verdicts = evaluate_claims(results, claims, level=level, n_boot=n_boot, seed=seed, interval=interval,
+                               dunnett=dunnett)
+    confirmations = None
+    if confirming is not None:  # checked before anything is written: one grid, fresh seeds
+        confirmations = confirm_claims(results, confirming, claims, level=level, explored=verdicts, dunnett=dunnett)
+    plan = plan_confirmation(root, results, verdicts, level)
     table = root / CLAIMS_CSV
-    atomic_write(table, lambda tmp: claims_table(verdicts, level).to_csv(tmp, index=False))
+    frame = (claims_table(verdicts, level) if confirmations is None
+             else confirmation_table(confirmations, level, plan))
+    atomic_write(table, lambda tmp: frame.to_csv(tmp, index=False))
     page = root / REPORT_HTML
+    confirmation = "" if confirmations is None else confirmation_section(confirmations, str(root), str(confirm),
+                                                                          _estimate)
     text = render_page(title=title, subtitle=subtitle, results=results, claims=verdicts, figure_paths=figure_paths,
-                       level=level, n_boot=n_boot, notices=notices, sections=sections, interval=interval)
+                       level=level, n_boot=n_boot, notices=notices, sections=sections, interval=interval,
+                       confirmation=confirmation, plan=plan_section(plan))
     write_text(page, text)  # a full or read-only disk: a RunError naming the page, the old page kept
     every = figure_paths + [f for _, _, paths in sections for f in paths]
-    return ReportOutputs(page=page, figures={p.stem: p for p, _, _ in every}, claims=verdicts, table=table)
+    return ReportOutputs(page=page, figures={p.stem: p for p, _, _ in every}, claims=verdicts, table=table,
+                         plan=plan, confirmations=confirmations)

@@ -254,9 +254,10 @@ def _no_spread(xv: np.ndarray, yv: np.ndarray, paired: bool) -> bool:
 
 
 def _compare_alphas(claim: Claim, frame: pd.DataFrame, found: list[float], level: float, interval: str,
-                    n_boot: int, seed: int, fail: float | None, resolution: float | None):
+                    n_boot: int, seed: int, fail: float | None, resolution: float | None, dunnett: bool = False):
     """The comparisons of a contrast claim in one cell, Holm over its alphas; the cell verdict; the outcome."""
     outcome = _Outcome()
+    samples: list[np.ndarray] = []
     cell = _CellRuns(frame, [claim.metric])
     base = cell.at(claim.baseline) if not claim.is_level else _Runs(pd.DataFrame(), [])
     y = _with_failures(base, fail, claim.metric) if not claim.is_level else None
@@ -292,7 +293,11 @@ def _compare_alphas(claim: Claim, frame: pd.DataFrame, found: list[float], level
         (outcome.missing if fail is None and claim.failed != "exclude" else outcome.scored).update(missing)
         to_support, to_refute = _distances(claim, c)
         refute_level = claim.alpha_level / len(found) / (2 if claim.side == "equivalence" else 1)
+        _, *group_ci = stats.mean_ci(xv, level)
+        _, *base_ci = stats.mean_ci(yv, level) if not claim.is_level else (0.0, claim.value, claim.value)
+        samples.append(xv)
         rows.append(dict(alpha=alpha, n_group=len(xv), n_baseline=len(yv), paired=paired,
+                         ci_group=tuple(map(float, group_ci)), ci_baseline=tuple(map(float, base_ci)),
                          mean_group=float(xv.mean()), mean_baseline=float(yv.mean()), estimate=estimate, ci=ci,
                          effect_size=float(effect), effect_name=effect_name, p_value=float(support.p_value),
                          p_against_raw=p_against, scale="ratio" if claim.ratio is not None else "difference",
@@ -300,6 +305,10 @@ def _compare_alphas(claim: Claim, frame: pd.DataFrame, found: list[float], level
                          n_failed=sum(len(m) for m in missing.values()), failed_runs=_missing_text(claim.by, missing),
                          seeds_to_support=_seeds(claim, to_support, paired, sd_x, sd_y, claim.alpha_level),
                          seeds_to_refute=_seeds(claim, to_refute, paired, sd_x, sd_y, refute_level)))
+    if dunnett and not claim.is_level and claim.ratio is None and len(rows) > 1:
+        for row, (low, high, p) in zip(rows, stats.dunnett_intervals(samples, y.to_numpy(dtype=float), level),
+                                       strict=True):
+            row.update(dunnett_ci=(low, high), dunnett_p=p)
     family = stats.family_verdict([r["p_value"] for r in rows], [r["p_against_raw"] for r in rows],
                                   claim.alpha_level)
     comparisons = tuple(Comparison(**r, p_against=float(a), p_support_holm=float(s), verdict=_CODES[int(v)])
@@ -512,7 +521,7 @@ def _no_value_reason(claim: Claim, where: str, alphas_missing: dict) -> str:
 
 
 def _evaluate_cell(claim: Claim, key: tuple, frame: pd.DataFrame, level: float, interval: str, n_boot: int,
-                   seed: int) -> CellResult:
+                   seed: int, dunnett: bool = False) -> CellResult:
     """One cell: ``frame`` holds every planned run of the cell, whatever its status."""
     fail, why_not = _failure_value(claim, frame)
     if why_not:
@@ -556,7 +565,7 @@ def _evaluate_cell(claim: Claim, key: tuple, frame: pd.DataFrame, level: float, 
             return CellResult(key, NOT_TESTED, _no_value_reason(claim, where, missing_at(lacking))
                               + f" (values here: {_alphas_text(with_values)})")
         comparisons, verdict, outcome = _compare_alphas(claim, frame, found, level, interval, n_boot, seed, fail,
-                                                        resolution)
+                                                        resolution, dunnett)
         return _finish(claim, key, verdict, "", comparisons, outcome, resolution)
     if claim.baseline_rule is not None:  # e.g. '> 0': exactly one other value of `by` must match
         matched = [a for a in claim.baseline_rule.select(planned)[0] if a not in claim.group.select(planned)[0]]
@@ -576,7 +585,7 @@ def _evaluate_cell(claim: Claim, key: tuple, frame: pd.DataFrame, level: float, 
         return CellResult(key, NOT_TESTED, _no_value_reason(claim, where, missing_at(lacking))
                           + f" (alphas here: {_alphas_text(with_values)})")
     comparisons, verdict, outcome = _compare_alphas(claim, frame, found, level, interval, n_boot, seed, fail,
-                                                    resolution)
+                                                    resolution, dunnett)
     reason = ""
     if verdict == INCONCLUSIVE and any(min(c.n_group, c.n_baseline) < 2 for c in comparisons):
         if all(math.isnan(c.seeds_to_support) for c in comparisons):
@@ -643,7 +652,7 @@ def _overall(claim: Claim, cells: list[CellResult], absent: list[str]) -> tuple[
 
 
 def evaluate_claim(results: pd.DataFrame, claim: Claim, *, level: float = 0.95, n_boot: int = 10_000,
-                   seed: int = 0, interval: str = "t") -> ClaimResult:
+                   seed: int = 0, interval: str = "t", dunnett: bool = False) -> ClaimResult:
     """Test one claim on a results table (one row per run: alpha, seed, status, metrics), per cell.
 
     Every run of the table counts as planned: completed runs with a finite value of the metric
@@ -653,7 +662,9 @@ def evaluate_claim(results: pd.DataFrame, claim: Claim, *, level: float = 0.95, 
     :class:`ClaimsError` for a metric or ``where`` column the table lacks; alphas a cell lacks,
     or a metric of an evaluation (robustness, analyze) not yet run, give 'not tested'.
     ``interval``: 't' (t, Welch or Fieller intervals) or 'bootstrap' (percentile, only where
-    every group has BOOTSTRAP_MIN_SEEDS seeds or more; t elsewhere).
+    every group has BOOTSTRAP_MIN_SEEDS seeds or more; t elsewhere). ``dunnett``: also give each
+    comparison of a claim over several conditions its many-to-one simultaneous interval and p
+    (Dunnett's test, the groups taken as independent: :func:`selectivity.analysis.stats.dunnett_intervals`).
     """
     if interval not in ("t", "bootstrap"):
         raise ValueError(f"interval must be 't' or 'bootstrap', got {interval!r}")
@@ -688,7 +699,7 @@ def evaluate_claim(results: pd.DataFrame, claim: Claim, *, level: float = 0.95, 
                   for k, g in frame.groupby(keys if len(keys) > 1 else keys[0], dropna=False, sort=True)]
     else:
         groups = [((), frame)]
-    cells = [_evaluate_cell(claim, key, g, level, interval, n_boot, seed) for key, g in groups
+    cells = [_evaluate_cell(claim, key, g, level, interval, n_boot, seed, dunnett) for key, g in groups
              if "status" not in g.columns or (g["status"] == "completed").any() or len(groups) == 1]
     lost = [g for _, g in groups if "status" in g.columns and not (g["status"] == "completed").any()]
     verdict, reason = _overall(claim, cells, absent)
@@ -702,6 +713,7 @@ def evaluate_claim(results: pd.DataFrame, claim: Claim, *, level: float = 0.95, 
 
 
 def evaluate_claims(results: pd.DataFrame, claims: list[Claim], *, level: float = 0.95, n_boot: int = 10_000,
-                    seed: int = 0, interval: str = "t") -> list[ClaimResult]:
+                    seed: int = 0, interval: str = "t", dunnett: bool = False) -> list[ClaimResult]:
     """:func:`evaluate_claim` for each claim, in order."""
-    return [evaluate_claim(results, c, level=level, n_boot=n_boot, seed=seed, interval=interval) for c in claims]
+    return [evaluate_claim(results, c, level=level, n_boot=n_boot, seed=seed, interval=interval, dunnett=dunnett)
+            for c in claims]

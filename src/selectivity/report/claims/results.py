@@ -59,6 +59,12 @@ class Comparison:
     p_support_holm: float = float("nan")
     n_failed: int = 0
     failed_runs: str = ""
+    # Each side's own mean with its t interval over seeds: a reader sees what the control's draw was.
+    ci_group: tuple[float, float] = (float("nan"), float("nan"))
+    ci_baseline: tuple[float, float] = (float("nan"), float("nan"))
+    # Many-to-one simultaneous interval and p of the difference (Dunnett), when asked for.
+    dunnett_ci: tuple[float, float] = (float("nan"), float("nan"))
+    dunnett_p: float = float("nan")
 
     @property
     def difference(self) -> float:
