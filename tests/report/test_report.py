@@ -160,12 +160,12 @@ def test_page_renders_in_headless_chromium(chromium, built_report, tmp_path):
     shot = tmp_path / "report.png"
     command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-               f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,3000",
+               f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,4500",
                built_report.page.resolve().as_uri()]
     done = subprocess.run(command, capture_output=True, text=True, timeout=180)
     assert shot.exists(), f"chromium wrote no screenshot (exit {done.returncode}): {done.stderr[-2000:]}"
     image = Image.open(shot).convert("RGB")
-    assert image.size == (1200, 3000)
+    assert image.size == (1200, 4500)
     pixels = np.asarray(image).reshape(-1, 3)
     colours = np.unique(pixels[::7], axis=0)
     assert len(colours) > 500, f"only {len(colours)} distinct colours: is the page blank?"

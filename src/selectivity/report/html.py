@@ -670,6 +670,10 @@ table.runs td, table.runs th { padding: 4px 7px; font-size: 12px; }
 .why { color: #4a5563; font-size: 12.5px; margin-top: 4px; }
 .sub.bad { color: #9b1c1c; }
 .control { color: #2b4a6f; font-size: 12px; margin-top: 3px; }
+th.nowrap { white-space: nowrap; }
+table.confirm td.indent2 { white-space: nowrap; }
+table.claims td.num div.sub { white-space: normal; min-width: 14em; }
+table.claims td:nth-child(2) { min-width: 5.5em; }
 main { overflow-wrap: anywhere; }
 """
 
@@ -763,7 +767,7 @@ Generated {stamp} by selectivity {_e(__version__)}.</p>
 {f"<h2>Findings, confirmed on fresh seeds</h2>{confirmation}" if confirmation else ""}
 <h2>{"Claims on the exploratory seeds" if confirmation else "Claims"}</h2>
 {_claims_section(claims, level)}
-{f"<h2>Planning the confirmation</h2>{plan}" if plan else ""}
+{plan}
 <h2>Figures</h2>
 {figs or "<p>No completed run: nothing to plot.</p>"}
 {extra}
