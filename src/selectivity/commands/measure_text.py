@@ -175,7 +175,13 @@ def measure_text(
         for index in batches:
             yield texts.batch(index).to(device), texts.labels[index]
 
-    with Probe(net, chosen, detach=True, tokens=tokens, positive_part=positive_part) as probe:
+    try:
+        probe = Probe(net, chosen, detach=True, tokens=tokens, positive_part=positive_part)
+    except LayerSelectionError:
+        raise
+    except ValueError as err:  # a token rule the model cannot take (cls without a class token)
+        raise ConfigError(f"--tokens: {err}") from None
+    with probe:
         rule = probe.tokens
         raw = not probe.positive_part
         states = _stream(net, probe, stream(), texts.num_classes, measures, sample_size, seed, top_texts, progress,

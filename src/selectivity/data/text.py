@@ -339,7 +339,7 @@ def tokenize(split: TextSplit, tokenizer, max_length: int | None = None, truncat
         raise DatasetError(f"the maximum length must be at least 2 tokens, got {limit}")
     if model_max_length is not None and limit > model_max_length:
         raise DatasetError(f"max length {limit} exceeds the model's maximum of {model_max_length} tokens")
-    ids = tokenizer(split.texts, add_special_tokens=True, truncation=False)["input_ids"]
+    ids = tokenizer(split.texts, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]
     long = [i for i, row in enumerate(ids) if len(row) > limit]
     if long and truncation == "none":
         first = long[0]

@@ -191,18 +191,22 @@ def _load_tokenizer(folder: Path):
 
 
 def model_max_length(tokenizer, config) -> int:
-    """The most tokens a text may have: the tokenizer's model_max_length where it says one, else the
-    model's positions (RoBERTa's start after its padding index, so two fewer)."""
+    """The most tokens a text may have: the smaller of the tokenizer's model_max_length (where it says
+    one) and the model's positions (RoBERTa's start after its padding index, so two fewer)."""
+    limits = []
     declared = getattr(tokenizer, "model_max_length", None)
     if isinstance(declared, int) and 0 < declared < 1_000_000:
-        return declared
+        limits.append(declared)
     for key in ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len"):
         value = getattr(config, key, None)
         if isinstance(value, int) and value > 0:
             if "roberta" in getattr(config, "model_type", "") and getattr(config, "pad_token_id", None) is not None:
                 value -= config.pad_token_id + 1
-            return value
-    raise HFModelError("the model declares no maximum length (tokenizer model_max_length, max_position_embeddings)")
+            limits.append(value)
+            break
+    if not limits:
+        raise HFModelError("the model declares no maximum length (tokenizer model_max_length, max_position_embeddings)")
+    return min(limits)
 
 
 def _prefix_tokens(tokenizer) -> int:
