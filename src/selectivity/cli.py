@@ -83,7 +83,8 @@ def _measure(args) -> int:
     summary = measure_run(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress)
     _print_si_summary(summary, f"   accuracy {summary['accuracy']:.4f}")
     # Say what was measured: training's final.json may have used a subset (data.test_limit).
-    print(f"measured on {summary['images']} images of the {summary['split']} split of {summary['data']}")
+    print(f"measured on {summary['images']} {summary.get('samples', 'images')} of the {summary['split']} split of "
+          f"{summary['data']}")
     print(f"per-unit SI: {summary['units_csv']}")
     if args.measures:
         from .commands.measure_any import measure_run_units

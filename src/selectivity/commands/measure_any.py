@@ -298,12 +298,12 @@ def measure_run_units(run_dir: str | Path, data: str | None = None, split: str =
     Returns:
         dict: ``files`` (name -> path) and ``sampling`` (:func:`sampling_summary`: None when exact).
     """
-    from ..data import DeviceLoader
+    from ..data.text import make_loader
     from ..runs import open_run
 
     _check_measures(measures, sample_size)
     run = open_run(run_dir, data=data, split=split, progress=progress)
-    loader = DeviceLoader(run.data, 512, run.device, shuffle=False)
+    loader = make_loader(run.data, 512, run.device, shuffle=False)  # images, or texts by length
     with Probe(run.model, run.config.regularizer.layers, detach=True) as probe:
         states = _stream(run.model, probe, loader, run.data.num_classes, measures, sample_size, seed, 1, progress,
                          None)

@@ -39,7 +39,7 @@ import torch
 from .errors import DatasetError
 
 __all__ = ["TEXT_SUFFIXES", "TRUNCATION_RULES", "TextLoader", "TextSplit", "TokenBatch", "is_text_source",
-           "length_batches", "load_text_split", "read_text_set", "tokenize"]
+           "length_batches", "load_text_split", "make_loader", "read_text_set", "tokenize"]
 
 TEXT_SUFFIXES = (".csv", ".jsonl")
 TRUNCATION_RULES = ("none", "right", "left")
@@ -344,8 +344,8 @@ def tokenize(split: TextSplit, tokenizer, max_length: int | None = None, truncat
     if long and truncation == "none":
         first = long[0]
         raise DatasetError(f"{split.name} row {first + 1} has {len(ids[first])} tokens, more than the maximum of "
-                           f"{limit} ({len(long)} text(s) in all); give a truncation rule: --truncation right (keep "
-                           "the first tokens) or left (keep the last)")
+                           f"{limit} ({len(long)} text(s) in all); give a truncation rule: --truncation (data.truncation) "
+                           "right (keep the first tokens) or left (keep the last)")
     if long:
         side = tokenizer.truncation_side
         tokenizer.truncation_side = truncation
@@ -438,3 +438,18 @@ class TextLoader:
             x = self.split.batch(index).to(self.device)
             y = self.labels[index.to(self.device)]
             yield (x, y) if self.embeddings is None else (x, y, self.embeddings[index.to(self.device)])
+
+
+def make_loader(split, batch_size: int, device, **options):
+    """A :class:`TextLoader` for a :class:`TextSplit` (image-only options such as ``augment`` and
+    ``channels_last`` do not apply and are dropped; text batches are of at most 64 texts for
+    evaluation-sized requests), else a :class:`~selectivity.data.DeviceLoader` with every option."""
+    from .loader import DeviceLoader
+
+    if not isinstance(split, TextSplit):
+        return DeviceLoader(split, batch_size, device, **options)
+    kept = {k: v for k, v in options.items() if k in ("shuffle", "drop_last", "seed", "rank", "world_size", "dtype",
+                                                        "embeddings")}
+    if not kept.get("shuffle", True):
+        batch_size = min(batch_size, 64)  # evaluation: many short batches pad less than one long one
+    return TextLoader(split, batch_size, device, **kept)

@@ -44,7 +44,7 @@ import torch
 from torch import nn
 
 __all__ = ["HFModel", "HFModelError", "adapt", "hf_builder", "hf_dir", "is_hf_name", "load_hf", "mlp_activations",
-           "model_max_length"]
+           "model_max_length", "text_tokenizer"]
 
 PREFIX = "hf:"
 #: The files a tokenizer may come in: one of these sets must be in the folder.
@@ -358,6 +358,21 @@ def adapt(model: nn.Module, kind: str, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)
         model.register_forward_hook(adapter.after, with_kwargs=True)
         model._selectivity_adapter = adapter
     return model
+
+
+def text_tokenizer(name: str):
+    """(tokenizer, the model's maximum length) of the text model ``hf:DIR``, without loading its weights."""
+    folder = hf_dir(name)
+    _, kind = _check_files(folder)
+    if kind != "text":
+        raise HFModelError(f"model {name!r} is an image model; labelled text needs a text model")
+    transformers = _transformers()
+    try:
+        config = transformers.AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as err:
+        raise HFModelError(f"{folder}/config.json cannot be read ({str(err).strip().splitlines()[0]})") from None
+    tokenizer = _load_tokenizer(folder)
+    return tokenizer, model_max_length(tokenizer, config)
 
 
 def hf_builder(name: str):
