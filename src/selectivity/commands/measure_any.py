@@ -103,20 +103,35 @@ class _LayerState:
 
 
 @torch.no_grad()
-def _stream(model, probe: Probe, batches, num_classes, measures, sample_size, seed, top_images, progress, total):
+def _stream(model, probe: Probe, batches, num_classes, measures, sample_size, seed, top_images, progress, total,
+            gather: int = 0):
+    """Every layer's measure state and top samples over the batches. ``gather``: feed the states
+    at least that many samples at a time (small batches of long texts: each state update has a cost
+    per call, such as a top-K over the held items and the new ones); the states are exact either way."""
     states: dict[str, _LayerState] = {}
+    pending: list[tuple[dict, torch.Tensor]] = []
     offset = 0
-    for x, y in tqdm(batches, total=total, desc="measuring", unit="batch", disable=not progress):
-        model(x)
-        acts = probe.collect(batch_size=y.shape[0])
+
+    def feed() -> None:
+        nonlocal offset
+        y = torch.cat([labels for _, labels in pending])
         for name in probe.layers:
-            units = unit_activations(acts[name], name)
+            units = torch.cat([unit_activations(acts[name], name) for acts, _ in pending])
             if name not in states:
                 states[name] = _LayerState(name, num_classes, measures, sample_size, seed, top_images)
             state = states[name]
             state.acc.update(units, y.to(units.device))
             state.top.update(units, offset)
         offset += y.shape[0]
+        pending.clear()
+
+    for x, y in tqdm(batches, total=total, desc="measuring", unit="batch", disable=not progress):
+        model(x)
+        pending.append((probe.collect(batch_size=y.shape[0]), y))
+        if sum(labels.shape[0] for _, labels in pending) >= gather:
+            feed()
+    if pending:
+        feed()
     return states
 
 
