@@ -110,8 +110,10 @@ def _exemplar_sections(frame, states, order, texts: TextSplit, loaded: HFModel, 
         units = []
         for row in best.itertuples():
             state = states[row.layer]
-            index = [int(order[p]) for p in state.top.indices[:, row.unit].tolist()]
-            values = state.top.values[:, row.unit].tolist()
+            pairs = zip(state.top.indices[:, row.unit].tolist(), state.top.values[:, row.unit].tolist())
+            # A text with no response (0 after the positive part) does not drive the unit: not shown.
+            kept = [(int(order[p]), v) for p, v in pairs if v > 0 or not positive_part]
+            index, values = [i for i, _ in kept], [v for _, v in kept]
             tokens = _token_values(loaded.model, row.layer, int(row.unit), texts, index, positive_part, device)
             top = max(float(t.max()) for t in tokens)
             spans = _spans(loaded.tokenizer, texts, index)

@@ -20,7 +20,7 @@ _STYLE = """
 body { font-family: sans-serif; margin: 1.5em; color: #222; }
 h2 { border-bottom: 1px solid #ccc; margin-top: 1.5em; }
 .unit { display: flex; align-items: flex-start; gap: 1em; margin: 0.8em 0; border-bottom: 1px dotted #ddd; }
-.meta { width: 15em; flex: none; font-size: 0.85em; }
+.meta { width: 15em; flex: none; font-size: 0.85em; overflow-wrap: anywhere; }
 .texts { flex: 1; font-size: 0.9em; }
 .texts p { margin: 0.15em 0 0.5em 0; line-height: 1.6; }
 .texts .label { color: #555; font-size: 0.8em; margin-right: 0.5em; }
