@@ -198,7 +198,7 @@ def test_image_classifiers_match_their_reference(tmp_path, capsys, make, layers)
 
 
 def test_hf_names_in_the_local_cache_and_nothing_downloaded(tmp_path, capsys, monkeypatch):
-    folder = hf.make_bert(tmp_path / "cache" / "models--acme--tiny-bert" / "snapshots" / "abc123")
+    hf.make_bert(tmp_path / "cache" / "models--acme--tiny-bert" / "snapshots" / "abc123")
     (tmp_path / "cache" / "models--acme--tiny-bert" / "refs").mkdir()
     (tmp_path / "cache" / "models--acme--tiny-bert" / "refs" / "main").write_text("abc123")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "cache"))

@@ -7,7 +7,6 @@ is opened and measured again, and the refusals are checked before anything is wr
 
 import json
 import sys
-import warnings
 from pathlib import Path
 
 import pytest
@@ -54,7 +53,7 @@ def test_a_text_run_trains_and_measures_as_it_reported(tmp_path, tiny, capsys):
     assert len(rows) == 2 and rows[0]["alpha"] == -1.0 and rows[0]["batch_si"] > 0
     assert main(["measure", str(tmp_path / "run"), "--no-progress"]) == 0  # opened again: its own test texts
     out = capsys.readouterr().out
-    assert f"network" in out and "measured on 9 texts of the test split" in out
+    assert "network" in out and "measured on 9 texts of the test split" in out
     measured = json.loads(next((tmp_path / "run").glob("measure-*.json")).read_text())
     assert measured["mean_si"] == pytest.approx(final["mean_si"], rel=1e-6)
     assert measured["accuracy"] == final["test_acc"]
