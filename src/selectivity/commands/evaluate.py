@@ -186,6 +186,9 @@ def _load(run_dir: Path, limit: int | None, progress: bool):
     from ..runs import open_run
 
     run = open_run(run_dir, progress=progress)  # the run's own test images, as training evaluated them
+    if hasattr(run.data, "texts"):
+        raise EvaluationError(f"{run_dir} was trained on labelled text: robustness and analyze evaluate image runs "
+                              "(corruptions, attacks and representations of images)")
     config, model = run.config, run.model
     xs, ys = [], []
     for x, y in DeviceLoader(run.data, 512, torch.device("cpu"), shuffle=False):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..analysis.evaluation import evaluate
 from ..config import ConfigError
-from ..data import DeviceLoader
+from ..data.text import make_loader
 from ..runs import atomic_write, open_run, write_text
 
 __all__ = ["measure_run"]
@@ -19,7 +19,7 @@ def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test
     run = open_run(run_dir, data=data, split=split, progress=progress)
     paths, config, split_data = run.paths, run.config, run.data
     source = data or config.data.source
-    loader = DeviceLoader(split_data, 1024, run.device, shuffle=False)
+    loader = make_loader(split_data, 1024, run.device, shuffle=False)  # images, or texts by length
     try:
         result = evaluate(run.model, loader, split_data.num_classes, config.regularizer.layers)
     except ValueError as err:
@@ -29,6 +29,7 @@ def measure_run(run_dir: str | Path, data: str | None = None, split: str = "test
     units_csv = paths.root / f"{stem}.csv"
     atomic_write(units_csv, lambda tmp: si.to_frame().to_csv(tmp, index=False))
     summary = {"data": str(source), "split": split, "images": len(split_data.labels), "accuracy": result["test_acc"],
+               "samples": "texts" if hasattr(split_data, "texts") else "images",
                "mean_si": si.mean, "dead_fraction": si.dead_fraction,
                "mean_si_live": None if math.isnan(si.live_mean) else si.live_mean,
                "per_layer": si.per_layer, "units_csv": str(units_csv),

@@ -107,22 +107,39 @@ class _LayerState:
 
 
 @torch.no_grad()
-def _stream(model, probe: Probe, batches, num_classes, measures, sample_size, seed, top_images, progress, total):
+def _stream(model, probe: Probe, batches, num_classes, measures, sample_size, seed, top_images, progress, total,
+            gather: int = 0):
+    """Every layer's measure state and top samples over the batches. ``gather``: feed the states
+    at least that many samples at a time (small batches of long texts: each state update has a cost
+    per call, such as a top-K over the held items and the new ones); the states are exact either way."""
     states: dict[str, _LayerState] = {}
+    pending: list[tuple[dict, torch.Tensor]] = []
     offset = 0
-    for x, y in tqdm(batches, total=total, desc="measuring", unit="batch", disable=not progress):
-        output = model(x)
-        if isinstance(output, torch.Tensor) and output.ndim == 2:  # logits: NaN or inf is an error, never a unit value
-            check_finite_logits(model, x, output, f"images {offset}-{offset + y.shape[0] - 1}")
-        acts = probe.collect(batch_size=y.shape[0])
+
+    def feed() -> None:
+        nonlocal offset
+        y = torch.cat([labels for _, labels in pending])
         for name in probe.layers:
-            units = unit_activations(acts[name], name)
+            units = torch.cat([unit_activations(acts[name], name) for acts, _ in pending])
             if name not in states:
                 states[name] = _LayerState(name, num_classes, measures, sample_size, seed, top_images)
             state = states[name]
             state.acc.update(units, y.to(units.device))
             state.top.update(units, offset)
         offset += y.shape[0]
+        pending.clear()
+
+    seen = 0
+    for x, y in tqdm(batches, total=total, desc="measuring", unit="batch", disable=not progress):
+        output = model(x)
+        if isinstance(output, torch.Tensor) and output.ndim == 2:  # logits: NaN or inf is an error, never a unit value
+            check_finite_logits(model, x, output, f"inputs {seen}-{seen + y.shape[0] - 1}")
+        seen += y.shape[0]
+        pending.append((probe.collect(batch_size=y.shape[0]), y))
+        if sum(labels.shape[0] for _, labels in pending) >= gather:
+            feed()
+    if pending:
+        feed()
     return states
 
 
@@ -349,12 +366,12 @@ def measure_run_units(run_dir: str | Path, data: str | None = None, split: str =
     Returns:
         dict: ``files`` (name -> path) and ``sampling`` (:func:`sampling_summary`: None when exact).
     """
-    from ..data import DeviceLoader
+    from ..data.text import make_loader
     from ..runs import open_run
 
     _check_measures(measures, sample_size)
     run = open_run(run_dir, data=data, split=split, progress=progress)
-    loader = DeviceLoader(run.data, 512, run.device, shuffle=False)
+    loader = make_loader(run.data, 512, run.device, shuffle=False)  # images, or texts by length
     with Probe(run.model, run.config.regularizer.layers, detach=True) as probe:
         states = _stream(run.model, probe, loader, run.data.num_classes, measures, sample_size, seed, 1, progress,
                          None)

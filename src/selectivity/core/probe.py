@@ -4,11 +4,19 @@ A unit is a neuron of a layer with output (N, U), or a channel of a layer with o
 (N, U, *spatial), reduced to one number per image by its spatial mean, or a hidden neuron
 of a transformer's token layer with output (N, T, U) (units last), reduced over tokens:
 
-    response of unit u to image n = mean over the chosen tokens t of max(x[n, t, u], 0)
+    response of unit u to input n = mean over the chosen real tokens t of max(x[n, t, u], 0)
 
 The chosen tokens are all of them, CLS included (``tokens="mean"``, the default, as a
-channel is averaged over all positions), the class token alone (``"cls"``) or the patch
-tokens alone (``"patches"``). Each token's response is its positive part first
+channel is averaged over all positions), the class token alone (``"cls"``), the patch
+tokens alone (``"patches"``: all after the class and other prefix tokens) or the last token
+(``"last"``: what a decoder language model has read everything by). **Real tokens** are those
+the batch's attention mask marks (N, T), 1 for a token and 0 for padding: a padding token
+never counts, so a text's value does not depend on the texts it was batched with. The rules
+then read the real tokens in order: "cls" is the first, "patches" all after the first
+``prefix_tokens``, "last" the last. Without a mask (images) every token is real. The probe
+learns the mask of each forward pass from the call itself (an ``attention_mask`` keyword, the
+Hugging Face convention, or a first argument that carries one, as a tokenizer's batch does)
+or from :meth:`Probe.set_token_mask` before the pass. Each token's response is its positive part first
 (``positive_part=True``, the default): SI needs non-negative responses and a GELU's output
 can be negative; ``positive_part=False`` keeps raw values (then the meter and the
 regularizer warn of negative responses). A probe that applies the positive part says so
@@ -30,7 +38,7 @@ import difflib
 import fnmatch
 import re
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -50,13 +58,13 @@ _GLOB_CHARS = set("*?[")
 _ATTENTION_CLASS = re.compile(r"attention$", re.IGNORECASE)
 _ACTIVATION_CLASS = re.compile(r"(gelu|relu|relu6|silu|swish|mish|activation)$", re.IGNORECASE)
 
-TOKEN_REDUCTIONS = ("mean", "cls", "patches")
+TOKEN_REDUCTIONS = ("mean", "cls", "patches", "last")
 POSITIVE_PART_WARNING = (
     "token layers {layers}: each token's response is taken as its positive part max(x, 0) before the mean over "
     "{tokens} (SI needs non-negative responses; GELU outputs can be negative). positive_part=False "
     "(regularizer.positive_part: false) keeps raw values"
 )
-_TOKENS_SAID = {"mean": "all tokens", "cls": "the class token", "patches": "the patch tokens"}
+_TOKENS_SAID = {"mean": "all (real) tokens", "cls": "the class token", "patches": "the patch tokens", "last": "the last token"}
 
 
 class LayerSelectionError(ValueError):
@@ -71,6 +79,7 @@ def unit_activations(
     tokens: str = "mean",
     positive_part: bool = True,
     prefix_tokens: int | None = None,
+    mask: Tensor | None = None,
 ) -> Tensor:
     """Reduce a module output to (N, U), one number per unit and sample.
 
@@ -82,10 +91,13 @@ def unit_activations(
             (N, U) or (N, U, H, W, ...), and a 3-D output is an error (it could be either).
             A (N, U) output is copied in every layout. Default: None.
         tokens (str): the tokens a token layer is averaged over: ``"mean"`` (all), ``"cls"``
-            (token 0 alone) or ``"patches"`` (all after the ``prefix_tokens``). Default: "mean".
+            (the first alone), ``"patches"`` (all after the ``prefix_tokens``) or ``"last"``
+            (the last alone). Default: "mean".
         positive_part (bool): a token's response is max(x, 0) (token layers only). Default: True.
         prefix_tokens (int | None): class and other non-patch tokens at the start of the
             sequence; needed by ``"cls"`` and ``"patches"``. Default: None.
+        mask (Tensor | None): (N, T), nonzero for the real tokens of each sample (an attention
+            mask): the rule reads only those (token layers only). None: every token is real.
 
     Low-precision outputs (bfloat16 under autocast) are averaged in float32.
 
@@ -96,6 +108,8 @@ def unit_activations(
         tensor([[2., 2.]])
         >>> unit_activations(x, layout="tokens", tokens="patches", prefix_tokens=1, positive_part=False)
         tensor([[3., 4.]])
+        >>> unit_activations(x, layout="tokens", mask=torch.tensor([[1, 0]]))  # token 1 is padding
+        tensor([[1., 0.]])
     """
     if not isinstance(output, Tensor):
         raise TypeError(f"layer {name!r} returned {type(output).__name__}; a tensor of shape (N, U, ...) is needed")
@@ -107,7 +121,7 @@ def unit_activations(
     if output.ndim == 2:
         return output.to(dtype, copy=True)
     if layout == "tokens":
-        return _token_units(output, name, tokens, positive_part, prefix_tokens, dtype)
+        return _token_units(output, name, tokens, positive_part, prefix_tokens, dtype, mask)
     if layout is None and output.ndim == 3:
         raise ValueError(
             f"layer {name!r} output has shape {tuple(output.shape)}: units on dim 1 (a Conv1d's (N, U, length)) or "
@@ -118,23 +132,64 @@ def unit_activations(
 
 
 def _token_units(output: Tensor, name: str, tokens: str, positive_part: bool, prefix_tokens: int | None,
-                 dtype: torch.dtype) -> Tensor:
+                 dtype: torch.dtype, mask: Tensor | None = None) -> Tensor:
     if output.ndim != 3:
         raise ValueError(f"layer {name!r} is a token layer, whose output is (N, tokens, units), but it returned shape "
                          f"{tuple(output.shape)}")
     _check_token_rule(tokens, prefix_tokens)
+    if mask is not None:
+        return _masked_token_units(output, name, tokens, positive_part, prefix_tokens or 0, dtype, mask)
     if tokens == "patches" and output.shape[1] <= prefix_tokens:
         raise ValueError(f"layer {name!r} has {output.shape[1]} tokens, none after the {prefix_tokens} prefix tokens")
-    chosen = {"mean": output, "cls": output[:, :1], "patches": output[:, prefix_tokens or 0:]}[tokens]
+    chosen = {"mean": output, "cls": output[:, :1], "patches": output[:, prefix_tokens or 0:],
+              "last": output[:, -1:]}[tokens]
     if positive_part:
         chosen = chosen.clamp(min=0)  # a new tensor: a later in-place op on the output cannot reach it
     return chosen.mean(dim=1, dtype=dtype)
 
 
+def _masked_token_units(output: Tensor, name: str, tokens: str, positive_part: bool, prefix: int,
+                        dtype: torch.dtype, mask: Tensor) -> Tensor:
+    """The rule over each sample's real tokens only: the k-th real token is the one whose running
+    count of real tokens reaches k, wherever the padding lies (right or left)."""
+    if mask.shape != output.shape[:2]:
+        raise ValueError(f"layer {name!r} has {tuple(output.shape[:2])} (samples, tokens) but the attention mask is "
+                         f"{tuple(mask.shape)}: a token layer's mask must cover its tokens")
+    real = mask.to(device=output.device, dtype=torch.bool)
+    count = real.sum(dim=1)
+    if bool((count == 0).any()):
+        raise ValueError(f"layer {name!r}: sample {int((count == 0).nonzero()[0])} has no real token in its "
+                         "attention mask")
+    order = real.cumsum(dim=1)  # k at the k-th real token (1-based)
+    if tokens in ("cls", "last"):  # one token per sample: a gather, no (N, T, U) temporary
+        at = count if tokens == "last" else torch.ones_like(count)
+        index = ((order == at.unsqueeze(1)) & real).to(torch.int8).argmax(dim=1)
+        taken = output[torch.arange(output.shape[0], device=output.device), index].to(dtype, copy=True)
+        return taken.clamp_(min=0) if positive_part else taken
+    values = output.clamp(min=0) if positive_part else output
+    chosen = real & (order > prefix) if tokens == "patches" else real
+    taken = chosen.sum(dim=1, keepdim=True)
+    if bool((taken == 0).any()):
+        raise ValueError(f"layer {name!r}: sample {int((taken == 0).nonzero()[0, 0])} has no real token after "
+                         f"the {prefix} prefix tokens")
+    weights = chosen.to(dtype) / taken.to(dtype)  # (N, T): 1/k on the k chosen tokens, 0 on padding
+    return torch.bmm(weights.unsqueeze(1), values.to(dtype)).squeeze(1)
+
+
+def _attention_mask(args: tuple, kwargs: dict) -> Tensor | None:
+    """The (N, T) attention mask a forward call carries: an ``attention_mask`` keyword, or a first
+    argument with one (a tokenizer's batch, :class:`~selectivity.data.text.TokenBatch`); else None."""
+    mask = kwargs.get("attention_mask")
+    if mask is None and args:
+        first = args[0]
+        mask = first.get("attention_mask") if isinstance(first, Mapping) else getattr(first, "attention_mask", None)
+    return mask if isinstance(mask, Tensor) and mask.ndim == 2 else None
+
+
 def _check_token_rule(tokens: str, prefix_tokens: int | None) -> None:
     if tokens not in TOKEN_REDUCTIONS:
         raise ValueError(f"tokens must be one of {list(TOKEN_REDUCTIONS)}, got {tokens!r}")
-    if tokens != "mean" and prefix_tokens is None:
+    if tokens in ("cls", "patches") and prefix_tokens is None:
         raise ValueError(f"tokens={tokens!r} needs to know how many class (prefix) tokens start the sequence: "
                          "the model declares no num_prefix_tokens")
     if tokens == "cls" and prefix_tokens == 0:
@@ -275,8 +330,9 @@ class Probe:
         detach (bool): keep activations out of the autograd graph (measuring) or in it
             (regularizing). Default: True.
         tokens (str | None): for token layers, the tokens averaged: ``"mean"`` (all, CLS
-            included), ``"cls"`` or ``"patches"``; None: the model's ``selectivity_tokens``
-            attribute (the trainer sets it from ``regularizer.tokens``), else "mean".
+            included), ``"cls"``, ``"patches"`` or ``"last"``; None: the model's
+            ``selectivity_tokens`` attribute (the trainer sets it from ``regularizer.tokens``),
+            else "mean".
         positive_part (bool | None): for token layers, take each token's response as
             max(x, 0) before the mean; None: the model's ``selectivity_positive_part``
             attribute, else True.
@@ -285,6 +341,12 @@ class Probe:
     tensor, in the order of ``probe.layers``; ``probe.layouts`` says how each was reduced
     (``"tokens"`` or ``"channels"``, see :func:`token_layers`). Use it as a context manager,
     or call :meth:`close`, to remove the hooks.
+
+    Token layers read only the real tokens of each sample (see the module docstring): the probe
+    takes the attention mask (N, T) of each pass from the call, ``model(input_ids=...,
+    attention_mask=...)`` or ``model(batch)`` with a batch that has an ``attention_mask``, or from
+    :meth:`set_token_mask` called just before the pass (it then holds for that pass only).
+    ``probe.token_mask`` is the mask of the last pass (None: every token real).
 
     A module that runs more than once in one forward pass (a ReLU object reused inside a
     block) keeps its last call's output, with a one-time warning: select a module that runs
@@ -319,11 +381,13 @@ class Probe:
                 warnings.warn(POSITIVE_PART_WARNING.format(layers=", ".join(shown), tokens=_TOKENS_SAID[self.tokens]),
                               RuntimeWarning, stacklevel=2)
         self.enabled = True
+        self.token_mask: Tensor | None = None
+        self._next_mask: Tensor | None = None
         self.activations: dict[str, Tensor] = {}
         self._calls: dict[str, int] = {}
         self._warned: set[tuple[str, str]] = set()
         modules = dict(model.named_modules())
-        self._handles = [model.register_forward_pre_hook(self._start_pass)]
+        self._handles = [model.register_forward_pre_hook(self._start_pass, with_kwargs=True)]
         try:
             for name in self.layers:
                 self._handles.append(modules[name].register_forward_hook(self._hook_for(name)))
@@ -331,9 +395,19 @@ class Probe:
             self.close()
             raise
 
-    def _start_pass(self, module: nn.Module, args) -> None:
+    def _start_pass(self, module: nn.Module, args, kwargs) -> None:
         if self._capturing():
             self.clear()
+        told, self._next_mask = self._next_mask, None
+        self.token_mask = told if told is not None else _attention_mask(args, kwargs)
+
+    def set_token_mask(self, mask: Tensor | None) -> None:
+        """The attention mask (N, T) of the next forward pass (nonzero: a real token), for a model
+        whose call does not carry it as ``attention_mask``; it holds for that one pass."""
+        if mask is not None and (not isinstance(mask, Tensor) or mask.ndim != 2):
+            raise ValueError(f"an attention mask is a (samples, tokens) tensor, got "
+                             f"{tuple(mask.shape) if isinstance(mask, Tensor) else type(mask).__name__}")
+        self._next_mask = mask
 
     def _capturing(self) -> bool:
         # When regularizing (detach=False), a pass without autograd (evaluation) is skipped.
@@ -361,8 +435,9 @@ class Probe:
         return hook
 
     def _reduce(self, output: Tensor, name: str) -> Tensor:
+        mask = self.token_mask if self.layouts[name] == "tokens" else None
         return unit_activations(output, name, self.layouts[name], tokens=self.tokens,
-                                positive_part=self.positive_part, prefix_tokens=self.prefix_tokens)
+                                positive_part=self.positive_part, prefix_tokens=self.prefix_tokens, mask=mask)
 
     def warn_once(self, name: str, kind: str, message: str) -> None:
         """Issue ``message`` once per (layer, kind) for the life of this probe."""

@@ -163,6 +163,8 @@ def shard_split(split, rank: int, world_size: int):
     if world_size == 1:
         return split
     keep = torch.arange(len(split.labels)).tensor_split(world_size)[rank]
+    if hasattr(split, "subset"):  # a TextSplit
+        return split.subset(keep)
     embeddings = getattr(split, "embeddings", None)
     return dataclasses.replace(split, images=split.images[keep], labels=split.labels[keep],
                                **({} if embeddings is None else {"embeddings": embeddings[keep]}))

@@ -12,7 +12,16 @@ import torch
 
 from .cache import DatasetSplit
 
-__all__ = ["limit_test", "take_per_class"]
+__all__ = ["limit_test", "take", "take_per_class"]
+
+
+def take(split, keep: torch.Tensor):
+    """The samples at ``keep`` (sorted indices) of an image or text split, with their embedding rows."""
+    if hasattr(split, "subset"):  # a TextSplit
+        return split.subset(keep)
+    embeddings = getattr(split, "embeddings", None)
+    return dataclasses.replace(split, images=split.images[keep].contiguous(), labels=split.labels[keep],
+                               **({} if embeddings is None else {"embeddings": embeddings[keep]}))
 
 
 def take_per_class(split: DatasetSplit, per_class: int) -> DatasetSplit:
@@ -23,9 +32,7 @@ def take_per_class(split: DatasetSplit, per_class: int) -> DatasetSplit:
     first = torch.searchsorted(sorted_labels, sorted_labels, right=False)
     rank = torch.arange(labels.numel()) - first
     keep = order[rank < per_class].sort().values
-    embeddings = getattr(split, "embeddings", None)  # each kept image keeps its own row
-    return dataclasses.replace(split, images=split.images[keep].contiguous(), labels=labels[keep],
-                               **({} if embeddings is None else {"embeddings": embeddings[keep]}))
+    return take(split, keep)  # each kept image keeps its own embedding row
 
 
 def limit_test(test: DatasetSplit, limit: int | None) -> DatasetSplit:
@@ -36,4 +43,4 @@ def limit_test(test: DatasetSplit, limit: int | None) -> DatasetSplit:
         return test
     keep = torch.randperm(len(test.labels), generator=torch.Generator().manual_seed(0))
     keep = keep[:limit].sort().values
-    return dataclasses.replace(test, images=test.images[keep].contiguous(), labels=test.labels[keep])
+    return take(test, keep)

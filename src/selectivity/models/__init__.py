@@ -18,7 +18,8 @@ vit_demo       32 px  four-block ViT, patch 4, for CPU demos       4 MLP activat
 A model of one's own is named ``"package.module:factory"``: the module is imported and
 ``factory(num_classes=..., **kwargs)`` is called. The zoos' models are named
 ``"timm:NAME"`` and ``"torchvision:NAME"`` (optional extras, see :mod:`.zoo`); their
-weights come from a local safetensors file, never from the network.
+weights come from a local safetensors file, never from the network. Hugging Face models are
+named ``"hf:DIR"`` (a local folder, or ``hf:ORG/NAME`` in the local cache; see :mod:`.hf`).
 """
 
 import difflib
@@ -37,6 +38,7 @@ from .layers import CIFAR10_MEAN, CIFAR10_STD, TINY_IMAGENET_MEAN, TINY_IMAGENET
 from .resnet import ResNet, resnet18, resnet20, resnet50, resnet_demo
 from .vgg import VGG, vgg16_bn
 from .vit import VisionTransformer, vit_demo
+from .hf import hf_builder, is_hf_name
 from .zoo import is_zoo_name, zoo_builder
 
 __all__ = [
@@ -138,6 +140,8 @@ def accepts_keyword(name: str, keyword: str) -> bool:
 
 
 def _builder(name: str) -> Callable[..., nn.Module]:
+    if is_hf_name(name):
+        return hf_builder(name)
     if is_zoo_name(name):
         return zoo_builder(name)
     return _load_factory(name) if ":" in name else _registered(name)
@@ -150,7 +154,8 @@ def _registered(name: str) -> Callable[..., nn.Module]:
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
     raise ValueError(
         f"unknown model {name!r}.{hint} Registered models: {', '.join(list_models())}; "
-        "a zoo's as 'timm:NAME' or 'torchvision:NAME'; or your own as 'package.module:factory'."
+        "a zoo's as 'timm:NAME' or 'torchvision:NAME'; a Hugging Face folder as 'hf:DIR'; or your own as "
+        "'package.module:factory'."
     )
 
 

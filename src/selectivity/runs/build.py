@@ -12,10 +12,12 @@ import torch
 
 from ..config import Config, ConfigError
 from ..data import DatasetSplit
+from ..data.text import TextSplit, load_text_split, tokenize
 from ..models import accepts_keyword, create_model
+from ..models.hf import HFModelError, is_hf_name, text_tokenizer
 from .weights import load_safetensors_weights
 
-__all__ = ["build_model", "resolve_device"]
+__all__ = ["build_model", "load_texts", "resolve_device"]
 
 
 def resolve_device(name: str, what: str = "train.device") -> torch.device:
@@ -53,8 +55,8 @@ def build_model(config: Config, data: DatasetSplit, *, start_weights: bool = Tru
     kwargs["num_classes"] = data.num_classes
     try:
         # A model of one's own that takes no mean/std gets images in [0, 1] and normalizes itself (or not).
-        for key, value in (("mean", data.mean), ("std", data.std)):
-            if accepts_keyword(config.model.name, key):
+        for key, value in (("mean", getattr(data, "mean", None)), ("std", getattr(data, "std", None))):
+            if value is not None and accepts_keyword(config.model.name, key):  # texts have no pixel statistics
                 kwargs.setdefault(key, value)
         model = create_model(config.model.name, **kwargs)
     except (ValueError, TypeError) as err:
@@ -64,10 +66,31 @@ def build_model(config: Config, data: DatasetSplit, *, start_weights: bool = Tru
     # Every probe on this model (regularizer, meter, recorder, analyses) reduces token layers alike.
     model.selectivity_tokens = config.regularizer.tokens
     model.selectivity_positive_part = config.regularizer.positive_part
-    probe = data.images[:2].to(torch.get_default_dtype()) / 255
+    if hasattr(data, "texts"):  # a TextSplit: two of its texts, tokenized
+        probe = data.batch(range(min(2, len(data))))
+    else:
+        probe = data.images[:2].to(torch.get_default_dtype()) / 255
     model.eval()
     with torch.no_grad():
         outputs = model(probe).shape[-1]
     if outputs != data.num_classes:
         raise ConfigError(f"model {config.model.name!r} has {outputs} outputs but the data has {data.num_classes} classes")
     return model
+
+
+def load_texts(config: Config, splits: tuple[str, ...] = ("train", "test"), source: str | None = None
+               ) -> tuple[TextSplit, ...]:
+    """The ``splits`` of the labelled texts ``source`` (default ``data.source``), tokenized by
+    ``model.name``'s own tokenizer with ``data.max_length`` and ``data.truncation`` (each split's
+    ``tokenization`` records them): what training feeds the model, and what a run is measured on."""
+    d = config.data
+    source = source or d.source
+    if not is_hf_name(config.model.name):
+        raise ConfigError(f"data.source {source} is labelled text: it needs a Hugging Face text model "
+                          f"(model.name: hf:DIR), not {config.model.name!r}")
+    try:
+        tokenizer, most = text_tokenizer(config.model.name)
+    except HFModelError as err:
+        raise ConfigError(f"model.name: {err}") from None
+    return tuple(tokenize(load_text_split(source, s, d.text_column, d.label_column), tokenizer, d.max_length,
+                          d.truncation, most) for s in splits)

@@ -20,7 +20,8 @@ from torch import nn
 
 from ..config import Config, load_config
 from ..data import DatasetSplit, limit_test, load_split
-from .build import build_model, resolve_device
+from ..data.text import is_text_source
+from .build import build_model, load_texts, resolve_device
 from .files import RunError
 from .paths import RunPaths
 from .tensors import load_tensors
@@ -37,7 +38,8 @@ class OpenRun:
         config (Config): its config.yaml.
         model (nn.Module): its network in eval mode on ``device``, with the weights of ``weights``.
         data (DatasetSplit): the images to evaluate on: by default the run's own test images
-            (``data.test_limit`` of its test split, as training evaluated them).
+            (``data.test_limit`` of its test split, as training evaluated them); a run trained on
+            labelled text gets a :class:`~selectivity.data.text.TextSplit`, tokenized as in training.
         device (torch.device): where the model is.
         weights (Path): weights.safetensors, or the last checkpoint of an unfinished run.
     """
@@ -101,9 +103,11 @@ def open_run(run_dir: str | Path, *, device: str | torch.device | None = None, d
     """
     paths = RunPaths(Path(run_dir))
     config = _config(paths)
-    # The model's normalization comes with its weights: no need to decode the train split.
-    images = load_split(data or config.data.source, split, cache_dir=config.data.cache_dir, progress=progress,
-                        stats_from=split)
+    if is_text_source(data or config.data.source):  # a text run: its texts, tokenized as training did
+        (images,) = load_texts(config, (split,), data)
+    else:  # the model's normalization comes with its weights: no need to decode the train split
+        images = load_split(data or config.data.source, split, cache_dir=config.data.cache_dir, progress=progress,
+                            stats_from=split)
     if data is None and split == "test":
         images = limit_test(images, config.data.test_limit)
     config, model = load_run_model(run_dir, images)

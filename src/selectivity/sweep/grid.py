@@ -122,6 +122,8 @@ LATER_KEYS = {("regularizer", "schedule"): None, ("record",): RecordConfig(), ("
               ("regularizer", "embeddings_file"): None, ("regularizer", "encoder"): None,
               ("regularizer", "encoder_weights"): None}
 LATER_KEYS.update({("model", "weights"): None, ("regularizer", "tokens"): "mean", ("regularizer", "positive_part"): True})
+LATER_KEYS.update({("data", "text_column"): "text", ("data", "label_column"): "label", ("data", "max_length"): None,
+                   ("data", "truncation"): "none"})
 
 
 def _without_later_defaults(data: dict) -> dict:

@@ -12,7 +12,10 @@
 - ``encoder``: ``regularizer.encoder`` (a registered model or ``package.module:factory``, built
   as every model of the tool: ``factory(num_classes=C)``, plus the data's ``mean``/``std`` where
   it takes them) with strict safetensors ``regularizer.encoder_weights``, run once in eval mode
-  without gradients over the training images in [0, 1]; its (B, D) outputs are the rows.
+  without gradients over the training images in [0, 1]; its (B, D) outputs are the rows. A
+  Hugging Face folder ``hf:DIR`` brings its own weights (``encoder_weights`` optional) and gives
+  an image's pooled output, or a text's mean over its real tokens of the last hidden state
+  (texts: :func:`encode_texts`).
 
 Either way the rows are checked (one per image, finite, none of norm 0) before any training, and
 a mistake is one :class:`ConfigError` line naming the file, what it holds and what was expected.
@@ -22,6 +25,7 @@ so subsets, shuffles and data-parallel shards carry each image's own row.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -30,7 +34,9 @@ import torch
 from tqdm.auto import tqdm
 
 from ..data import DatasetSplit
+from ..data.text import TextSplit, length_batches, tokenize
 from ..models import accepts_keyword, create_model
+from ..models.hf import HFModelError, is_hf_name, load_hf
 from ..runs import RunError, load_tensors, save_tensors
 from ..runs.weights import load_safetensors_weights
 from ..config import Config, ConfigError
@@ -140,18 +146,21 @@ def encode_images(name: str, weights: str | Path, split: DatasetSplit, device: t
     Returns:
         Tensor: float32 (N, D) on the CPU, row i for image i.
     """
-    kwargs = {}
-    try:
-        for key, value in (("mean", split.mean), ("std", split.std)):
-            if accepts_keyword(name, key):
-                kwargs[key] = value
-        encoder = create_model(name, split.num_classes, **kwargs)
-    except (ValueError, TypeError) as err:
-        raise ConfigError(f"regularizer.encoder {name!r}: {err}") from None
-    try:
-        load_safetensors_weights(encoder, Path(weights).expanduser())
-    except RunError as err:
-        raise ConfigError(f"regularizer.encoder_weights: {err}") from None
+    if is_hf_name(name):  # the folder's own model and weights; its pooled output per image
+        encoder = _hf_encoder(name, weights, "image").model
+    else:
+        kwargs = {}
+        try:
+            for key, value in (("mean", split.mean), ("std", split.std)):
+                if accepts_keyword(name, key):
+                    kwargs[key] = value
+            encoder = create_model(name, split.num_classes, **kwargs)
+        except (ValueError, TypeError) as err:
+            raise ConfigError(f"regularizer.encoder {name!r}: {err}") from None
+        try:
+            load_safetensors_weights(encoder, Path(weights).expanduser())
+        except RunError as err:
+            raise ConfigError(f"regularizer.encoder_weights: {err}") from None
     encoder = encoder.to(device, torch.float32).eval()
     images, rows = split.images, []
     with torch.inference_mode():
@@ -165,6 +174,43 @@ def encode_images(name: str, weights: str | Path, split: DatasetSplit, device: t
                                   "expected (B, D) embeddings")
             rows.append(out.float().cpu())
     return _checked(torch.cat(rows), split, f"the embeddings of regularizer.encoder {name!r}")
+
+
+def _hf_encoder(name: str, weights, kind: str):
+    """``load_hf(name)`` of the wanted kind, with ``weights`` (optional) loaded strictly over the folder's."""
+    try:
+        loaded = load_hf(name)
+    except HFModelError as err:
+        raise ConfigError(f"regularizer.encoder: {err}") from None
+    if loaded.kind != kind:
+        raise ConfigError(f"regularizer.encoder {name!r} is a {loaded.kind} model; the training data are {kind}s")
+    if weights:
+        try:
+            load_safetensors_weights(loaded.model, Path(weights).expanduser())
+        except RunError as err:
+            raise ConfigError(f"regularizer.encoder_weights: {err}") from None
+    return loaded
+
+
+def encode_texts(name: str, weights: str | Path | None, split: TextSplit, device: torch.device | str = "cpu",
+                 batch_size: int = 64, progress: bool = True) -> torch.Tensor:
+    """A frozen Hugging Face text encoder's (N, D) rows over ``split``'s texts: each text, tokenized by
+    the encoder's own tokenizer (cut on the right to its maximum), is the mean over its real tokens of
+    the last hidden state (sentence-transformers' embedding), or the logits of a classifier."""
+    if not is_hf_name(name):
+        raise ConfigError(f"regularizer.encoder {name!r}: texts are encoded by a Hugging Face text model (hf:DIR)")
+    loaded = _hf_encoder(name, weights, "text")
+    texts = tokenize(dataclasses.replace(split, input_ids=None), loaded.tokenizer, None, "right", loaded.max_length)
+    encoder = loaded.model.to(device, torch.float32).eval()
+    rows = torch.empty(0)
+    with torch.inference_mode():
+        for index in tqdm(length_batches(texts.lengths, batch_size), disable=not progress,
+                          desc=f"encoding with {name}", unit="batch"):
+            out = encoder(texts.batch(index).to(device)).float().cpu()
+            if rows.numel() == 0:
+                rows = torch.zeros(len(texts), out.shape[1])
+            rows[index] = out
+    return _checked(rows, split, f"the embeddings of regularizer.encoder {name!r}")
 
 
 def _checked(rows: torch.Tensor, split: DatasetSplit, what: str) -> torch.Tensor:
@@ -194,4 +240,6 @@ def reference_embeddings(config: Config, split: DatasetSplit, device: torch.devi
         return None
     if reg.embeddings == "file":
         return read_embeddings_file(reg.embeddings_file, split)
+    if isinstance(split, TextSplit):
+        return encode_texts(reg.encoder, reg.encoder_weights, split, device, progress=progress)
     return encode_images(reg.encoder, reg.encoder_weights, split, device, progress=progress)

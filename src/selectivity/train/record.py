@@ -13,14 +13,15 @@ alpha < 0 discourages selectivity), ``layer``, ``stage`` (the layer's first name
 
 from __future__ import annotations
 
-import dataclasses
 
 import pandas as pd
 import torch
 
 from ..core import SelectivityMeter
 from ..core.distributed import rank_and_world
-from ..data import DatasetSplit, DeviceLoader, shard_split
+from ..data import DatasetSplit, shard_split
+from ..data.subsets import take
+from ..data.text import make_loader
 from ..runs import RunPaths, atomic_write, read_text
 
 __all__ = ["SelectivityRecorder", "balanced_subset"]
@@ -36,7 +37,7 @@ def balanced_subset(split: DatasetSplit, per_class: int, seed: int = 0) -> Datas
     sorted_labels = labels[ranked]
     rank = torch.arange(len(labels)) - torch.searchsorted(sorted_labels, sorted_labels)
     keep = order[ranked[rank < per_class]].sort().values
-    return dataclasses.replace(split, images=split.images[keep].contiguous(), labels=split.labels[keep])
+    return take(split, keep)
 
 
 class SelectivityRecorder:
@@ -54,7 +55,7 @@ class SelectivityRecorder:
             # Several processes: each measures its share and the meter sums them; rank 0 writes.
             rank, world = rank_and_world()
             self.writes = rank == 0
-            self.loader = DeviceLoader(shard_split(subset, rank, world), 1024, device, shuffle=False, dtype=dtype)
+            self.loader = make_loader(shard_split(subset, rank, world), 1024, device, shuffle=False, dtype=dtype)
 
     def recorded(self, completed: int) -> bool:
         """Whether the state after ``completed`` epochs is recorded."""

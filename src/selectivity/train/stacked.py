@@ -54,6 +54,8 @@ from ..core.probe import Probe
 from ..analysis.evaluation import evaluate, loss_logits
 from ..config import Config, ConfigError, config_to_dict
 from ..data import Augment, DeviceLoader
+from ..data.text import is_text_source
+from ..models.hf import is_hf_name
 from ..runs import RunPaths, exclusive, load_checkpoint, read_json, remove_orphans, save_checkpoint, write_text
 from ..runs.build import build_model, resolve_device
 from .record import SelectivityRecorder, epoch_value
@@ -328,6 +330,11 @@ def train_stacked(configs: list[Config], out_dirs: list[str | Path], progress: b
 
 def prepare_stack(config: Config, progress: bool = False, data=None):
     """(data, template model) of a stack, after checking that the model stacks (StackError if not)."""
+    if is_hf_name(config.model.name) or is_text_source(config.data.source):
+        raise StackError(f"model {config.model.name!r} cannot be trained stacked: a Hugging Face model's forward "
+                         "(attention masks, its own output classes) does not run under torch.func's vmap, and text "
+                         "batches differ in length between networks; train its runs one per process "
+                         "(--executor local)")
     device = resolve_device(config.train.device)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)

@@ -24,10 +24,12 @@ from ..core import (EpochWindow, LinearWarmup, MonoLossRegularizer, PerEpochAlph
 from ..core.schedule import first_active_epoch
 from ..analysis.evaluation import evaluate, loss_logits
 from ..config import Config, ConfigError, config_from_dict, config_to_dict
-from ..data import Augment, DatasetSplit, DeviceLoader, limit_test, load_split, shard_split, take_per_class
+from ..data import Augment, DatasetSplit, limit_test, load_split, shard_split, take_per_class
+from ..data.text import TextSplit, is_text_source, make_loader
+from ..models.hf import hf_dir, is_hf_name
 from ..runs import (RunError, RunPaths, atomic_write, exclusive, load_checkpoint, read_json, read_text, remove_orphans,
                    save_checkpoint, save_tensors, write_text)
-from ..runs.build import build_model, resolve_device
+from ..runs.build import build_model, load_texts, resolve_device
 from .distributed import Ranks, agree, setup, sum_over_ranks, unwrap, wrap_model
 from .embeddings import reference_embeddings
 from .record import SelectivityRecorder, epoch_value
@@ -42,9 +44,13 @@ __all__ = ["train", "load_data", "train_dtype", "alpha_at", "settings", "build_r
 def load_data(config: Config, progress: bool = True) -> tuple[DatasetSplit, DatasetSplit]:
     """Train and test splits of ``config.data``, decoded once into the cache; a MonoLoss run with
     embeddings from a file or an encoder gets them on the train split (checked against the whole
-    split, then subset with it)."""
-    train = load_split(config.data.source, "train", cache_dir=config.data.cache_dir, progress=progress)
-    test = load_split(config.data.source, "test", cache_dir=config.data.cache_dir, progress=progress)
+    split, then subset with it). Labelled text (:func:`~selectivity.data.text.is_text_source`) gives
+    :class:`~selectivity.data.text.TextSplit` s tokenized by the model's own tokenizer."""
+    if is_text_source(config.data.source):
+        train, test = load_texts(config)
+    else:
+        train = load_split(config.data.source, "train", cache_dir=config.data.cache_dir, progress=progress)
+        test = load_split(config.data.source, "test", cache_dir=config.data.cache_dir, progress=progress)
     embeddings = reference_embeddings(config, train, resolve_device(config.train.device), progress)
     if embeddings is not None:
         train = dataclasses.replace(train, embeddings=embeddings)
@@ -176,6 +182,8 @@ def _optimizer_for(config: Config, decay: list, no_decay: list) -> torch.optim.O
 def resolve_source(config: Config) -> Config:
     """``config`` with ``data.source`` as an absolute path when it names an existing file or folder,
     so a run directory records where its data is, whatever directory the command ran in."""
+    if is_hf_name(config.model.name) and Path(config.model.name[3:]).expanduser().is_dir():  # hf:DIR, not ORG/NAME
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, name=f"hf:{hf_dir(config.model.name)}"))
     source = config.data.source
     path = Path(source).expanduser()
     if source == "demo" or not path.exists():
@@ -290,12 +298,13 @@ def _train(config: Config, paths: RunPaths, model, train_split, test_split, devi
     progress = progress and ranks.main
     augment = Augment(crop_padding=config.data.crop_padding, flip=config.data.flip)
     dtype = train_dtype(config)
-    loader = DeviceLoader(train_split, config.train.batch_size, device, shuffle=True, drop_last=True,
-                          augment=augment, seed=config.train.seed, channels_last=config.train.channels_last,
-                          rank=ranks.rank, world_size=ranks.world_size, dtype=dtype,
-                          embeddings=given_embeddings(config, train_split))  # batches (x, y, e) when given
-    test_loader = DeviceLoader(shard_split(test_split, ranks.rank, ranks.world_size), 1024, device, shuffle=False,
-                               channels_last=config.train.channels_last, dtype=dtype)
+    # Images: DeviceLoader; texts: TextLoader (batches of similar length), with the same contract.
+    loader = make_loader(train_split, config.train.batch_size, device, shuffle=True, drop_last=True,
+                         augment=augment, seed=config.train.seed, channels_last=config.train.channels_last,
+                         rank=ranks.rank, world_size=ranks.world_size, dtype=dtype,
+                         embeddings=given_embeddings(config, train_split))  # batches (x, y, e) when given
+    test_loader = make_loader(shard_split(test_split, ranks.rank, ranks.world_size), 1024, device, shuffle=False,
+                              channels_last=config.train.channels_last, dtype=dtype)
     steps_per_epoch, epochs = len(loader), config.train.epochs
     total_steps = steps_per_epoch * epochs
     num_classes = train_split.num_classes
@@ -415,6 +424,7 @@ def _finish(paths, config, model, test_loader, num_classes, layers, amp, status,
              "epochs": len(history), "train_seconds": elapsed, "device": str(device),
              "images_per_second": len(history) * len(train_split.labels) / elapsed if elapsed else None,
              "processes": ranks.world_size, "dtype": config.train.dtype, **(extra or {}),
+             **({"tokenization": train_split.tokenization} if isinstance(train_split, TextSplit) else {}),
              "version": __version__, "torch": torch.__version__, "settings": settings(config)}
     if status == "completed":
         result = evaluate(model, test_loader, num_classes, layers, amp, check_finite=False)
