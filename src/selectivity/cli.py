@@ -107,7 +107,10 @@ def _measure(args) -> int:
 
     if args.run_dir is None:
         raise ConfigError("measure needs a run directory, or --model with --weights and --data")
-    model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device", "tokens", "positive_part",
+    if args.tokens is not None and not args.measures:
+        raise ConfigError("--tokens reads a run's units on other tokens for --measures (unit_measures-tokens-<rule>.csv)"
+                          "; give --measures too")
+    model_flags = ("weights", "set", "layers", "out", "mean", "std", "size", "device", "positive_part",
                    "min_active", *TEXT_FLAGS)
     flag = {"positive_part": "raw-tokens"}
     model_only = [f"--{flag.get(k, k.replace('_', '-'))}" for k in model_flags if getattr(args, k) is not None]
@@ -134,7 +137,7 @@ def _measure(args) -> int:
         from .commands.measure_any import measure_run_units
 
         units = measure_run_units(args.run_dir, data=args.data, split=args.split, measures=args.measures,
-                                  progress=not args.no_progress, sample_size=args.sample)
+                                  progress=not args.no_progress, sample_size=args.sample, tokens=args.tokens)
         _print_sampling(units["sampling"])
         for name, path in units["files"].items():
             print(f"{name}: {path}")
@@ -150,7 +153,7 @@ def _measure_sweep(args) -> int:
     if args.data is not None or args.split != "test":
         raise ConfigError("a sweep is measured on each run's own test split: --data and --split apply to one run")
     done = measure_sweep(args.run_dir, measures=args.measures, sample_size=args.sample, force=args.force,
-                         progress=not args.no_progress)
+                         progress=not args.no_progress, tokens=args.tokens)
     print(f"measured {len(done['measured'])} run(s), kept {len(done['kept'])} already measured (--force redoes them)")
     if done["results"] is not None:
         print(f"results: {done['results']}")

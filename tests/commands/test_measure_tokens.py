@@ -54,6 +54,41 @@ def test_measure_a_vit_with_each_token_rule(tmp_path, capsys, flags, tokens, pos
         np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
 
 
-def test_token_flags_belong_to_measure_model(tmp_path, capsys):
+def test_token_flags_of_a_run_go_with_measures(tmp_path, capsys):
     code = main(["measure", str(tmp_path), "--tokens", "cls"])
-    assert code == 2 and "--tokens only apply with --model" in capsys.readouterr().err
+    assert code == 2 and "--tokens reads a run's units on other tokens for --measures" in capsys.readouterr().err
+    code = main(["measure", str(tmp_path), "--raw-tokens", "--measures", "si"])
+    assert code == 2 and "--raw-tokens only apply with --model" in capsys.readouterr().err
+
+
+def test_a_vit_runs_units_read_on_the_class_token(tmp_path, capsys):
+    """measure RUN --measures si --tokens cls: the units of a trained vit_demo read on the class token alone
+    (each token's positive part, as the run's rule has it), into unit_measures-tokens-cls.csv and the
+    results column mean_si_cls; against SI written here from the hooked activations of the run's model."""
+    from selectivity.runs import open_run, run_summary
+
+    run = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["train", "vit_demo", "--out", str(run), "--no-progress", "--set", "train.epochs=1",
+                     "data.train_per_class=10", "data.test_limit=60", "model.kwargs.dim=16", "model.kwargs.depth=2",
+                     "model.kwargs.heads=2", f"data.cache_dir={tmp_path / 'cache'}"]) == 0
+        assert main(["measure", str(run), "--measures", "si", "--tokens", "cls", "--no-progress"]) == 0
+    capsys.readouterr()
+    units = pd.read_csv(run / "unit_measures-tokens-cls.csv")
+    opened = open_run(run)
+    x = opened.data.images.float() / 255
+    labels = opened.data.labels.numpy()
+    per_layer = []
+    for name in ("blocks.0.mlp.act", "blocks.1.mlp.act"):
+        seen = []
+        hook = opened.model.get_submodule(name).register_forward_hook(lambda m, i, o: seen.append(o.double()))
+        with torch.no_grad():
+            opened.model(x)
+        hook.remove()
+        response = np.maximum(seen[0].numpy(), 0)[:, 0]
+        expected = selectivity_loop(class_means_loop(response, labels, 10))
+        got = units[units.layer == name].sort_values("unit").si.to_numpy()
+        np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+        per_layer.append(expected.mean())
+    assert run_summary(run)["mean_si_cls"] == pytest.approx(np.mean(per_layer), abs=1e-6)

@@ -325,3 +325,16 @@ def test_registered_says_when_a_claim_was_written():
     assert claim(registered="confirmation").after_exploration
     written_after = [c.id for c in load_claims() if c.after_exploration]
     assert "si-down-small-raises-accuracy" in written_after
+
+
+def test_every_study_claims_file_of_the_docs_follows_the_schema():
+    """The claims of docs/claims/ are committed before their sweeps: each must load, alone and beside the
+    defaults (no id clash), so that the report can test them when the runs exist."""
+    from pathlib import Path
+
+    files = sorted((Path(__file__).resolve().parents[2] / "docs" / "claims").glob("*.yaml"))
+    assert len(files) >= 2
+    for path in files:
+        claims = load_claims(path, defaults=False)
+        assert claims and len({c.id for c in claims}) == len(claims)
+        load_claims(path)

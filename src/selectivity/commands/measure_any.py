@@ -360,8 +360,13 @@ def measure_any(model: str, weights: str | Path, data: str | Path, out: str | Pa
 
 
 def measure_run_units(run_dir: str | Path, data: str | None = None, split: str = "test", measures="all",
-                      progress: bool = True, sample_size: int | None = None, seed: int = 0) -> dict:
+                      progress: bool = True, sample_size: int | None = None, seed: int = 0,
+                      tokens: str | None = None) -> dict:
     """Every measure of a run's selectivity layers on its test split (or ``data``); CSVs in the run directory.
+
+    ``tokens``: read a transformer's units on other tokens than its training rule (``cls``: the class
+    token alone), into ``unit_measures-tokens-<tokens>.csv`` (results columns ``mean_<measure>_<tokens>``);
+    None: the run's own rule, into unit_measures.csv.
 
     Returns:
         dict: ``files`` (name -> path) and ``sampling`` (:func:`sampling_summary`: None when exact).
@@ -372,15 +377,24 @@ def measure_run_units(run_dir: str | Path, data: str | None = None, split: str =
     _check_measures(measures, sample_size)
     run = open_run(run_dir, data=data, split=split, progress=progress)
     loader = make_loader(run.data, 512, run.device, shuffle=False)  # images, or texts by length
-    with Probe(run.model, run.config.regularizer.layers, detach=True) as probe:
+    with Probe(run.model, run.config.regularizer.layers, detach=True, tokens=tokens) as probe:
+        if tokens is not None and "tokens" not in probe.layouts.values():
+            raise ConfigError(f"--tokens {tokens}: {run.paths.root} has no token layer among its layers "
+                              f"({', '.join(probe.layers)}); --tokens reads a transformer's units")
         states = _stream(run.model, probe, loader, run.data.num_classes, measures, sample_size, seed, 1, progress,
                          None)
     frame, agreement = _tables(states)
-    return {"files": _write_tables(run.paths.root, frame, agreement), "sampling": sampling_summary(states)}
+    if tokens is None:
+        return {"files": _write_tables(run.paths.root, frame, agreement), "sampling": sampling_summary(states)}
+    paths = {"unit_measures": run.paths.unit_measures_read_on(tokens),
+             "measure_agreement": run.paths.measure_agreement_read_on(tokens)}
+    atomic_write(paths["unit_measures"], lambda tmp: frame.to_csv(tmp, index=False))
+    atomic_write(paths["measure_agreement"], lambda tmp: agreement.to_csv(tmp, index=False))
+    return {"files": {k: str(v) for k, v in paths.items()}, "sampling": sampling_summary(states)}
 
 
 def measure_sweep(path: str | Path, measures="all", sample_size: int | None = None, force: bool = False,
-                  progress: bool = True, report=print) -> dict:
+                  progress: bool = True, report=print, tokens: str | None = None) -> dict:
     """``unit_measures.csv`` of every completed run of a sweep, then the sweep's results table again.
 
     Resumable: a run that has its unit_measures.csv is kept unless ``force``. Returns a dict with
@@ -394,10 +408,11 @@ def measure_sweep(path: str | Path, measures="all", sample_size: int | None = No
     runs = [r for r in target.runs if completed(r) is not None]
     measured, kept = [], []
     for run in tqdm(runs, desc="measures", unit="run", disable=not progress):
-        if RunPaths(run).unit_measures.is_file() and not force:
+        target_file = RunPaths(run).unit_measures if tokens is None else RunPaths(run).unit_measures_read_on(tokens)
+        if target_file.is_file() and not force:
             kept.append(run)
             continue
-        measure_run_units(run, measures=measures, progress=False, sample_size=sample_size)
+        measure_run_units(run, measures=measures, progress=False, sample_size=sample_size, tokens=tokens)
         measured.append(run)
-        report(f"{run.name}: {RunPaths(run).unit_measures}")
+        report(f"{run.name}: {target_file}")
     return {"measured": measured, "kept": kept, "results": _rewrite_results(target)}

@@ -13,6 +13,8 @@
       analysis.json            `selectivity analyze` (+ analysis_dimensionality.csv, analysis_ablation.csv)
       unit_measures.csv        `selectivity measure --measures`: every measure of every unit
       measure_agreement.csv    rank correlations between the measures, per layer
+      unit_measures-tokens-<rule>.csv, measure_agreement-tokens-<rule>.csv
+                               the same with a transformer's units read on other tokens (--tokens cls)
       population.csv           `selectivity analyze --population`: per layer, linear decodability and the axis gap
       si_over_training.csv     per-unit SI recorded during training (when recording is on)
       attempts.jsonl           in a sweep: one line per attempt (host, job id, wall seconds)
@@ -62,6 +64,14 @@ class RunPaths:
     analysis_ablation = property(lambda self: self.root / "analysis_ablation.csv")
     unit_measures = property(lambda self: self.root / "unit_measures.csv")
     measure_agreement = property(lambda self: self.root / "measure_agreement.csv")
+
+    def unit_measures_read_on(self, tokens: str) -> Path:
+        """unit_measures.csv of a transformer's units read on other tokens than training's rule
+        (``measure RUN --measures ... --tokens cls``): its results columns end in ``_<tokens>``."""
+        return self.root / f"unit_measures-tokens-{tokens}.csv"
+
+    def measure_agreement_read_on(self, tokens: str) -> Path:
+        return self.root / f"measure_agreement-tokens-{tokens}.csv"
     population = property(lambda self: self.root / "population.csv")
     si_over_training = property(lambda self: self.root / "si_over_training.csv")
     attempts = property(lambda self: self.root / "attempts.jsonl")

@@ -136,6 +136,9 @@ def run_summary(run_dir: str | Path) -> dict:
         if len(counts) == 1:  # the images per evaluation: accuracies move in steps of 1 / n
             out["robustness_n"] = int(counts[0])
     out.update(measure_means(paths.unit_measures))
+    for rule in ("cls", "mean", "patches", "last"):  # units read on other tokens: mean_<measure>_<rule>
+        read_on = measure_means(paths.unit_measures_read_on(rule), with_si=True)
+        out.update({f"{k}_{rule}": v for k, v in read_on.items()})
     out.update(population_summary(paths.population))
     if paths.analysis.is_file():
         try:
@@ -150,11 +153,12 @@ def run_summary(run_dir: str | Path) -> dict:
 _NOT_MEASURES = ("layer", "unit", "dead", "preferred_class", "si")
 
 
-def measure_means(path: Path) -> dict:
+def measure_means(path: Path, with_si: bool = False) -> dict:
     """``mean_<measure>`` of a run's unit_measures.csv (`selectivity measure --measures`): per layer
     the mean over the units where the measure is defined (a dead unit's informedness is 0, as its
     SI is; its MonoScore is undefined and left out), then the mean over layers, as mean SI is.
-    SI itself is final.json's ``mean_si``. Empty when the file is missing or unreadable."""
+    SI itself is final.json's ``mean_si`` (``with_si``: also from this file, for units read on other
+    tokens than training's). Empty when the file is missing or unreadable."""
     if not path.is_file():
         return {}
     try:
@@ -165,7 +169,8 @@ def measure_means(path: Path) -> dict:
         return {}
     out = {}
     for column in frame.columns:
-        if column in _NOT_MEASURES or not pd.api.types.is_numeric_dtype(frame[column]):
+        if (column in _NOT_MEASURES and not (with_si and column == "si")) or \
+                not pd.api.types.is_numeric_dtype(frame[column]):
             continue
         per_layer = frame.groupby("layer", sort=False)[column].mean().dropna()
         out[f"mean_{column}"] = float(per_layer.mean()) if len(per_layer) else math.nan
