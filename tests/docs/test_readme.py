@@ -55,8 +55,8 @@ def small(argv: list[str], cache: Path) -> list[str]:
     sub = argv[1] if len(argv) > 1 else ""
     if sub in ("train", "sweep", "demo"):
         argv = argv + ["--set", f"data.cache_dir={cache}", *SMALL_TRAIN, f"train.epochs={_schedule_epochs(argv)}"]
-        if sub == "sweep":
-            argv = _replace_option(argv, "--seeds", "0,1")
+        if sub == "sweep":  # the first two of its seeds: a confirmation's seeds stay disjoint from the sweep's
+            argv = _replace_option(argv, "--seeds", ",".join(_option(argv, "--seeds").split(",")[:2]))
     if sub in ("robustness", "analyze"):  # a smaller limit, still one per limit the README gives
         argv = _replace_option(argv, "--limit", str(small_limit(_option(argv, "--limit"))))
         if sub == "robustness":
