@@ -260,6 +260,7 @@ def _measure_population(args) -> int:
                             limit=args.limit, tokens=args.tokens, positive_part=args.positive_part)
     print(summary_line(path))
     print(f"population: {path}")
+    return 0
 
 
 def _measure_hf(args, layers) -> int:

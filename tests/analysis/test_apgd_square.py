@@ -1,4 +1,4 @@
-"""Tests of APGD (selectivity.analysis.attacks.apgd) and the Square attack (selectivity.analysis.attacks.square).
+"""Tests of APGD (selectivity.analysis.attacks.apgd_attack) and the Square attack (selectivity.analysis.attacks.square_attack).
 
 Exact checks use a multi-class linear model, whose robust accuracy in the L-inf ball has a
 closed form: for each wrong class k the margin (w_y - w_k).x + (b_y - b_k) can fall by at most
@@ -26,11 +26,11 @@ import pytest
 import torch
 from torch import nn
 
-from selectivity.analysis.attacks import apgd as apgd_module
-from selectivity.analysis.attacks import square as square_module
-from selectivity.analysis.attacks.apgd import apgd_ce, apgd_checkpoints, apgd_t, targeted_dlr_loss
+from selectivity.analysis.attacks import apgd_attack as apgd_module
+from selectivity.analysis.attacks import square_attack as square_module
+from selectivity.analysis.attacks.apgd_attack import apgd_ce, apgd_checkpoints, apgd_t, targeted_dlr_loss
 from selectivity.analysis.attacks import adversarial_accuracy, robust_images
-from selectivity.analysis.attacks.square import margin_loss, square, square_fraction
+from selectivity.analysis.attacks.square_attack import margin_loss, square, square_fraction
 
 HAS_AUTOATTACK = importlib.util.find_spec("pyautoattack") is not None
 
@@ -295,7 +295,7 @@ def _reference_apgd_run(model, x, y, eps, loss_fn, steps, start):
     The model is called on every image's current point at once (so that its numbers are those
     the batched code sees); each image's step size, history of losses, best point and
     checkpoint tests are kept in its own list. The two choices the paper leaves open are
-    those documented in selectivity.analysis.attacks.apgd: the test at checkpoint w_j covers the
+    those documented in selectivity.analysis.attacks.apgd_attack: the test at checkpoint w_j covers the
     w_j - w_{j-1} steps that led to x^(w_j) and restarts that iterate from x_max, whose
     momentum starts from zero. Returns (points, fooled) as the batched run does.
     """

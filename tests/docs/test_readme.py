@@ -58,7 +58,10 @@ def small(argv: list[str], cache: Path) -> list[str]:
         if sub == "sweep":  # the first two of its seeds: a confirmation's seeds stay disjoint from the sweep's
             argv = _replace_option(argv, "--seeds", ",".join(_option(argv, "--seeds").split(",")[:2]))
     if sub in ("robustness", "analyze"):  # a smaller limit, still one per limit the README gives
-        argv = _replace_option(argv, "--limit", str(small_limit(_option(argv, "--limit"))))
+        limit = small_limit(_option(argv, "--limit"))
+        if "--population" in argv:  # a probe needs at least as many training images as a layer has units (64)
+            limit = max(limit, 80)
+        argv = _replace_option(argv, "--limit", str(limit))
         if sub == "robustness":
             argv += ["--severities", "1", "--eps", "1/255,4/255"]
     return argv + (["--no-progress"] if sub in ("train", "sweep", "demo", "robustness", "analyze", "measure")

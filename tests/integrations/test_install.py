@@ -52,7 +52,7 @@ def test_pyproject_declares_the_extras_and_the_pins_satisfy_them():
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert {"lightning", "hf", "timm", "torchvision"} <= set(extras)
     declared = {Requirement(r).name: Requirement(r) for name in ("lightning", "hf") for r in extras[name]}
-    assert set(declared) == {"lightning", "transformers", "accelerate"}
+    assert set(declared) == {"lightning", "transformers", "accelerate", "datasets"}
     _, pins = _makefile_pins()
     for pin in pins:
         wanted = declared[pin.name]

@@ -43,10 +43,16 @@ def test_a_subset_gives_no_mean_and_says_why(tmp_path):
 
 
 def test_rows_of_different_image_counts_are_not_mixed(tmp_path):
+    """Another image set's rows are kept apart: the summary reads the largest set alone, so a row that
+    only another set has leaves the largest set's declared set incomplete, never filled from the other."""
     rows = _full()
     rows[5] = (*rows[5][:4], 50)  # one row from an evaluation on another number of images
     out = run_summary(_write(tmp_path / "run", rows))
-    assert math.isnan(out["corruption_acc"]) and "n = 50, 100" in out["corruption_acc_reason"]
+    assert math.isnan(out["corruption_acc"]) and "74 of the 75" in out["corruption_acc_reason"]
+    assert out["robustness_n"] == 100
+    both = _full() + [(*r[:3], 0.2, 50) for r in _full()]  # a full second set on 50 images: the 100 are read
+    out = run_summary(_write(tmp_path / "both", both))
+    assert math.isclose(out["corruption_acc"], 0.5 + 0.07 - 0.15) and out["robustness_n"] == 100
 
 
 # --------------------------------------------------------------------------- training settings (issue 20)

@@ -156,14 +156,14 @@ def test_a_second_sweep_command_on_the_same_directory_is_refused(tmp_path, fake_
 def test_a_sweep_over_per_epoch_alpha_schedules(tmp_path, fake_train):
     """Ranadive's conditions as a grid: each schedule sets its run's alpha; ids differ per schedule."""
     fake = fake_train()
-    outcome = run_sweep("demo", None, "0,1", tmp_path / "s", executor="debug", progress=False, overrides=FAST,
-                        schedules=["0*1", "-2*1", "0*1 -2*1"])
+    outcome = run_sweep("demo", None, "0,1", tmp_path / "s", executor="debug", progress=False,
+                        overrides=[*FAST, "train.epochs=2"], schedules=["0*2", "-2*2", "0*1 -2*1"])
     assert outcome.ok and outcome.submitted == 6
     assert sorted(fake.calls) == sorted([(0.0, 0), (0.0, 1), (-2.0, 0), (-2.0, 1), (-2.0, 0), (-2.0, 1)])
     manifest = json.loads((tmp_path / "s" / "sweep.json").read_text())
     assert len(manifest["runs"]) == 6 and len({e["dir"] for e in manifest["runs"].values()}) == 6
     with pytest.raises(SweepError, match="not both"):
-        run_sweep("demo", "-1", "0", tmp_path / "t", executor="debug", progress=False, schedules=["0*1"])
+        run_sweep("demo", "-1", "0", tmp_path / "t", executor="debug", progress=False, schedules=["0*8"])
     with pytest.raises(SweepError, match="alpha schedule 'x\\*1'"):
         run_sweep("demo", None, "0", tmp_path / "t", executor="debug", progress=False, schedules="x*1")
 

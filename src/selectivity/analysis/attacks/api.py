@@ -5,8 +5,8 @@ Every model of the zoo takes images in [0, 1] and normalizes inside, so the atta
 pixel space and epsilon is in pixel units (8/255 is the usual CIFAR L-inf radius).
 
 - FGSM and PGD ascend the cross-entropy of the true label (summed over the batch, so each
-  sample's gradient is its own); APGD is in :mod:`selectivity.analysis.attacks.apgd`, Square in
-  :mod:`selectivity.analysis.attacks.square`.
+  sample's gradient is its own); APGD is in :mod:`selectivity.analysis.attacks.apgd_attack`, Square in
+  :mod:`selectivity.analysis.attacks.square_attack`.
 - Gradients are taken with ``torch.autograd.grad`` with respect to the input only: the
   ``.grad`` of the model's parameters is never touched.
 - The model runs in eval mode (batch norm on its running statistics, so samples do not
@@ -32,10 +32,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..finite import check_finite_logits
-from .apgd import apgd_ce, apgd_t
+from .apgd_attack import apgd_ce, apgd_t
 from .base import (NORMS, _ascent_direction, _check_batch, _check_eps, _check_logits, _check_norm,
                           _loss_and_grad, _model_device, _project, _random_start, eval_mode)
-from .square import square
+from .square_attack import square
 
 __all__ = [
     "ATTACKS",

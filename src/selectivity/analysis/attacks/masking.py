@@ -40,7 +40,7 @@ from torch import Tensor, nn
 
 from .base import _check_batch, _check_eps, _check_logits, _model_device, _random_start, eval_mode
 from .api import _seeded_generator
-from .square import margin_loss
+from .square_attack import margin_loss
 
 __all__ = ["APGD_GAP", "BLACKBOX_SHARE", "CHECKS", "EPSILON_FLOOR", "GRADIENT_SHARE", "MaskingFlag", "WHITE_BOX",
            "chance_floor", "dead_gradients", "masking_flags"]
