@@ -153,19 +153,25 @@ def run_summary(run_dir: str | Path) -> dict:
 _NOT_MEASURES = ("layer", "unit", "dead", "preferred_class", "si")
 
 
+def _read_table(path: Path, columns: set[str]) -> pd.DataFrame | None:
+    """An evaluation's CSV with at least ``columns``; None when it is missing, unreadable or another table."""
+    if not path.is_file():
+        return None
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError):
+        return None
+    return frame if columns <= set(frame.columns) else None
+
+
 def measure_means(path: Path, with_si: bool = False) -> dict:
     """``mean_<measure>`` of a run's unit_measures.csv (`selectivity measure --measures`): per layer
     the mean over the units where the measure is defined (a dead unit's informedness is 0, as its
     SI is; its MonoScore is undefined and left out), then the mean over layers, as mean SI is.
     SI itself is final.json's ``mean_si`` (``with_si``: also from this file, for units read on other
     tokens than training's). Empty when the file is missing or unreadable."""
-    if not path.is_file():
-        return {}
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError):
-        return {}
-    if "layer" not in frame.columns:
+    frame = _read_table(path, {"layer"})
+    if frame is None:
         return {}
     out = {}
     for column in frame.columns:
@@ -186,13 +192,8 @@ def population_summary(path: Path) -> dict:
     ``probe_acc/<layer>``, ``probe_loss/<layer>`` and ``axis_gap/<layer>``; over the layers
     ``mean_probe_acc`` and ``mean_axis_gap`` (layers without a gap, all units dead, left out).
     Empty when the file is missing or unreadable."""
-    if not path.is_file():
-        return {}
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError):
-        return {}
-    if not {"layer", *_POPULATION_COLUMNS} <= set(frame.columns):
+    frame = _read_table(path, {"layer", *_POPULATION_COLUMNS})
+    if frame is None:
         return {}
     out = {}
     for row in frame.itertuples(index=False):
