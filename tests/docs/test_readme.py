@@ -158,3 +158,15 @@ def test_the_own_training_loop_snippet_runs_as_pasted(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     assert "alpha now -0.40" in done.stdout
     assert re.search(r"mean SI 0\.\d{3}, dead units \d+\.\d%", done.stdout)
+
+
+def test_an_example_that_shows_the_warm_up_trains_with_an_alpha():
+    """A warm-up of alpha 0 does nothing: every README command that sets regularizer.warmup_epochs also sets a
+    non-zero alpha (or lambda), so the example shows what it says."""
+    shown = [c for c in readme_commands(README.read_text()) if "regularizer.warmup_epochs" in c]
+    assert shown
+    for command in shown:
+        argv = shlex.split(command)
+        alpha = _option(argv, "--alpha") or next((a.split("=", 1)[1] for a in argv
+                                                 if a.startswith(("regularizer.alpha=", "regularizer.lambda="))), "0")
+        assert float(alpha) != 0, f"{command}: the warm-up of alpha 0 does nothing"

@@ -235,3 +235,67 @@ def test_a_dollar_sign_in_a_name_is_drawn_as_written(tmp_path, name):
                             "dataset": [name] * 4})
     path = plot_accuracy_vs_selectivity(results, tmp_path / "fig.png", title=f"resnet on {name}")
     assert path.is_file() and path.stat().st_size > 1000
+
+
+# --------------------------------------------------------------------------- what a reader meets (issue 24.14)
+
+
+def _claims_html(results, **claim_fields):
+    from selectivity.report.claims import evaluate_claim, parse_claims
+    from selectivity.report.html import _claims_section
+
+    base = {"id": "c", "statement": "s", "metric": "test_acc", "group": -1, "test": "greater"}
+    claim = parse_claims({"claims": [{**base, **claim_fields}]})[0]
+    result = evaluate_claim(results, claim)
+    return result, _claims_section([result], 0.95)
+
+
+def _paired(differences, seeds=None):
+    rows = []
+    for k, d in enumerate(differences):
+        seed = k if seeds is None else seeds[k]
+        rows += [{"alpha": 0.0, "seed": seed, "status": "completed", "model": "m", "test_acc": 0.5 + 0.01 * k},
+                 {"alpha": -1.0, "seed": seed, "status": "completed", "model": "m", "test_acc": 0.5 + 0.01 * k + d}]
+    return pd.DataFrame(rows)
+
+
+def test_supported_beside_a_two_sided_interval_reaching_zero_says_why():
+    """One-sided p < 0.05 while the two-sided 95% interval reaches below 0: the verdict carries its reason."""
+    result, page = _claims_html(_paired([0.005, 0.0, 0.006, 0.0005, 0.007]))
+    (comp,) = result.comparisons
+    assert result.verdict == SUPPORTED and comp.ci[0] < 0 < comp.ci[1]
+    assert "one-sided: p = " in page and "interval shown reaches past it" in page
+    clear, page = _claims_html(_paired([0.01, 0.011, 0.012, 0.0105, 0.0115]))
+    assert clear.verdict == SUPPORTED and "one-sided" not in page  # an interval clear of 0 needs no note
+
+
+def test_two_seeds_are_flagged_as_one_degree_of_freedom():
+    _, page = _claims_html(_paired([0.01, 0.02]))
+    assert "2 seeds: 1 degree of freedom" in page
+    _, page = _claims_html(_paired([0.01, 0.02, 0.015]))
+    assert "1 degree of freedom" not in page
+
+
+def test_the_page_explains_bold_rows_and_each_sides_own_interval(built_report):
+    page = built_report.page.read_text()
+    assert "Bold rows: the baseline, plain training (alpha = 0)" in page
+    assert "control alpha = 0: m = " in page and "conditions are compared with this one control" in page
+
+
+def test_monoloss_runs_left_out_of_accuracy_vs_selectivity_are_said_to_be(tmp_path):
+    root = write_sweep(tmp_path / "s", alphas=(-1.0, 0.0), seeds=(0, 1, 2), diverged=False)
+    for seed in (0, 1, 2):
+        run = write_run(root, 0.0, seed, acc=0.9, si=0.3, name=f"lambda0.3_seed{seed}",
+                        final={"kind": "monoloss", "lambda": 0.3})
+        assert run.is_dir()
+    page = build_report(root, n_boot=100).page.read_text()
+    assert "The 3 MonoLoss runs (lambda ≠ 0) are not drawn here" in page
+
+
+def test_no_figure_is_cut_at_its_edge(built_report):
+    """Saved tight with a margin: the outer border of every PNG is background, so no colour-bar label, legend
+    or title runs off the picture (at 1280 px the page shows them whole)."""
+    for path in built_report.figures.values():
+        image = np.asarray(Image.open(path).convert("L"), dtype=float)
+        border = np.concatenate([image[:4].ravel(), image[-4:].ravel(), image[:, :4].ravel(), image[:, -4:].ravel()])
+        assert border.min() > 200, f"{path.name}: something is drawn at the picture's edge"
