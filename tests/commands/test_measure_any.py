@@ -4,7 +4,6 @@ import io
 import json
 import shutil
 import subprocess
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -128,9 +127,9 @@ def test_bad_weights_give_one_clear_error(setup, factory, capsys):
 def test_user_mistakes_exit_2(setup, capsys, extra, match):
     tmp, weights, data = setup
     try:
-        code, out, err = run(measure_argv(weights, data, tmp / "out", *extra), capsys)
+        code, _out, err = run(measure_argv(weights, data, tmp / "out", *extra), capsys)
     except SystemExit as exit_:  # argparse refuses the value itself, with exit 2
-        code, (out, err) = exit_.code, capsys.readouterr()
+        code, (_out, err) = exit_.code, capsys.readouterr()
     assert code == 2 and match in err, err
 
 
@@ -148,7 +147,7 @@ def test_resize_center_crop_is_a_pure_tensor_function():
 
 
 def test_open_image_set_layouts(tmp_path):
-    tree = write_tree(tmp_path / "a", prefix="train/")
+    write_tree(tmp_path / "a", prefix="train/")
     write_tree(tmp_path / "a", prefix="val/", per_class=2)
     images = open_image_set(tmp_path / "a")
     assert len(images) == 6 and images.classes == ["blue", "green", "red"]  # val preferred

@@ -1,6 +1,5 @@
 """Tiny hand-built models whose activations can be worked out on paper (captum style)."""
 
-import torch
 from torch import nn
 
 

@@ -75,7 +75,7 @@ def test_a_seed_out_of_range_is_refused_before_the_run_directory_exists(tmp_path
     """A seed numpy and torch cannot take is refused by the config check, so nothing is written and the
     same directory is free for the corrected command."""
     code, _, err = cli(["train", "demo", "--seed", seed, "--out", tmp_path / "run", "--no-progress"])
-    assert code == 2 and f"train.seed must be an integer in [0, 2**32)" in one_line(err)
+    assert code == 2 and "train.seed must be an integer in [0, 2**32)" in one_line(err)
     assert not (tmp_path / "run").exists()
     code, _, err = cli(["sweep", "demo", "--alphas", "0", "--seeds", seed.lstrip("-"), "--out", tmp_path / "sw",
                         "--no-progress"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from selectivity import LayerSelectionError, LinearWarmup, SelectivityMeter, SelectivityRegularizer
 from selectivity.core import MonoLossRegularizer

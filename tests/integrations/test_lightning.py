@@ -5,8 +5,6 @@ are the plain loop's values; bad input is a one-line error before the first step
 from __future__ import annotations
 
 import csv
-import math
-import warnings
 
 import pytest
 import torch

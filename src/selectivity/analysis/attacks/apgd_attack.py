@@ -202,7 +202,6 @@ def apgd(
     x = x.detach()
     if eps == 0:
         return x.clone()
-    view = (-1, *([1] * (x.ndim - 1)))
     with eval_mode(model), torch.inference_mode(False), torch.enable_grad():
         x = x.clone()  # an inference-mode x can still take part in autograd
         with torch.no_grad():
