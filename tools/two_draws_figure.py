@@ -18,7 +18,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from scipy import stats  # noqa: E402
+
+from selectivity.analysis.stats import mean_ci  # noqa: E402
 
 
 def condition(frame: pd.DataFrame) -> pd.Series:
@@ -28,16 +29,6 @@ def condition(frame: pd.DataFrame) -> pd.Series:
             return f"lambda {row['lambda']:+g}"
         return "plain" if row["alpha"] == 0 else f"alpha {row['alpha']:+g}"
     return frame.apply(name, axis=1)
-
-
-def mean_interval(values: np.ndarray) -> tuple[float, float, int]:
-    """Mean and the half-width of its 95% t interval (nan with one value), and n."""
-    values = values[np.isfinite(values)]
-    n = len(values)
-    if n < 2:
-        return float(values.mean()) if n else float("nan"), float("nan"), n
-    half = stats.t.ppf(0.975, n - 1) * values.std(ddof=1) / np.sqrt(n)
-    return float(values.mean()), float(half), n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,13 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     for offset, (key, frame) in zip((-0.15, 0.15), frames.items()):
         means, halves, labels = [], [], []
         for i, name in enumerate(order):
-            mean, half, n = mean_interval(frame.loc[frame.condition == name, args.metric].to_numpy(float))
+            values = frame.loc[frame.condition == name, args.metric].to_numpy(float)
+            values = values[np.isfinite(values)]
+            mean, low, high = mean_ci(values)
             means.append(mean * args.scale)
-            halves.append(half * args.scale)
-            labels.append(n)
+            halves.append((high - mean) * args.scale)
+            labels.append(len(values))
             if name == "plain":
-                ax.axhspan((mean - half) * args.scale, (mean + half) * args.scale, color=colours[key], alpha=0.12,
-                           lw=0)
+                ax.axhspan(low * args.scale, high * args.scale, color=colours[key], alpha=0.12, lw=0)
         x = np.arange(len(order)) + offset
         ax.errorbar(x, means, yerr=halves, fmt="o", color=colours[key], capsize=3,
                     label=f"{key} (seeds {int(frame.seed.min())}-{int(frame.seed.max())})")
